@@ -92,7 +92,7 @@ class Daemon:
                 sid = _arg(req, "sid")
                 session = self.manager.stop(sid)
                 if req.args.get("wait"):
-                    await self.manager.wait_finished(sid) if sid in self.manager._finished else None
+                    await self.manager.wait_finished(sid)
                 return to_builtins(session.info())
             case "watch":
                 sid = req.args.get("sid")

@@ -113,7 +113,8 @@ class ControlServer:
             pass
         finally:
             self.on_disconnect(conn)
-            conn.queue.put_nowait(None) if not conn.queue.full() else None
+            if not conn.queue.full():
+                conn.queue.put_nowait(None)  # ends the pump once it has written the rest
             try:
                 await asyncio.wait_for(pump, 2.0)
             except (Exception, asyncio.CancelledError):

@@ -106,7 +106,10 @@ class SessionManager:
         return session
 
     async def wait_finished(self, sid: str) -> None:
-        await asyncio.shield(self._finished[sid])
+        """Until the session has ended and all its units are gone."""
+        fut = self._finished.get(sid)
+        if fut is not None:
+            await asyncio.shield(fut)
 
     async def stop_all(self, timeout: float) -> None:
         live = [s.sid for s in self.sessions.values() if s.state not in SESSION_TERMINAL]

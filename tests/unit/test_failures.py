@@ -1,0 +1,33 @@
+from daemon.failures import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExitFacts, describe_exit
+
+
+def test_exit_code():
+    r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=3))
+    assert r.exit_status == 3 and r.signal is None
+    assert "exited with status 3" in r.reason and "Result=exit-code" in r.reason
+
+
+def test_exit_zero_is_called_out():
+    r = describe_exit(ExitFacts(result="success", exec_main_code=CLD_EXITED, exec_main_status=0))
+    assert "status 0" in r.reason and "should have kept running" in r.reason
+
+
+def test_signals():
+    r = describe_exit(ExitFacts(result="signal", exec_main_code=CLD_KILLED, exec_main_status=9))
+    assert r.signal == "SIGKILL" and "killed by SIGKILL" in r.reason
+    r = describe_exit(ExitFacts(result="core-dump", exec_main_code=CLD_DUMPED, exec_main_status=11))
+    assert r.signal == "SIGSEGV" and "core dumped" in r.reason
+
+
+def test_oom_names_memory_and_limit():
+    r = describe_exit(ExitFacts(result="oom-kill", exec_main_code=CLD_KILLED, exec_main_status=9,
+                                memory_max=64 * 2**20))
+    assert "out of memory" in r.reason and "64 MiB" in r.reason and "OOM" in r.reason
+    r = describe_exit(ExitFacts(result="signal", exec_main_code=CLD_KILLED, exec_main_status=9, oom_killed=True))
+    assert "out of memory" in r.reason
+
+
+def test_setup_exception_text_is_included():
+    r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=1,
+                                status_text="error: RuntimeError: model file missing"))
+    assert "RuntimeError: model file missing" in r.reason
