@@ -1,0 +1,145 @@
+"""Fixtures for tests against the real systemd of tests/sandbox, with noded.service running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.client import Client, session_info
+from daemon.protocol import SessionInfo
+
+pytestmark = pytest.mark.integration
+
+NODECTL = [sys.executable, "-m", "daemon.nodectl"]
+
+
+def _pid1_is_systemd() -> bool:
+    try:
+        return Path("/proc/1/comm").read_text().strip() == "systemd"
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _pid1_is_systemd():
+        return
+    if os.environ.get("CI") or os.environ.get("NODED_REQUIRE_SYSTEMD"):
+        raise pytest.UsageError("integration tests need systemd as PID 1: run them through tests/run")
+    skip = pytest.mark.skip(reason="needs systemd as PID 1 (run through tests/run)")
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(skip)
+
+
+def systemctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True, check=check)
+
+
+def noded_units(pattern: str = "noded-*") -> list[str]:
+    res = systemctl("list-units", "--all", "--plain", "--no-legend", pattern)
+    return [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+
+
+def worker_pids() -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-m" in cmd and b"nodeworker" in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
+def noded_main_pid() -> int:
+    return int(systemctl("show", "-P", "MainPID", "noded.service").stdout.strip())
+
+
+def nodectl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*NODECTL, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_after_the_suite() -> Iterator[None]:
+    yield
+    if not _pid1_is_systemd():
+        return
+    assert noded_units() == [], "units left behind by the suite"
+    assert worker_pids() == [], "worker processes left behind by the suite"
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    with Client(timeout=60) as c:
+        yield c
+
+
+class Sessions:
+    """Creates sessions for a test and makes sure each one is gone afterwards."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.created: list[str] = []
+
+    def write(self, toml: str, name: str = "pipeline.toml") -> Path:
+        path = self.tmp_path / name
+        path.write_text(toml)
+        return path
+
+    def create(self, c: Client, toml: str, watch: bool = True) -> SessionInfo:
+        info = session_info(c.request("create", text=toml, filename="test.toml", watch=watch))
+        self.created.append(info.sid)
+        return info
+
+    def cleanup(self) -> None:
+        with Client(timeout=60) as c:
+            for sid in self.created:
+                try:
+                    c.request("stop", sid=sid, wait=True)
+                except Exception:
+                    pass
+        for sid in self.created:
+            assert noded_units(f"noded-{sid}*") == [], f"units of session {sid} left behind"
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[Sessions]:
+    s = Sessions(tmp_path)
+    yield s
+    s.cleanup()
+
+
+def wait_for(c: Client, sid: str, predicate: Callable[[SessionInfo], bool], timeout: float) -> SessionInfo:
+    """Read the session's events until predicate holds; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    c.settimeout(timeout)
+    try:
+        for info in c.events():
+            if info.sid == sid and predicate(info):
+                return info
+            if time.monotonic() > deadline:
+                break
+    except Exception as exc:  # the read timed out
+        raise AssertionError(f"session {sid}: condition not met within {timeout}s ({exc})") from exc
+    raise AssertionError(f"session {sid}: condition not met within {timeout}s")
+
+
+def ended(info: SessionInfo) -> bool:
+    return info.state in ("stopped", "failed")
+
+
+def chain(n: int, cls: str = "passthrough", params: str = "{}", extra: str = "") -> str:
+    parts = []
+    for i in range(n):
+        inputs = f'["n{i - 1}.out"]' if i else "[]"
+        parts.append(f'[[nodes]]\nid = "n{i}"\nclass = "{cls}"\nparams = {params}\ninputs = {inputs}\n{extra}\n')
+    return "\n".join(parts)
