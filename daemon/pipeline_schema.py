@@ -1,0 +1,183 @@
+"""What a pipeline file looks like, and the typed values it is parsed into.
+
+The ``*Doc`` structs are the file format: msgspec checks structure and types against
+them (unknown keys are errors). ``daemon.pipeline`` turns a checked document into the
+frozen ``Pipeline``/``NodeSpec``/``Resources`` values the rest of the daemon uses.
+
+Adding a key to the format is adding a field to a ``*Doc`` struct (e.g. external
+``inputs``/``outputs`` on ``PipelineDoc``, or ``inputs: list[str | EdgeDoc]`` for a
+per-edge buffer depth), then carrying it over in ``daemon.pipeline``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+# Node ids and port names end up in systemd unit names and iceoryx2 service names.
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,47}"
+NAME_RE = re.compile(NAME_PATTERN)
+PORT_REF_RE = re.compile(rf"({NAME_PATTERN})\.({NAME_PATTERN})")
+
+INFINITY = "infinity"
+_UINT64_MAX = 2**64 - 1  # systemd's "infinity" for MemoryMax=, TasksMax=, ...
+_USEC_PER_SEC = 1_000_000
+_SIZE_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*([KMGT]?)\s*", re.IGNORECASE)
+_QUOTA_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*%\s*")
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+# -- the file format ----------------------------------------------------------------
+
+
+class LimitsDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[limits]``: the resource limits of every node that does not set its own."""
+
+    memory_max: int | str | UnsetType = UNSET
+    cpu_quota: str | UnsetType = UNSET
+    tasks_max: int | str | UnsetType = UNSET
+
+
+class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[nodes]]`` table; its resource keys override ``[limits]``."""
+
+    id: str
+    cls: str = msgspec.field(name="class")
+    params: dict[str, Any] = {}
+    inputs: list[str] = []
+    memory_max: int | str | UnsetType = UNSET
+    cpu_quota: str | UnsetType = UNSET
+    tasks_max: int | str | UnsetType = UNSET
+
+
+class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str | UnsetType = UNSET
+    description: str = ""
+    limits: LimitsDoc = LimitsDoc()
+    nodes: list[NodeDoc] = []
+
+
+# -- what a pipeline is parsed into ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PortRef:
+    """An output port of a node, written ``node.port``."""
+
+    node: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """A node's limits; None means no limit (unset, or "infinity")."""
+
+    memory_max: int | None = None  # bytes
+    cpu_quota: float | None = None  # 1.0 == one full CPU
+    tasks_max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    id: str
+    cls: str  # as written in the file
+    resolved_cls: str  # "package.module:Class"
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[PortRef, ...] = ()
+    resources: Resources = Resources()
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    name: str
+    description: str
+    nodes: tuple[NodeSpec, ...]  # in file order
+    source: str  # the TOML text it was parsed from
+
+    def node(self, node_id: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def topological_order(self) -> tuple[NodeSpec, ...]:
+        """Every node after its upstream nodes; ties keep file order."""
+        placed: dict[str, NodeSpec] = {}
+        while len(placed) < len(self.nodes):
+            node = next(
+                (n for n in self.nodes if n.id not in placed and all(r.node in placed for r in n.inputs)),
+                None,
+            )
+            if node is None:
+                raise ValueError(f"pipeline {self.name!r} has a cycle")
+            placed[node.id] = node
+        return tuple(placed.values())
+
+
+# -- resource values ----------------------------------------------------------------
+
+
+def parse_size(value: int | str) -> int | None:
+    """Bytes from an int or a string like "512M" (K/M/G/T, 1024-based); None for "infinity".
+
+    Raises ValueError with a reason a user can act on.
+    """
+    if isinstance(value, str):
+        if value == INFINITY:
+            return None
+        match = _SIZE_RE.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a size: use bytes, or a number with a K, M, G or T suffix")
+        number, unit = match[1], match[2].upper()
+        if "." in number and not unit:
+            raise ValueError(f"{value!r} is not a whole number of bytes")
+        size = int(Decimal(number) * _SIZE_UNITS[unit])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        raise ValueError(f"expected a size in bytes or a string such as '512M', got {type(value).__name__}")
+    if size <= 0:
+        raise ValueError(f"{value!r} is not a positive size")
+    if size >= _UINT64_MAX:
+        raise ValueError(f"{value!r} is too large")
+    return size
+
+
+def parse_quota(value: str) -> float | None:
+    """CPUs from a percentage ("150%" -> 1.5); None for "infinity"."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a percentage string such as '50%', got {type(value).__name__}")
+    if value == INFINITY:
+        return None
+    match = _QUOTA_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a CPU quota: use a percentage such as '50%' (one CPU is '100%')")
+    cpus = Decimal(match[1]) / 100
+    if cpus <= 0:
+        raise ValueError(f"{value!r} is not more than 0%")
+    if cpus * _USEC_PER_SEC < 1:
+        raise ValueError(f"{value!r} is too small (the smallest quota is 0.0001%)")
+    if cpus * _USEC_PER_SEC >= _UINT64_MAX:
+        raise ValueError(f"{value!r} is too large")
+    return float(cpus)
+
+
+def parse_tasks(value: int | str) -> int | None:
+    """A positive task (process/thread) count; None for "infinity"."""
+    if value == INFINITY:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a positive integer or 'infinity'")
+    if value <= 0:
+        raise ValueError(f"{value!r} is not a positive number of tasks")
+    if value >= _UINT64_MAX:
+        raise ValueError(f"{value!r} is too large")
+    return value
