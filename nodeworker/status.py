@@ -11,6 +11,7 @@ Format: ``<phase>[ <percent>%][: <text>]``, for example
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,7 +38,8 @@ _STATUS_RE = re.compile(r"^(?P<phase>[a-z]+)(?: (?P<pct>\d{1,3}(?:\.\d)?)%)?(?::
 
 def format_status(status: Status) -> str:
     out = str(status.phase)
-    if status.fraction is not None:
+    if status.fraction is not None and not math.isnan(status.fraction):
+        # (NaN would print "nan%", which parse_status rejects: show no percentage instead.)
         pct = min(max(status.fraction, 0.0), 1.0) * 100.0
         out += f" {pct:.1f}%"
     if status.text:
