@@ -1,0 +1,1 @@
+"""Nodes that ship with nodeworker; their short names are in ``nodeworker.registry``."""

@@ -1,0 +1,196 @@
+"""Test nodes for integration tests and benchmarks: sleep, fail, crash, allocate, pass through.
+
+Params are checked in ``__init__`` (unknown names and wrong types raise ParamError, so the
+worker exits 2). "ready" variants act in a thread started in setup that waits for
+``ctx.ready`` (set right after READY=1 was sent) and then ``after`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nodeworker.errors import ParamError
+from nodeworker.node import Context, Node
+
+_REQUIRED: Any = object()
+
+
+def _params(node: Node, spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
+    """``node.params`` checked against ``{name: (type, default or _REQUIRED)}``; an int is
+    accepted for a float. Choices are strings whose default is listed first in ``_CHOICES``."""
+    where = f"{type(node).__name__} ({node.node_id})"
+    unknown = sorted(set(node.params) - set(spec))
+    if unknown:
+        raise ParamError(f"{where}: unknown params {unknown}", hint=f"known: {sorted(spec)}")
+    out: dict[str, Any] = {}
+    for name, (kind, default) in spec.items():
+        value = node.params.get(name, default)
+        if value is _REQUIRED:
+            raise ParamError(f"{where}: param {name!r} is required", hint=f"a {kind.__name__}")
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:  # exact: a bool is not an int here
+            raise ParamError(f"{where}: param {name!r} must be a {kind.__name__}, got {value!r}")
+        choices = _CHOICES.get(name)
+        if choices is not None and value not in choices:
+            raise ParamError(f"{where}: param {name!r} must be one of {choices}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ParamError(f"{where}: param {name!r} must be >= 0, got {value!r}")
+        out[name] = value
+    return out
+
+
+_CHOICES = {"when": ("setup", "ready"), "how": ("exit", "sigkill", "sigsegv", "exception")}
+
+
+def _after_ready(ctx: Context, delay: float, action: Callable[[], None], name: str) -> None:
+    """Run ``action`` in a daemon thread, ``delay`` s after READY=1."""
+
+    def run() -> None:
+        ctx.ready.wait()
+        time.sleep(delay)
+        action()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
+class SleepSetup(Node):
+    """Sleeps ``seconds`` in setup, in ``steps`` steps, reporting progress after each."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {"seconds": (float, 1.0), "steps": (int, 10)})
+        self.seconds: float = p["seconds"]
+        self.steps: int = p["steps"]
+        if self.steps < 1:
+            raise ParamError(f"SleepSetup ({self.node_id}): steps must be >= 1, got {self.steps}")
+
+    def setup(self, ctx: Context) -> None:
+        for step in range(1, self.steps + 1):
+            time.sleep(self.seconds / self.steps)
+            ctx.progress(step / self.steps, f"step {step}/{self.steps}")
+
+
+class FailSetup(Node):
+    """Raises RuntimeError(``message``) in setup, ``after`` seconds in."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {"message": (str, "setup failed on purpose"), "after": (float, 0.0)})
+        self.message: str = p["message"]
+        self.after: float = p["after"]
+
+    def setup(self, ctx: Context) -> None:
+        time.sleep(self.after)
+        raise RuntimeError(self.message)
+
+
+class Crash(Node):
+    """Crashes on demand: ``when`` "setup" (``after`` s into setup) or "ready" (``after`` s
+    after READY=1); ``how`` "exit" (os._exit(``code``)), "sigkill", "sigsegv" (a real
+    invalid read; faulthandler logs the Python stacks first) or "exception" (RuntimeError:
+    the worker exits 1). Core dumps are disabled unless ``core`` is true, so that crash
+    tests do not wait for a core file to be written (or for systemd-coredump)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {
+            "when": (str, "ready"), "after": (float, 0.0), "how": (str, "exit"),
+            "code": (int, 3), "core": (bool, False),
+        })  # fmt: skip
+        self.when: str = p["when"]
+        self.after: float = p["after"]
+        self.how: str = p["how"]
+        self.code: int = p["code"]
+        self.core: bool = p["core"]
+        if self.code > 255:
+            raise ParamError(f"Crash ({self.node_id}): code must be 0..255, got {self.code}")
+
+    def setup(self, ctx: Context) -> None:
+        if not self.core:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        if self.when == "setup":
+            time.sleep(self.after)
+            self.crash()
+        else:
+            _after_ready(ctx, self.after, self.crash, name="crash")
+
+    def crash(self) -> None:
+        self.logger.warning("crashing on purpose: how=%s when=%s", self.how, self.when)
+        if self.how == "exception":
+            raise RuntimeError(f"crash on purpose ({self.when})")
+        if self.how == "exit":
+            os._exit(self.code)
+        if self.how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        import ctypes
+
+        ctypes.string_at(0)  # sigsegv: reads address 0
+
+
+class Allocate(Node):
+    """Allocates ``mb`` MiB and writes every page of it, so that it counts in RSS (and in
+    the unit's memory cgroup): in setup (with progress) or ``after`` s after READY. Keeps it
+    until teardown when ``hold``, frees it right away otherwise."""
+
+    CHUNK = 64 << 20
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {
+            "mb": (int, _REQUIRED), "when": (str, "setup"), "hold": (bool, True), "after": (float, 0.0),
+        })  # fmt: skip
+        self.mb: int = p["mb"]
+        self.when: str = p["when"]
+        self.hold: bool = p["hold"]
+        self.after: float = p["after"]
+        self.chunks: list[bytearray] = []
+
+    def setup(self, ctx: Context) -> None:
+        if self.when == "setup":
+            self.allocate(ctx.progress)
+        else:
+            _after_ready(ctx, self.after, self.allocate, name="allocate")
+
+    def allocate(self, progress: Callable[[float, str], None] | None = None) -> None:
+        import mmap
+
+        total = self.mb << 20
+        done = 0
+        while done < total:
+            size = min(self.CHUNK, total - done)
+            chunk = bytearray(size)
+            chunk[:: mmap.PAGESIZE] = b"\x01" * len(range(0, size, mmap.PAGESIZE))
+            self.chunks.append(chunk)
+            done += size
+            if progress is not None:
+                progress(done / total, f"{done >> 20}/{self.mb} MiB")
+        self.logger.info("allocated and touched %d MiB (hold=%s)", self.mb, self.hold)
+        if not self.hold:
+            self.chunks.clear()
+
+    def teardown(self) -> None:
+        self.chunks.clear()
+
+
+class PassThrough(Node):
+    """Does nothing in setup; ``process`` returns its input unchanged: the single positional
+    argument, else the tuple of positional arguments, else the dict of keyword arguments."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _params(self, {})
+
+    def process(self, *args: Any, **kwargs: Any) -> Any:
+        if args and kwargs:
+            raise TypeError("PassThrough.process takes positional or keyword inputs, not both")
+        if kwargs:
+            return kwargs
+        return args[0] if len(args) == 1 else args
