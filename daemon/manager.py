@@ -17,6 +17,7 @@ from daemon.config import Config
 from daemon.errors import LimitError, SessionNotFound, SystemdError
 from daemon.failures import ExitFacts, ExitReason, describe_exit
 from daemon.journal import journal_tail
+from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
 from daemon.session import NodeRuntime, Session
@@ -25,7 +26,7 @@ from daemon.states import (
     NodeState, SessionState, SessionStopRequested, Starting, StatusReported, StopRequested,
 )
 from daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
-from daemon.units import UNIT_PREFIX, service_properties, slice_properties, worker_argv
+from daemon.units import UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from nodeworker.spec import WorkerSpec, encode_spec
 from nodeworker.status import parse_status
 
@@ -41,6 +42,7 @@ class SessionManager:
     def __init__(self, systemd: Systemd, config: Config) -> None:
         self.sd = systemd
         self.config = config
+        self.oom = OomWatcher()
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self._units: dict[str, tuple[Session, NodeRuntime]] = {}
         self._slices: dict[str, Session] = {}
@@ -156,6 +158,8 @@ class SessionManager:
                         node.start_job = None
                         if result == "done":
                             self._node_event(session, node, Activated())
+                        else:  # the unit never got going (or we stopped it first)
+                            self._on_node_exit(session, node, failed=True)
             case UnitGone(unit=unit):
                 waiter = self._gone_waiters.pop(unit, None)
                 if waiter is not None and not waiter.done():
@@ -177,11 +181,15 @@ class SessionManager:
                 node.status = status
                 self._node_event(session, node, StatusReported(status), always_publish=True)
         active = changes.get("ActiveState")
+        if active in ("activating", "active", "deactivating", "reloading") and not node.went_active:
+            node.went_active = True
+            if node.spec.resources.memory_max is not None:
+                self.oom.watch(node.unit, cgroup_path(session.sid, node.unit))
         if active == "activating":
             self._node_event(session, node, Starting())
         elif active == "active":
             self._node_event(session, node, Activated())
-        elif active in ("failed", "inactive"):
+        elif active == "failed" or (active == "inactive" and node.went_active):
             self._on_node_exit(session, node, failed=active == "failed")
 
     def _on_node_exit(self, session: Session, node: NodeRuntime, failed: bool) -> None:
@@ -196,6 +204,8 @@ class SessionManager:
                 except SystemdError:
                     pass
             self.sd.reset_failed(node.unit)
+        oom_killed = self.oom.was_oom_killed(node.unit)
+        self.oom.forget(node.unit)
         node.apply(Exited(stop_requested=node.stop_requested))
         if node.state is NodeState.ERROR:
             p = node.props
@@ -203,6 +213,7 @@ class SessionManager:
                 result=str(p.get("Result", "")), exec_main_code=int(p.get("ExecMainCode", 0) or 0),
                 exec_main_status=int(p.get("ExecMainStatus", 0) or 0),
                 status_text=str(p.get("StatusText", "")), memory_max=node.spec.resources.memory_max,
+                oom_killed=oom_killed,
             )
             self._fail(session, node, describe_exit(facts))
         else:

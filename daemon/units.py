@@ -26,6 +26,11 @@ def service_name(sid: str, node_id: str) -> str:
     return f"{UNIT_PREFIX}{sid}-{node_id}.service"
 
 
+def cgroup_path(sid: str, unit: str) -> str:
+    """The unit's cgroup, relative to systemd's root, as systemd names it."""
+    return f"/{PARENT_SLICE}/{slice_name(sid)}/{unit}"
+
+
 def slice_properties(sid: str, pipeline_name: str) -> list[Property]:
     return [
         ("Description", "s", f"noded session {sid} ({pipeline_name})"),
@@ -55,13 +60,15 @@ def service_properties(
         ("Description", "s", f"noded node {node_id} ({node_class}) of session {sid}"),
         ("Type", "s", "notify"),
         ("NotifyAccess", "s", "main"),
-        ("ExecStart", "a(sasb)", [(argv[0].encode(), [a.encode() for a in argv], False)]),
+        # ExecStartEx with no-env-expand: the spec JSON may hold "$" (params),
+        # which plain ExecStart would expand as environment variables.
+        ("ExecStartEx", "a(sasas)", [(argv[0].encode(), [a.encode() for a in argv], [b"no-env-expand"])]),
         ("Slice", "s", slice_name(sid)),
         # Failed units stay loaded (and readable over D-Bus) until the daemon has
         # read their Result and calls ResetFailedUnit; inactive ones go at once.
         ("CollectMode", "s", "inactive"),
         ("Restart", "s", "no"),
-        ("LogExtraFields", "as", [f"NODED_SESSION={sid}".encode(), f"NODED_NODE={node_id}".encode()]),
+        ("LogExtraFields", "aay", [f"NODED_SESSION={sid}".encode(), f"NODED_NODE={node_id}".encode()]),
         ("SyslogIdentifier", "s", f"noded-{node_id}"),
         ("Environment", "as", [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1"]),
         ("WorkingDirectory", "s", "/"),

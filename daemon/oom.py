@@ -1,0 +1,97 @@
+"""Out-of-memory kills under cgroup v1, learned from the kernel's own notification.
+
+On the unified hierarchy systemd reports an OOM kill itself (``Result=oom-kill``).
+With the v1 memory controller (hybrid mode, as on these machines) it cannot, and a
+node over its ``MemoryMax=`` just looks ``killed by SIGKILL``. The v1 controller
+offers an event instead: an eventfd registered through ``cgroup.event_control`` on
+``memory.oom_control`` fires when the cgroup hits OOM. This module is that edge:
+it watches a node's memory cgroup from the moment it starts and remembers which
+units the kernel OOM-killed. No polling: the eventfd sits on the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("noded.oom")
+
+V1_MEMORY = Path("/sys/fs/cgroup/memory")
+
+
+@dataclass
+class _Watch:
+    eventfd: int
+    control_fd: int
+
+
+class OomWatcher:
+    def __init__(self, root: Path = V1_MEMORY) -> None:
+        self.root = root
+        self.available = (root / "memory.oom_control").exists() and (root / "cgroup.event_control").exists()
+        self._watches: dict[str, _Watch] = {}
+        self._killed: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watch(self, unit: str, cgroup: str) -> None:
+        if not self.available or unit in self._watches:
+            return
+        self._loop = asyncio.get_running_loop()
+        cg = self.root / cgroup.lstrip("/")
+        efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            cfd = os.open(cg / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(efd)
+            log.warning("cannot watch %s for OOM kills: %s", unit, exc)
+            return
+        try:
+            (cg / "cgroup.event_control").write_text(f"{efd} {cfd}")
+        except OSError as exc:
+            os.close(efd)
+            os.close(cfd)
+            log.warning("cannot watch %s for OOM kills: %s", unit, exc)
+            return
+        self._watches[unit] = _Watch(efd, cfd)
+        self._loop.add_reader(efd, self._fired, unit)
+
+    def _fired(self, unit: str) -> None:
+        w = self._watches.get(unit)
+        if w is None:
+            return
+        try:
+            os.eventfd_read(w.eventfd)
+        except BlockingIOError:
+            return
+        # The kernel signals the eventfd on OOM (before it picks a victim, so the
+        # oom_kill counter may still read 0) and when the cgroup is removed. A
+        # removed cgroup's files are deactivated before that signal, so if the
+        # file still reads, the event was an OOM.
+        try:
+            os.pread(w.control_fd, 4096, 0)
+        except OSError:
+            self.unwatch(unit)
+            return
+        if unit not in self._killed:
+            log.warning("%s: its memory cgroup ran out of memory", unit)
+        self._killed.add(unit)
+
+    def was_oom_killed(self, unit: str) -> bool:
+        """Whether the unit hit OOM; consumes a pending notification first."""
+        self._fired(unit)
+        return unit in self._killed
+
+    def unwatch(self, unit: str) -> None:
+        w = self._watches.pop(unit, None)
+        if w is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(w.eventfd)
+            os.close(w.eventfd)
+            os.close(w.control_fd)
+
+    def forget(self, unit: str) -> None:
+        self.unwatch(unit)
+        self._killed.discard(unit)
