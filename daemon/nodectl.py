@@ -110,7 +110,7 @@ def _follow(ctx: Ctx, c: Client, first: SessionInfo, until_ready: bool) -> Sessi
     """Show events of one session until it is ready (if until_ready) or has ended."""
     current = first
     done_states = {"stopped", "failed"} | ({"ready"} if until_ready else set())
-    with NodeProgress(err if ctx.json else out) as progress:
+    with NodeProgress(err) as progress:  # progress on stderr, results on stdout
         progress.update(current)
         if current.state not in done_states:
             for info in c.events():

@@ -24,6 +24,9 @@ class NodeRuntime:
     start_job: str | None = None
     stop_requested: bool = False
     loaded: bool = False  # the unit exists in systemd (until UnitRemoved)
+    # A new transient unit is "inactive" before its start job runs: only after
+    # it has been seen activating does "inactive" mean that it left.
+    went_active: bool = False
     init_started: float | None = None
     init_seconds: float | None = None
     error: str | None = None

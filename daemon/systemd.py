@@ -117,8 +117,9 @@ def _encode_properties(props: Iterable[Property]) -> list[tuple[int, Any]]:
 
 
 def _error(action: str, exc: DBusBaseError) -> SystemdError:
+    detail = _decode(exc.err_message) or _decode(exc.err_name) or f"error {exc.errno}"
     return SystemdError(
-        f"systemd refused to {action}: {exc}",
+        f"systemd refused to {action}: {detail}",
         hint="see 'journalctl -u noded' and the system manager's log",
     )
 
@@ -143,10 +144,20 @@ class Systemd:
                 hint="noded needs systemd as PID 1 and a running dbus",
             ) from exc
         self._loop = loop
-        self._bus.match_signal(_DEST, None, b"org.freedesktop.DBus.Properties",
-                               b"PropertiesChanged", self._on_properties_changed)
-        self._bus.match_signal(_DEST, _PATH, _MANAGER, b"JobRemoved", self._on_job_removed)
-        self._bus.match_signal(_DEST, _PATH, _MANAGER, b"UnitRemoved", self._on_unit_removed)
+        # pystemd stores data on the callback object, so each must be a function.
+        def on_props(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            self._on_properties_changed(msg)
+
+        def on_job(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            self._on_job_removed(msg)
+
+        def on_removed(msg: Any, error: Any = None, userdata: Any = None) -> None:
+            self._on_unit_removed(msg)
+
+        self._callbacks = (on_props, on_job, on_removed)  # keep them alive
+        self._bus.match_signal(_DEST, None, b"org.freedesktop.DBus.Properties", b"PropertiesChanged", on_props)
+        self._bus.match_signal(_DEST, _PATH, _MANAGER, b"JobRemoved", on_job)
+        self._bus.match_signal(_DEST, _PATH, _MANAGER, b"UnitRemoved", on_removed)
         self._call(b"Subscribe", [], "subscribe to its signals")
         loop.add_reader(self._bus.get_fd(), self.drain)
 
@@ -184,7 +195,7 @@ class Systemd:
         except Exception:  # a callback must never take the bus down
             log.exception("handling %r failed", event)
 
-    def _on_properties_changed(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+    def _on_properties_changed(self, msg: Any) -> None:
         self._dispatched = True
         try:
             path = msg.headers.get("Path") if msg.headers else None
@@ -207,7 +218,7 @@ class Systemd:
         if changes and unit:
             self._deliver(UnitChange(unit, changes))
 
-    def _on_job_removed(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+    def _on_job_removed(self, msg: Any) -> None:
         self._dispatched = True
         try:
             msg.process_reply(False)
@@ -218,7 +229,7 @@ class Systemd:
         if unit.startswith(UNIT_PREFIX):
             self._deliver(JobDone(unit, job, result))
 
-    def _on_unit_removed(self, msg: Any, error: Any = None, userdata: Any = None) -> None:
+    def _on_unit_removed(self, msg: Any) -> None:
         self._dispatched = True
         try:
             msg.process_reply(False)

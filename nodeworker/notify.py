@@ -41,7 +41,8 @@ log = logging.getLogger("noded.worker")
 def status_assignment(status: Status) -> str:
     """``STATUS=<format_status>``, made safe for one sd_notify datagram: no NUL (systemd
     rejects the datagram), valid UTF-8, at most MAX_STATUS_BYTES."""
-    data = format_status(status).replace("\0", "").encode("utf-8", "replace")
+    # systemd C-unescapes STATUS= (a lone backslash vanishes), so escape it.
+    data = format_status(status).replace("\0", "").replace("\\", "\\\\").encode("utf-8", "replace")
     if len(data) > MAX_STATUS_BYTES:
         data = data[: MAX_STATUS_BYTES - 3].decode("utf-8", "ignore").encode() + "…".encode()
     return "STATUS=" + data.decode("utf-8")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from daemon.client import Client, session_info
+from daemon.errors import NodedError
 from daemon.protocol import SessionInfo
 
 pytestmark = pytest.mark.integration
@@ -124,11 +125,16 @@ def wait_for(c: Client, sid: str, predicate: Callable[[SessionInfo], bool], time
     c.settimeout(timeout)
     try:
         for info in c.events():
-            if info.sid == sid and predicate(info):
+            if info.sid != sid:
+                continue
+            if predicate(info):
                 return info
+            if ended(info):
+                raise AssertionError(f"session {sid} ended ({info.state}) before the condition held: "
+                                     f"{info.failure}")
             if time.monotonic() > deadline:
                 break
-    except Exception as exc:  # the read timed out
+    except NodedError as exc:  # the read timed out
         raise AssertionError(f"session {sid}: condition not met within {timeout}s ({exc})") from exc
     raise AssertionError(f"session {sid}: condition not met within {timeout}s")
 

@@ -48,7 +48,7 @@ def test_create_wait_shows_progress_then_show_list_stop(sessions: Sessions) -> N
     sid = res.stdout.split()[1]
     sessions.created.append(sid)
     assert "ready in" in res.stdout
-    assert "initializing" in res.stdout and "%" in res.stdout  # per-node progress lines
+    assert "initializing" in res.stderr and "%" in res.stderr  # per-node progress lines
 
     shown = json.loads(nodectl("--json", "session", "show", sid).stdout)
     assert shown["state"] == "ready" and [n["id"] for n in shown["nodes"]] == ["n0", "n1"]
@@ -75,7 +75,7 @@ def test_watch_follows_a_session_to_its_end(sessions: Sessions) -> None:
     sessions.created.append(sid)
     res = nodectl("session", "watch", sid)
     assert res.returncode == 5
-    assert "failed" in res.stdout and "status 7" in res.stderr
+    assert "failed" in res.stdout and "status 7" in res.stderr and "ready" in res.stderr
 
 
 def test_not_running_daemon_is_one_clear_line() -> None:

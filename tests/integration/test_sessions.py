@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -161,3 +162,12 @@ def test_unknown_session_and_bad_requests(client: Client) -> None:
     with pytest.raises(RemoteError) as exc:
         client.request("create", text="nodes = 3", filename="x.toml")
     assert exc.value.code == "invalid_pipeline"
+
+
+def test_params_reach_the_node_verbatim(client: Client, sessions: Sessions) -> None:
+    # "$" and "%" must not be expanded by systemd on the way to the worker.
+    message = "cost $HOME ${USER} 100% %n \\ \" done"
+    toml = f'[[nodes]]\nid = "echo"\nclass = "fail_setup"\nparams = {{ message = {json.dumps(message)} }}\n'
+    info = sessions.create(client, toml)
+    done = wait_for(client, info.sid, ended, 30)
+    assert done.failure is not None and message in done.failure.reason, done.failure.reason

@@ -20,10 +20,11 @@ def test_service_is_a_notify_unit_in_the_session_slice():
     assert p["Type"] == ("s", "notify")
     assert p["Slice"] == ("s", "noded-ab12cd34.slice")
     assert p["CollectMode"] == ("s", "inactive")
+    assert p["LogExtraFields"][0] == "aay"
     assert p["LogExtraFields"][1] == [b"NODED_SESSION=ab12cd34", b"NODED_NODE=asr"]
-    argv0, argv, ignore = p["ExecStart"][1][0]
+    argv0, argv, flags = p["ExecStartEx"][1][0]
     assert argv0 == b"/opt/noded/venv/bin/python" and argv[1:4] == [b"-m", b"nodeworker", b"--spec"]
-    assert ignore is False
+    assert flags == [b"no-env-expand"]
     assert "MemoryMax" not in p and "TasksMax" not in p and "CPUQuotaPerSecUSec" not in p
 
 
