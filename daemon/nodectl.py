@@ -126,16 +126,19 @@ def _follow(ctx: Ctx, c: Client, first: SessionInfo, until_ready: bool) -> Sessi
 
 
 @session.command("create")
-@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--wait", is_flag=True, help="Wait until every node is ready, showing progress.")
 @click.pass_obj
 @reports_errors
 def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
-    """Start a session of the pipeline in PIPELINE_FILE."""
+    """Start a session of the pipeline in PIPELINE_FILE ('-' reads standard input)."""
     try:
-        text = pipeline_file.read_text()
+        text = sys.stdin.read() if str(pipeline_file) == "-" else pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise NodedError(f"cannot read {pipeline_file}: {exc}") from exc
+        raise NodedError(f"cannot read {pipeline_file}: {exc}",
+                         hint="the pipeline file must be readable UTF-8 TOML") from exc
+    if str(pipeline_file) == "-":
+        pipeline_file = Path("stdin.toml")
     with ctx.client(timeout=None if wait else 30.0) as c:
         info = session_info(c.request("create", text=text, filename=pipeline_file.name, watch=wait))
         if wait:
