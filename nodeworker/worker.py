@@ -39,6 +39,7 @@ from types import FrameType
 import msgspec
 
 from nodeworker import notify
+from nodeworker.logs import configure_logging
 from nodeworker.errors import ExitCode, NodeworkerError, SetupInterrupted, SpecError
 from nodeworker.loader import load_node_class
 from nodeworker.node import Context, Node
@@ -49,31 +50,6 @@ log = logging.getLogger("noded.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _WAKE = b"\0"  # a dying thread's wake-up byte; no signal has number 0
-
-# Python levels -> syslog priorities, read by journald from a "<N>" line prefix.
-_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
-
-
-class JournalFormatter(logging.Formatter):
-    """``<N>LEVEL logger: message``, with the ``<N>`` on every line, so that journald
-    files each line of a traceback (one journal entry per line) at the record's priority."""
-
-    def __init__(self) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        prio = next((p for level, p in _PRIORITIES if record.levelno >= level), 7)
-        return "\n".join(f"<{prio}>{line}" for line in super().format(record).split("\n"))
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JournalFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.captureWarnings(True)
-
 
 class _Signals:
     """SIGTERM/SIGINT handling; see the module docstring."""

@@ -76,6 +76,15 @@ def _nothing_left_after_the_suite() -> Iterator[None]:
         return
     assert noded_units() == [], "units left behind by the suite"
     assert worker_pids() == [], "worker processes left behind by the suite"
+    assert stray_files() == [], "files left behind by the suite"
+
+
+def stray_files() -> list[str]:
+    """Files of ours that should not outlive their sessions."""
+    found = [str(p) for p in Path("/run/noded").rglob("*") if p.name != "control.sock" and not p.is_dir()]
+    found += [str(p) for p in Path("/dev/shm").iterdir()
+              if ("iox2" in p.name or "noded" in p.name) and "global_mgmt" not in p.name]
+    return found
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from nodeworker.loader import load_class, load_node_class
 from nodeworker.registry import BUILTINS
 from nodeworker.spec import WorkerSpec, encode_spec
 from nodeworker.testing import FakeContext, run_setup
-from nodeworker.worker import JournalFormatter, _decode
+from nodeworker.logs import JournalFormatter
+from nodeworker.worker import _decode
 
 # -- spec ----------------------------------------------------------------------------
 
