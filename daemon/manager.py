@@ -20,6 +20,7 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
+from daemon.resources import prepare_session, remove_leftovers, remove_session, session_root
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
     SESSION_TERMINAL, Activated, AllUnitsGone, Exited, NodeEvent, NodeFailed, NodesChanged,
@@ -78,7 +79,12 @@ class SessionManager:
             )
         sid = self._new_sid()
         session = Session.new(sid, pipeline)
-        self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
+        prepare_session(self.config.runtime_dir, sid)
+        try:
+            self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
+        except SystemdError:
+            remove_session(self.config.runtime_dir, sid)
+            raise
         session.slice_loaded = True
         self._finished[sid] = asyncio.get_running_loop().create_future()
         self.sessions[sid] = session
@@ -140,6 +146,9 @@ class SessionManager:
         names = [r[0] for r in rows]
         if names:
             log.warning("stopped %d units left by an earlier noded: %s", len(names), " ".join(names))
+        files = remove_leftovers(self.config.runtime_dir)
+        if files:
+            log.warning("removed %d files of sessions an earlier noded ran", len(files))
         return names
 
     # -- systemd events -----------------------------------------------------------
@@ -276,6 +285,9 @@ class SessionManager:
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal
+        left = remove_session(self.config.runtime_dir, session.sid)
+        if left:
+            log.info("session %s: removed %d files its nodes left", session.sid, len(left))
         session.apply(AllUnitsGone(failed=session.failure is not None))
         log.info("session %s: %s", session.sid, session.state)
         for node in session.nodes.values():
@@ -296,6 +308,7 @@ class SessionManager:
         return service_properties(
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
+            iox2_root=session_root(self.config.runtime_dir, session.sid),
             memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max,
         )
 

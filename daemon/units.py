@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
@@ -51,6 +52,7 @@ def service_properties(
     node_class: str,
     argv: list[str],
     config: Config,
+    iox2_root: Path,
     memory_max: int | None = None,
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
@@ -82,6 +84,8 @@ def service_properties(
         ("NoNewPrivileges", "b", True),
         ("ProtectSystem", "s", "strict"),
         ("ProtectHome", "s", "yes"),
+        # The session's iceoryx2 root (daemon.resources); /dev/shm stays writable.
+        ("ReadWritePaths", "as", [str(iox2_root).encode()]),
     ]
     if memory_max is not None:
         props.append(("MemoryMax", "t", memory_max))

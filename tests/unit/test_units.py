@@ -1,11 +1,15 @@
-from daemon.config import Config
+from pathlib import Path
+
+import pytest
+
+from daemon.config import Config, ConfigError, load_config
 from daemon.units import service_name, service_properties, slice_name, worker_argv
 
 
 def props(**kw):
     cfg = Config(worker_python="/opt/noded/venv/bin/python")
     base = dict(sid="ab12cd34", node_id="asr", node_class="passthrough",
-                argv=worker_argv(cfg, '{"x":1}'), config=cfg)
+                argv=worker_argv(cfg, '{"x":1}'), config=cfg, iox2_root=Path("/run/noded/iox2/ab12cd34"))
     base.update(kw)
     return {name: (sig, value) for name, sig, value in service_properties(**base)}
 
@@ -25,6 +29,7 @@ def test_service_is_a_notify_unit_in_the_session_slice():
     argv0, argv, flags = p["ExecStartEx"][1][0]
     assert argv0 == b"/opt/noded/venv/bin/python" and argv[1:4] == [b"-m", b"nodeworker", b"--spec"]
     assert flags == [b"no-env-expand"]
+    assert p["ReadWritePaths"] == ("as", [b"/run/noded/iox2/ab12cd34"])
     assert "MemoryMax" not in p and "TasksMax" not in p and "CPUQuotaPerSecUSec" not in p
 
 
@@ -36,8 +41,6 @@ def test_limits():
 
 
 def test_config_from_env(tmp_path):
-    from daemon.config import ConfigError, load_config
-    import pytest
     cfg = load_config(env={"NODED_CONFIG": str(tmp_path / "none.toml"), "NODED_MAX_SESSION_PROCESSES": "3"})
     assert cfg.max_session_processes == 3
     (tmp_path / "n.toml").write_text("max_session_processes = 7\nnode_stop_timeout = 2.5\n")

@@ -1,0 +1,64 @@
+"""A session's files: its iceoryx2 root under /run/noded/iox2/ and its /dev/shm segments.
+
+The daemon creates the root before the session's units start (their sandbox makes it
+the one writable place besides /dev/shm) and removes everything once the last unit
+is gone, including what SIGKILLed nodes could not clean up themselves. At start it
+removes whatever an earlier daemon left.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger("noded.resources")
+
+SHM = Path("/dev/shm")
+
+
+def iox2_base(runtime_dir: Path) -> Path:
+    return runtime_dir / "iox2"
+
+
+def session_root(runtime_dir: Path, sid: str) -> Path:
+    return iox2_base(runtime_dir) / sid
+
+
+def session_prefix(sid: str) -> str:
+    return f"noded_{sid}_"
+
+
+def prepare_session(runtime_dir: Path, sid: str) -> Path:
+    root = session_root(runtime_dir, sid)
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return root
+
+
+def remove_session(runtime_dir: Path, sid: str, shm: Path = SHM) -> list[str]:
+    """Remove the session's root and shared-memory segments; returns what was removed."""
+    removed = []
+    root = session_root(runtime_dir, sid)
+    if root.exists():
+        removed += [str(p) for p in root.rglob("*") if not p.is_dir()]
+        shutil.rmtree(root, ignore_errors=True)
+    for seg in shm.glob(f"{session_prefix(sid)}*"):
+        try:
+            seg.unlink()
+            removed.append(str(seg))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", seg, exc)
+    return removed
+
+
+def remove_leftovers(runtime_dir: Path, shm: Path = SHM) -> list[str]:
+    """Everything of sessions an earlier daemon ran (call before any session starts)."""
+    removed: list[str] = []
+    base = iox2_base(runtime_dir)
+    sids = {p.name for p in base.iterdir() if p.is_dir()} if base.exists() else set()
+    sids |= {p.name.split("_")[1] for p in shm.glob("noded_*_*")}
+    for sid in sorted(sids):
+        removed += remove_session(runtime_dir, sid, shm)
+    return removed
