@@ -4,9 +4,13 @@ The ``*Doc`` structs are the file format: msgspec checks structure and types aga
 them (unknown keys are errors). ``daemon.pipeline`` turns a checked document into the
 frozen ``Pipeline``/``NodeSpec``/``Resources`` values the rest of the daemon uses.
 
-Adding a key to the format is adding a field to a ``*Doc`` struct (e.g. external
-``inputs``/``outputs`` on ``PipelineDoc``, or ``inputs: list[str | EdgeDoc]`` for a
-per-edge buffer depth), then carrying it over in ``daemon.pipeline``.
+Adding a key to the format is adding a field to a ``*Doc`` struct, then carrying it
+over in ``daemon.pipeline``.
+
+Data-plane terms: a node's ``inputs`` are edges from an output port ("node.port") or
+from an external input ("input.<name>", fed by the session's client); the top-level
+``outputs`` are node output ports the client reads. The ids ``input`` and ``client``
+are reserved for those two pseudo-endpoints and may not name a node.
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD
+
 # Node ids and port names end up in systemd unit names and iceoryx2 service names.
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,47}"
 NAME_RE = re.compile(NAME_PATTERN)
 PORT_REF_RE = re.compile(rf"({NAME_PATTERN})\.({NAME_PATTERN})")
+
+EXTERNAL_INPUT = "input"  # the pseudo-node of external inputs: "input.<name>"
+CLIENT = "client"  # the session's client: producer of external inputs, consumer of outputs
+RESERVED_IDS = (EXTERNAL_INPUT, CLIENT)
+
+MIN_DEPTH, MAX_DEPTH = 1, 64  # messages in flight per edge
+MIN_PAYLOAD, MAX_PAYLOAD = 1024, 1024**3  # bytes per message payload
 
 INFINITY = "infinity"
 _UINT64_MAX = 2**64 - 1  # systemd's "infinity" for MemoryMax=, TasksMax=, ...
@@ -43,16 +56,33 @@ class LimitsDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     tasks_max: int | str | UnsetType = UNSET
 
 
+class DataplaneDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[dataplane]``: defaults for every edge and node of the pipeline."""
+
+    depth: int | UnsetType = UNSET  # messages in flight per edge
+    max_payload: int | str | UnsetType = UNSET  # largest payload a node output sends
+    verify_payload: bool = False  # checksum every payload (for debugging)
+
+
+class EdgeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An ``inputs`` entry written as a table: ``{ from = "node.port", depth = 8 }``."""
+
+    source: str = msgspec.field(name="from")
+    depth: int | UnsetType = UNSET
+
+
 class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One ``[[nodes]]`` table; its resource keys override ``[limits]``."""
+    """One ``[[nodes]]`` table; its resource keys override ``[limits]``, its
+    ``max_payload`` overrides ``[dataplane]`` for this node's outputs."""
 
     id: str
     cls: str = msgspec.field(name="class")
     params: dict[str, Any] = {}
-    inputs: list[str] = []
+    inputs: list[str | EdgeDoc] = []
     memory_max: int | str | UnsetType = UNSET
     cpu_quota: str | UnsetType = UNSET
     tasks_max: int | str | UnsetType = UNSET
+    max_payload: int | str | UnsetType = UNSET
 
 
 class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -60,6 +90,9 @@ class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     description: str = ""
     limits: LimitsDoc = LimitsDoc()
     nodes: list[NodeDoc] = []
+    dataplane: DataplaneDoc = DataplaneDoc()
+    inputs: list[str] = []  # external input names, consumed as "input.<name>"
+    outputs: list[str] = []  # "node.port" the client reads
 
 
 # -- what a pipeline is parsed into ------------------------------------------------
@@ -69,11 +102,37 @@ class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 class PortRef:
     """An output port of a node, written ``node.port``."""
 
-    node: str
+    node: str  # EXTERNAL_INPUT for an external input
     port: str
 
     def __str__(self) -> str:
         return f"{self.node}.{self.port}"
+
+    @property
+    def is_external(self) -> bool:
+        """An external input ("input.<name>"), fed by the client rather than a node."""
+        return self.node == EXTERNAL_INPUT
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """One of a node's inputs: the port it reads, and the edge's depth (messages in
+    flight), as written or from ``[dataplane]``."""
+
+    ref: PortRef
+    depth: int = DEFAULT_DEPTH
+
+    def __str__(self) -> str:
+        return str(self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneSettings:
+    """``[dataplane]`` with its defaults filled in."""
+
+    depth: int = DEFAULT_DEPTH
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    verify_payload: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +150,9 @@ class NodeSpec:
     cls: str  # as written in the file
     resolved_cls: str  # "package.module:Class"
     params: dict[str, Any] = field(default_factory=dict)
-    inputs: tuple[PortRef, ...] = ()
+    inputs: tuple[InputRef, ...] = ()  # in the order written
     resources: Resources = Resources()
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # of each of its outputs, bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +161,9 @@ class Pipeline:
     description: str
     nodes: tuple[NodeSpec, ...]  # in file order
     source: str  # the TOML text it was parsed from
+    inputs: tuple[str, ...] = ()  # external input names, in the order written
+    outputs: tuple[PortRef, ...] = ()  # external outputs, in the order written
+    dataplane: DataplaneSettings = DataplaneSettings()
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:
@@ -113,7 +176,10 @@ class Pipeline:
         placed: dict[str, NodeSpec] = {}
         while len(placed) < len(self.nodes):
             node = next(
-                (n for n in self.nodes if n.id not in placed and all(r.node in placed for r in n.inputs)),
+                (
+                    n for n in self.nodes
+                    if n.id not in placed and all(i.ref.is_external or i.ref.node in placed for i in n.inputs)
+                ),
                 None,
             )
             if node is None:
@@ -181,3 +247,24 @@ def parse_tasks(value: int | str) -> int | None:
     if value >= _UINT64_MAX:
         raise ValueError(f"{value!r} is too large")
     return value
+
+
+def parse_depth(value: int) -> int:
+    """Messages in flight on an edge: an integer from MIN_DEPTH to MAX_DEPTH."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    if not MIN_DEPTH <= value <= MAX_DEPTH:
+        raise ValueError(f"{value} is not between {MIN_DEPTH} and {MAX_DEPTH}")
+    return value
+
+
+def parse_payload(value: int | str) -> int:
+    """Payload bytes, written like a size ("10M"), from MIN_PAYLOAD to MAX_PAYLOAD."""
+    size = parse_size(value)
+    if size is None:
+        raise ValueError(f"{value!r} is not allowed: payload memory is set aside up front, give a size")
+    if size < MIN_PAYLOAD:
+        raise ValueError(f"{value!r} is less than the smallest max_payload, 1K")
+    if size > MAX_PAYLOAD:
+        raise ValueError(f"{value!r} is more than the largest max_payload, 1G")
+    return size

@@ -17,16 +17,21 @@ from hypothesis import strategies as st
 
 from daemon.errors import NodedError, PipelineError, Problem
 from daemon.pipeline import (
+    DataplaneSettings,
+    InputRef,
     Pipeline,
     PortRef,
     Resources,
     load_pipeline,
     parse_pipeline,
+    parse_depth,
+    parse_payload,
     parse_quota,
     parse_size,
     parse_tasks,
 )
 from nodeworker.registry import BUILTINS
+from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_CONSUMERS, MAX_PORTS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -102,8 +107,8 @@ def test_full_node() -> None:
     assert (pipeline.name, pipeline.description) == ("voice", "speech in, text out")
     mic, asr = pipeline.nodes
     assert mic.params == {"seconds": 2, "nested": {"a": [1, 2]}}
-    assert asr.inputs == (PortRef("mic", "audio"), PortRef("mic", "level"))
-    assert str(asr.inputs[0]) == "mic.audio"
+    assert asr.inputs == (InputRef(PortRef("mic", "audio"), 4), InputRef(PortRef("mic", "level"), 4))
+    assert str(asr.inputs[0]) == str(asr.inputs[0].ref) == "mic.audio"
     assert asr.resources == Resources(memory_max=256 << 20, cpu_quota=0.5, tasks_max=32)
     assert pipeline.node("asr") is asr
     with pytest.raises(KeyError):
@@ -288,7 +293,7 @@ def test_every_unknown_node_key_is_reported() -> None:
         ('[[nodes]]\nid = 1\nclass = "sleep"\n', ("#1", "id"), "expected a string, got an integer"),
         ('[[nodes]]\nid = "a"\nclass = true\n', ("a", "class"), "expected a string, got a boolean"),
         (node(inputs='"b.out"'), ("a", "inputs"), "expected an array, got a string"),
-        (node(inputs='["b.out", 3]'), ("a", "inputs[1]"), "expected a string, got an integer"),
+        (node(inputs='["b.out", 3]'), ("a", "inputs[1]"), "expected a string or a table, got an integer"),
         (node(params="[1]"), ("a", "params"), "expected a table, got an array"),
         (node(tasks_max="1.5"), ("a", "tasks_max"), "expected an integer or a string, got a float"),
         (node(memory_max="true"), ("a", "memory_max"), "expected an integer or a string, got a boolean"),
@@ -475,6 +480,244 @@ def test_problem_str() -> None:
     assert str(Problem("v.toml", None, None, "why")) == "v.toml: why"
 
 
+# -- the data plane: external inputs and outputs, edges, [dataplane] ------------------
+
+
+def test_dataplane_defaults() -> None:
+    pipeline = parse(node("src") + node("b", inputs='["src.out"]'))
+    assert (pipeline.inputs, pipeline.outputs) == ((), ())
+    assert pipeline.dataplane == DataplaneSettings(DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, False)
+    src, b = pipeline.nodes
+    assert src.max_payload == b.max_payload == DEFAULT_MAX_PAYLOAD
+    assert b.inputs == (InputRef(PortRef("src", "out"), DEFAULT_DEPTH),)
+
+
+def test_dataplane_settings_edge_depths_and_node_payloads() -> None:
+    pipeline = parse(
+        """
+        inputs = ["audio", "video"]
+        outputs = ["mix.out", "src.level"]
+
+        [dataplane]
+        depth = 8
+        max_payload = "1M"
+        verify_payload = true
+        """
+        + node("src", inputs='["input.video"]', max_payload='"64K"')
+        + node("mix", inputs='["input.audio", { from = "src.out", depth = 2 }, { from = "src.level" }]',
+               max_payload="4096")
+    )
+    assert pipeline.inputs == ("audio", "video")
+    assert pipeline.outputs == (PortRef("mix", "out"), PortRef("src", "level"))
+    assert pipeline.dataplane == DataplaneSettings(depth=8, max_payload=1 << 20, verify_payload=True)
+    src, mix = pipeline.nodes
+    assert (src.max_payload, mix.max_payload) == (64 << 10, 4096)
+    assert src.inputs == (InputRef(PortRef("input", "video"), 8),)
+    assert mix.inputs == (
+        InputRef(PortRef("input", "audio"), 8),
+        InputRef(PortRef("src", "out"), 2),
+        InputRef(PortRef("src", "level"), 8),
+    )
+    assert [i.ref.is_external for i in mix.inputs] == [True, False, False]
+    assert [str(i) for i in mix.inputs] == ["input.audio", "src.out", "src.level"]
+
+
+def test_dataplane_without_nodes_payload_override_uses_the_default() -> None:
+    pipeline = parse('[dataplane]\nmax_payload = "2K"\n' + node("a") + node("b", max_payload='"3K"'))
+    assert [n.max_payload for n in pipeline.nodes] == [2048, 3072]
+
+
+def test_topological_order_skips_external_inputs() -> None:
+    pipeline = parse('inputs = ["x"]\n' + node("b", inputs='["a.out", "input.x"]') + node("a", inputs='["input.x"]'))
+    assert [n.id for n in pipeline.topological_order()] == ["a", "b"]
+
+
+def test_external_output_may_share_a_port_with_nodes() -> None:
+    pipeline = parse('outputs = ["a.out"]\n' + node("a") + node("b", inputs='["a.out"]'))
+    assert pipeline.outputs == (PortRef("a", "out"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        ("[dataplane]\ndepth = 0\n", (None, "dataplane.depth"), "0 is not between 1 and 64"),
+        ("[dataplane]\ndepth = 65\n", (None, "dataplane.depth"), "65 is not between 1 and 64"),
+        ('[dataplane]\ndepth = "4"\n', (None, "dataplane.depth"), "expected an integer, got a string"),
+        ("[dataplane]\ndepth = true\n", (None, "dataplane.depth"), "expected an integer, got a boolean"),
+        ('[dataplane]\nmax_payload = "infinity"\n', (None, "dataplane.max_payload"), "'infinity' is not allowed"),
+        ("[dataplane]\nmax_payload = 1023\n", (None, "dataplane.max_payload"), "1023 is less than the smallest"),
+        ('[dataplane]\nmax_payload = "2G"\n', (None, "dataplane.max_payload"), "'2G' is more than the largest"),
+        ('[dataplane]\nmax_payload = "12Q"\n', (None, "dataplane.max_payload"), "'12Q' is not a size"),
+        ("[dataplane]\nmax_payload = true\n", (None, "dataplane.max_payload"),
+         "expected an integer or a string, got a boolean"),
+        ('[dataplane]\nverify_payload = "yes"\n', (None, "dataplane.verify_payload"),
+         "expected a boolean, got a string"),
+        ("[dataplane]\ndeph = 3\n", (None, "dataplane.deph"), "unknown key 'deph' (did you mean 'depth'?)"),
+        ("dataplane = 3\n", (None, "dataplane"), "expected a table, got an integer"),
+        (node("a", max_payload='"512"'), ("a", "max_payload"), "'512' is less than the smallest max_payload, 1K"),
+        (node("a", max_payload="1.5"), ("a", "max_payload"), "expected an integer or a string, got a float"),
+    ],
+)
+def test_bad_dataplane_values(text: str, where: tuple[str | None, str | None], reason: str) -> None:
+    if "[[nodes]]" not in text:
+        text += node()
+    p = only_problem(text)
+    assert (p.node, p.field) == where
+    assert p.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "reason"),
+    [
+        ('[{ from = "src.out", dept = 3 }]', "inputs[0].dept", "unknown key 'dept' (did you mean 'depth'?)"),
+        ("[{ depth = 3 }]", "inputs[0].from", "required key 'from' is missing"),
+        ('[{ from = "src.out", depth = true }]', "inputs[0].depth", "expected an integer, got a boolean"),
+        ('[{ from = "src.out", depth = 0 }]', "inputs[0].depth", "0 is not between 1 and 64"),
+        ('[3, "src.x", { from = "src.out", depth = 99 }]', "inputs[0]", "expected a string or a table, got an integer"),
+        ('[{ from = 3 }]', "inputs[0].from", "expected a string, got an integer"),
+        ('[{ from = "src" }]', "inputs", "'src' is not of the form 'node.port'"),
+        ('["src.out", { from = "src.out", depth = 2 }]', "inputs", "'src.out' is listed twice"),
+    ],
+)
+def test_bad_edge(inputs: str, field: str, reason: str) -> None:
+    p = problems(node("src") + node("b", inputs=inputs))[0]
+    assert (p.node, p.field, p.reason) == ("b", field, reason)
+
+
+def test_edge_problems_name_the_entry_as_written() -> None:
+    found = problems(node("src") + node("b", inputs='[3, "src.x", { from = "src.out", depth = 99 }]'))
+    assert [(p.field, p.reason) for p in found] == [
+        ("inputs[0]", "expected a string or a table, got an integer"),
+        ("inputs[2].depth", "99 is not between 1 and 64"),
+    ]
+
+
+def test_edge_with_a_bad_key_still_counts_in_the_graph() -> None:
+    with pytest.raises(PipelineError) as info:
+        parse(node("a", inputs='[{ from = "b.out", dept = 1 }]') + node("b", inputs='["a.out"]'))
+    assert [p.reason for p in info.value.problems] == [
+        "unknown key 'dept' (did you mean 'depth'?)", "inputs form a cycle: a -> b -> a",
+    ]
+    assert info.value.hint is not None and "keys allowed in an inputs table: from, depth" in info.value.hint
+
+
+@pytest.mark.parametrize("reserved", ["input", "client"])
+def test_reserved_node_ids(reserved: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        parse(node(reserved))
+    (p,) = info.value.problems
+    assert (p.node, p.field, p.reason) == (reserved, "id", f"{reserved!r} is reserved and cannot name a node")
+    assert info.value.hint is not None and "reserved" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    ("top", "where", "reason"),
+    [
+        ('inputs = ["x", "1x"]', (None, "inputs"), "'1x' is not a valid input name"),
+        ('inputs = ["x", "x"]', (None, "inputs"), "external input 'x' is listed twice"),
+        ('inputs = ["x", 3]', (None, "inputs[1]"), "expected a string, got an integer"),
+        ('inputs = ["x", "y"]', (None, "inputs"), "external input 'y' is not consumed by any node"),
+        ("", ("a", "inputs"), "external input 'x' is not declared"),
+        ('inputs = ["xx"]', ("a", "inputs"), "external input 'x' is not declared (did you mean 'xx'?)"),
+        ('inputs = ["x"]\noutputs = ["a"]', (None, "outputs"), "'a' is not of the form 'node.port'"),
+        ('inputs = ["x"]\noutputs = ["input.x"]', (None, "outputs"),
+         "'input.x' is an external input, not a node's output port"),
+        ('inputs = ["x"]\noutputs = ["aa.out"]', (None, "outputs"), "node 'aa' does not exist (did you mean 'a'?)"),
+        ('inputs = ["x"]\noutputs = ["a.out", "a.out"]', (None, "outputs"), "external output 'a.out' is listed twice"),
+        ('inputs = ["x"]\noutputs = [1]', (None, "outputs[0]"), "expected a string, got an integer"),
+        ('inputs = ["x"]\noutputs = "a.out"', (None, "outputs"), "expected an array, got a string"),
+    ],
+)
+def test_bad_external_io(top: str, where: tuple[str | None, str | None], reason: str) -> None:
+    found = problems(top + "\n" + node("a", inputs='["input.x"]'))
+    assert [((p.node, p.field), p.reason) for p in found] == [(where, reason)]
+
+
+def test_external_inputs_not_an_array() -> None:
+    found = problems('inputs = "x"\n' + node("a"))
+    assert [(p.field, p.reason) for p in found] == [("inputs", "expected an array, got a string")]
+
+
+def test_undeclared_and_unconsumed_external_inputs_are_both_reported_unless_close() -> None:
+    found = problems('inputs = ["video", "audio"]\n' + node("a", inputs='["input.audoi"]'))
+    assert [(p.node, p.reason) for p in found] == [
+        ("a", "external input 'audoi' is not declared (did you mean 'audio'?)"),
+        (None, "external input 'video' is not consumed by any node"),
+    ]
+
+
+def test_unconsumed_external_input_has_a_hint() -> None:
+    with pytest.raises(PipelineError) as info:
+        parse('inputs = ["audio"]\n' + node("a"))
+    (p,) = info.value.problems
+    assert (p.node, p.field, p.reason) == (None, "inputs", "external input 'audio' is not consumed by any node")
+    assert info.value.hint is not None and "'input.<name>'" in info.value.hint
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        node("a", inputs='["input.audio", 3]'),  # an entry that cannot be read
+        node("a", inputs='["input audio"]'),  # a malformed reference
+        node("a", inputs='[{ depth = 1 }]'),  # a table without its source
+        '[[nodes]]\nid = "a"\ninputs = ["input.audio"]\n',  # a node that cannot be read
+        node("a", inputs='"input.audio"'),  # inputs that are not an array
+    ],
+)
+def test_unconsumed_is_not_reported_when_inputs_cannot_be_read(nodes: str) -> None:
+    found = problems('inputs = ["audio"]\n' + nodes)
+    assert not any("not consumed" in p.reason for p in found)
+
+
+def test_consumed_only_through_a_table_counts() -> None:
+    assert parse('inputs = ["audio"]\n' + node("a", inputs='[{ from = "input.audio" }]')).inputs == ("audio",)
+
+
+def test_cycles_are_found_through_real_nodes_only() -> None:
+    p = only_problem('inputs = ["x"]\n' + node("a", inputs='["input.x", "c.out"]') + node("c", inputs='["a.out"]'))
+    assert (p.node, p.field, p.reason) == ("a", "inputs", "inputs form a cycle: a -> c -> a")
+
+
+def _consumers(count: int, ref: str) -> str:
+    return "".join(node(f"c{i}", inputs=f'["{ref}"]') for i in range(count))
+
+
+def test_most_consumers_of_one_port() -> None:
+    pipeline = parse('outputs = ["src.out"]\n' + node("src") + _consumers(MAX_CONSUMERS - 1, "src.out"))
+    assert len(pipeline.nodes) == MAX_CONSUMERS
+    text = 'outputs = ["src.out"]\n' + node("src") + _consumers(MAX_CONSUMERS, "src.out")
+    p = only_problem(text)
+    assert (p.node, p.field) == ("src", None)
+    assert p.reason.startswith(f"output port 'out' has {MAX_CONSUMERS + 1} consumers (c0, c1,")
+    assert p.reason.endswith(f"c{MAX_CONSUMERS - 1}, client.src.out); at most {MAX_CONSUMERS} are allowed")
+
+
+def test_most_consumers_of_one_external_input() -> None:
+    parse('inputs = ["x"]\n' + _consumers(MAX_CONSUMERS, "input.x"))
+    p = only_problem('inputs = ["x"]\n' + _consumers(MAX_CONSUMERS + 1, "input.x"))
+    assert (p.node, p.field) == (None, "inputs")
+    assert p.reason.startswith(f"external input 'x' has {MAX_CONSUMERS + 1} consumers (c0,")
+
+
+def test_most_consumed_ports_of_one_node() -> None:
+    ports = [f"p{i}" for i in range(MAX_PORTS + 1)]
+    nodes = node("src") + node("sink", inputs=json.dumps([f"src.{p}" for p in ports[:-1]]))
+    parse(nodes)
+    p = only_problem(f'outputs = ["src.{ports[-1]}"]\n' + nodes)
+    assert (p.node, p.field) == ("src", None)
+    assert p.reason == f"{MAX_PORTS + 1} of its output ports are consumed ({', '.join(ports)}); at most {MAX_PORTS}"
+
+
+def test_most_external_inputs() -> None:
+    names = [f"i{n}" for n in range(MAX_PORTS + 1)]
+    text = node("a", inputs=json.dumps([f"input.{n}" for n in names]))
+    parse(f"inputs = {json.dumps(names[:-1])}\n" + text.replace(f', "input.{names[-1]}"', ""))
+    p = only_problem(f"inputs = {json.dumps(names)}\n" + text)
+    assert (p.node, p.field, p.reason) == (
+        None, "inputs", f"{MAX_PORTS + 1} external inputs are declared; a client feeds at most {MAX_PORTS}",
+    )
+
+
 # -- files ----------------------------------------------------------------------------
 
 
@@ -512,12 +755,20 @@ def test_example_is_valid(path: Path) -> None:
     assert pipeline.description
 
 
+def test_chain_io_is_a_chain_from_an_external_input_to_an_external_output() -> None:
+    pipeline = load_pipeline(EXAMPLES / "chain_io.toml")
+    assert pipeline.inputs == ("audio",)
+    assert pipeline.outputs == (PortRef("stage3", "out"),)
+    assert [n.cls for n in pipeline.nodes] == ["passthrough"] * 3
+    assert [[str(i) for i in n.inputs] for n in pipeline.nodes] == [["input.audio"], ["stage1.out"], ["stage2.out"]]
+
+
 def test_five_nodes_is_a_chain() -> None:
     pipeline = load_pipeline(EXAMPLES / "five_nodes.toml")
     order = pipeline.topological_order()
     assert len(order) == 5
     for upstream, downstream in zip(order, order[1:]):
-        assert downstream.inputs == (PortRef(upstream.id, "out"),)
+        assert [i.ref for i in downstream.inputs] == [PortRef(upstream.id, "out")]
 
 
 # -- resource values ----------------------------------------------------------------
@@ -563,6 +814,28 @@ def test_parse_tasks_rejects(value: Any) -> None:
         parse_tasks(value)
 
 
+@pytest.mark.parametrize(("value", "depth"), [(1, 1), (4, 4), (64, 64)])
+def test_parse_depth(value: int, depth: int) -> None:
+    assert parse_depth(value) == depth
+
+
+@pytest.mark.parametrize("value", [0, -1, 65, True, "4", 4.0, None])
+def test_parse_depth_rejects(value: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_depth(value)
+
+
+@pytest.mark.parametrize(("value", "size"), [(1024, 1024), ("1K", 1024), ("10M", 10 << 20), ("1G", 1 << 30)])
+def test_parse_payload(value: int | str, size: int) -> None:
+    assert parse_payload(value) == size
+
+
+@pytest.mark.parametrize("value", [1023, "1023", "infinity", (1 << 30) + 1, "1.5G", "2T", 0, "-1K", "12Q", True])
+def test_parse_payload_rejects(value: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_payload(value)
+
+
 # -- no input makes it raise anything but PipelineError ------------------------------
 
 
@@ -584,10 +857,12 @@ def _toml(value: Any) -> str:
 
 
 _KEYS = st.sampled_from(["name", "description", "limits", "nodes", "id", "class", "params", "inputs", "memory_max",
-                         "cpu_quota", "tasks_max", "memory"]) | st.text(max_size=6)
+                         "cpu_quota", "tasks_max", "memory", "outputs", "dataplane", "depth", "max_payload",
+                         "verify_payload", "from"]) | st.text(max_size=6)
 _STRINGS = st.sampled_from(["a", "b", "c", "a.out", "b.out", "c.x", "zz.out", "bad-id", "passthrough", "sleep",
                             "pasthrough", "json.decoder:JSONDecoder", "json.decoder:Nope", "nosuch_xyz:X", "a:",
-                            "512M", "12Q", "50%", "0%", "infinity", ""]) | st.text(max_size=10)
+                            "512M", "12Q", "50%", "0%", "infinity", "", "input", "client", "x", "input.x",
+                            "input.y"]) | st.text(max_size=10)
 _SCALARS = st.booleans() | st.integers() | st.floats() | _STRINGS
 _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
                        max_leaves=8)
@@ -597,28 +872,42 @@ _RESOURCES = {
     "tasks_max": st.sampled_from([8, "infinity", 0, 1.5]),
 }
 # Mostly valid documents, so that every check gets to run, and anything at all.
+_REFS = st.sampled_from(["a.out", "b.out", "c.x", "a.y", "z.out", "input.x", "input.y"])
+_EDGES = _REFS | st.fixed_dictionaries({"from": _REFS}, optional={"depth": st.sampled_from([1, 8, 64, 0, 65, True])})
+_PAYLOADS = st.sampled_from(["1M", 4096, "infinity", 100, "2G", "12Q"])
 _LIKELY_NODES = st.fixed_dictionaries(
     {
         "id": st.sampled_from(["a", "b", "c", "d"]),
         "class": st.sampled_from(["passthrough", "json.decoder:JSONDecoder"]),
     },
-    optional={"inputs": st.lists(st.sampled_from(["a.out", "b.out", "c.x", "a.y", "z.out"]), max_size=2), **_RESOURCES},
+    optional={"inputs": st.lists(_EDGES, max_size=3), "max_payload": _PAYLOADS, **_RESOURCES},
 )
 _ANY_NODES = st.fixed_dictionaries(
     {},
     optional={
         "id": _STRINGS, "class": _STRINGS, "inputs": st.lists(_STRINGS, max_size=3) | _VALUES, "params": _VALUES,
         "memory_max": _SCALARS, "cpu_quota": _SCALARS, "tasks_max": _SCALARS, "extra": _VALUES,
+        "max_payload": _SCALARS,
     },
 ) | _VALUES
 _DOCS = st.fixed_dictionaries(
     {"nodes": st.lists(_LIKELY_NODES, max_size=4, unique_by=lambda n: n["id"])},
-    optional={"name": _STRINGS, "limits": st.fixed_dictionaries({}, optional=_RESOURCES)},
+    optional={
+        "name": _STRINGS, "limits": st.fixed_dictionaries({}, optional=_RESOURCES),
+        "inputs": st.lists(st.sampled_from(["x", "y"]), max_size=2, unique=True),
+        "outputs": st.lists(st.sampled_from(["a.out", "b.z", "c.x", "z.out"]), max_size=2, unique=True),
+        "dataplane": st.fixed_dictionaries(
+            {}, optional={"depth": st.sampled_from([1, 4, 64, 0]), "max_payload": _PAYLOADS,
+                          "verify_payload": st.booleans()},
+        ),
+    },
 ) | st.fixed_dictionaries(
     {},
     optional={
         "name": _SCALARS, "description": _SCALARS, "nodes": st.lists(_LIKELY_NODES | _ANY_NODES, max_size=4) | _VALUES,
         "limits": st.dictionaries(_KEYS, _SCALARS, max_size=3) | _SCALARS, "nmae": _VALUES,
+        "inputs": st.lists(_STRINGS, max_size=3) | _VALUES, "outputs": st.lists(_STRINGS, max_size=3) | _VALUES,
+        "dataplane": st.dictionaries(_KEYS, _SCALARS, max_size=3) | _SCALARS,
     },
 )
 
