@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.errors import NodedError, PipelineError, Problem
+from daemon.topology import plan
 from daemon.pipeline import (
     DataplaneSettings,
     InputRef,
@@ -922,6 +923,7 @@ def _parses_or_explains(text: str) -> None:
         assert pipeline.nodes
         assert {n.id for n in pipeline.topological_order()} == {n.id for n in pipeline.nodes}
         assert all(n.resolved_cls for n in pipeline.nodes)
+        plan(pipeline, "hypo")  # every checked pipeline has a data plane
 
 
 @settings(max_examples=300, deadline=None)
