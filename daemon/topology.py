@@ -38,11 +38,12 @@ import re
 from dataclasses import dataclass
 
 from daemon.pipeline_schema import CLIENT, EXTERNAL_INPUT, Pipeline, PortRef
+from daemon.resources import session_prefix
 from nodeworker.spec import DataPlane, InputSpec, OutputSpec
 
 __all__ = ["DEFAULT_ROOT_BASE", "Topology", "inbox", "plan", "service"]
 
-DEFAULT_ROOT_BASE = "/run/noded/iox2"
+DEFAULT_ROOT_BASE = "/run/noded/iox2"  # daemon.resources.iox2_base of the default runtime_dir
 _SID_RE = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -80,7 +81,8 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
     """
     if _SID_RE.fullmatch(sid) is None:
         raise ValueError(f"{sid!r} is not a session id (letters and digits)")
-    root, prefix = f"{root_base.rstrip('/')}/{sid}/", f"noded_{sid}_"
+    # The same root and prefix as daemon.resources creates and cleans up.
+    root, prefix = f"{root_base.rstrip('/')}/{sid}/", session_prefix(sid)
     ids = {node.id for node in pipeline.nodes}
 
     # Every consumed port with its consumers: (consumer id, inbox, depth asked).

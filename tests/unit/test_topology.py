@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.pipeline import InputRef, Pipeline, PortRef, load_pipeline, parse_pipeline
+from daemon.resources import iox2_base, session_prefix, session_root
 from daemon.topology import Topology, plan
 from nodeworker.spec import (
     DEFAULT_DEPTH,
@@ -144,6 +145,13 @@ def test_root_and_prefix() -> None:
         assert (topology.root, topology.prefix) == ("/tmp/iox/s1/", "noded_s1_")
         assert all(dp is not None and (dp.root, dp.prefix) == (topology.root, topology.prefix)
                    for dp in topology.nodes.values())
+
+
+def test_root_and_prefix_are_those_the_daemon_creates_and_removes() -> None:
+    runtime_dir = Path("/run/noded")
+    topology = plan(parse(node("a")), SID, root_base=str(iox2_base(runtime_dir)))
+    assert topology.root == f"{session_root(runtime_dir, SID)}/"
+    assert topology.prefix == session_prefix(SID)
 
 
 @pytest.mark.parametrize("sid", ["", "a-b", "a/b", "..", "a b", "a_b"])
