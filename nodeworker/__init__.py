@@ -1,5 +1,5 @@
 """noded's node process: the SDK node authors import, and the worker that hosts one node."""
 
-from nodeworker.node import Context, Node
+from nodeworker.node import Context, Node, Stopped
 
-__all__ = ["Context", "Node"]
+__all__ = ["Context", "Node", "Stopped"]

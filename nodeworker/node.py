@@ -4,7 +4,9 @@ A node's life in its worker process::
 
     node = MyNode(node_id=..., params=...)   # cheap: keep heavy work out of __init__
     node.setup(ctx)                          # load models here; ctx.progress() as you go
-    ... READY=1 ...                          # the data plane will call node.process()
+    ... READY=1 ...                          # channels are open (ctx.loan/ctx.send work)
+    node.run(ctx)                            # optional: a source produces its data here
+    node.process(msg) for each message       # until SIGTERM/SIGINT (nodeworker.loop)
     node.teardown()                          # on SIGTERM/SIGINT, only if setup returned
 
 ``nodeworker.testing.FakeContext`` runs ``setup`` in plain pytest.
@@ -20,6 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 
+class Stopped(BaseException):
+    """Raised by ``ctx.send`` once the worker is stopping (SIGTERM/SIGINT). A
+    BaseException, so that ``except Exception`` does not swallow it: let it end ``run``,
+    ``process`` or a sending thread (the worker treats it as a clean end)."""
+
+
 def logger_for(node_id: str) -> logging.Logger:
     return logging.getLogger(f"noded.node.{node_id}")
 
@@ -30,7 +38,11 @@ class Context(abc.ABC):
     Attributes: ``session``, ``node_id``, ``params`` (the spec's params), ``logger``
     (stdlib logger ``noded.node.<id>``; the worker sends it to the journal) and ``ready``,
     a ``threading.Event`` set once the worker has told systemd READY=1 (for threads that a
-    node starts in setup and that must only act once the node is up).
+    node starts in setup and that must only act once the node is up), and ``stopping``,
+    a ``threading.Event`` set on SIGTERM/SIGINT (for loops in ``run`` and in threads).
+
+    Sending (``loan``, ``send``) works after READY=1, from any thread, for a node whose
+    spec has a data plane (``nodeworker.dataplane`` has the details).
     """
 
     def __init__(self, *, session: str, node_id: str, params: Mapping[str, Any]) -> None:
@@ -39,6 +51,7 @@ class Context(abc.ABC):
         self.params = params
         self.logger = logger_for(node_id)
         self.ready = threading.Event()
+        self.stopping = threading.Event()
 
     def progress(self, fraction: float, text: str = "") -> None:
         """Report setup progress: ``fraction`` in [0, 1] (clamped; NaN shows no percentage).
@@ -57,6 +70,35 @@ class Context(abc.ABC):
     @abc.abstractmethod
     def _report(self, fraction: float | None, text: str) -> None:
         """Deliver one normalised progress report."""
+
+    def loan(self, port: str, shape: Any, dtype: Any, kind: int | None = None, **fields: Any) -> Any:
+        """A writable numpy array of ``shape`` and ``dtype`` that lives in shared memory,
+        in a message of ``port``: fill it (decode, render, compute into it), then
+        ``send(port, array)`` sends it without a copy. ``kind`` is a ``wire.Kind``
+        (default TENSOR); ``fields`` are header fields: seq (default: the port's next),
+        timestamp_ns, sample_rate, channels, pixel_format, flags. Do not touch the array
+        after sending it. Dropped unsent, the memory returns to the port's pool.
+        """
+        return self._loan(port, shape, dtype, kind, fields)
+
+    def send(self, port: str, value: Any, *, kind: int | None = None, **fields: Any) -> None:
+        """Send ``value`` on ``port``: an array from ``loan`` (no copy; ``kind`` and
+        ``fields`` given here override the loan's), or an ndarray (TENSOR), str (TEXT),
+        dict/list (JSON), bytes (CONTROL) or a received Message (forwarded with its
+        header), copied once.
+
+        Blocks while a consumer of the port is not connected yet or already has
+        ``depth`` messages in flight (nothing is ever dropped); raises ``Stopped`` (a
+        BaseException) once the worker is stopping, and ``ConsumerGone`` if a consumer
+        died. A port that nothing consumes silently takes anything.
+        """
+        self._send(port, value, kind, fields)
+
+    def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
+        raise RuntimeError(f"node {self.node_id} has no data plane: nothing to loan from")
+
+    def _send(self, port: str, value: Any, kind: int | None, fields: dict[str, Any]) -> None:
+        raise RuntimeError(f"node {self.node_id} has no data plane: nothing to send on")
 
 
 class Node:
@@ -83,12 +125,26 @@ class Node:
         """
 
     def process(self, *args: Any, **kwargs: Any) -> Any:
-        """Turn inputs into outputs: return them, or be a generator that yields them.
+        """Turn one input message into outputs: return them, or be a generator that
+        yields them.
 
-        Called by the data plane (iceoryx2, a later issue) once per input; its calling
-        convention for ports is defined there. The default raises NotImplementedError.
+        The worker calls ``process(msg)`` with one ``nodeworker.message.Message`` at a
+        time, from its main thread; ``msg.source`` says which input it came from. An
+        output is ``None`` (nothing), ``(port, value)``, or a value for port "out";
+        values are what ``ctx.send`` takes (see ``nodeworker.loop``). An exception is
+        logged and counted, and the node goes on with the next message. The default
+        raises NotImplementedError.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement process()")
+
+    def run(self, ctx: Context) -> None:
+        """Optional: produce data, for a source node. Called once after READY=1, in the
+        main thread; ``process`` is called only once it returns. Send with ``ctx.send``
+        (it blocks for backpressure) and end when ``ctx.stopping`` is set; a ``send``
+        during a stop raises ``Stopped``, which ends ``run`` quietly. An exception fails
+        the worker. Alternatively start a thread in ``setup`` that waits for
+        ``ctx.ready`` and sends: ``ctx.send`` may be called from any thread.
+        """
 
     def teardown(self) -> None:
         """Release what setup acquired. Called once, after a stop request, if setup returned.

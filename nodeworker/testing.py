@@ -21,7 +21,9 @@ N = TypeVar("N", bound=Node)
 
 
 class FakeContext(Context):
-    """A Context that records progress reports in ``progress_reports``.
+    """A Context that records progress reports in ``progress_reports`` and what the node
+    sends in ``sent`` (``(port, value, kind, fields)`` tuples; ``loan`` returns a plain
+    zeroed numpy array).
 
     ``ready`` is never set by it: call ``ctx.ready.set()`` to play READY=1.
     """
@@ -31,9 +33,18 @@ class FakeContext(Context):
     ) -> None:
         super().__init__(session=session, node_id=node_id, params=dict(params or {}))
         self.progress_reports: list[tuple[float | None, str]] = []
+        self.sent: list[tuple[str, Any, int | None, dict[str, Any]]] = []
 
     def _report(self, fraction: float | None, text: str) -> None:
         self.progress_reports.append((fraction, text))
+
+    def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
+        import numpy as np
+
+        return np.zeros(shape, dtype)
+
+    def _send(self, port: str, value: Any, kind: int | None, fields: dict[str, Any]) -> None:
+        self.sent.append((port, value, kind, fields))
 
 
 def run_setup(cls: type[N], params: Mapping[str, Any] | None = None, *, node_id: str = "test") -> tuple[N, FakeContext]:
