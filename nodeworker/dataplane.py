@@ -1,0 +1,385 @@
+"""An endpoint of a session's data plane: what a worker (or a client) sends and receives.
+
+``Endpoint(plane, name)`` opens everything a ``spec.DataPlane`` describes (its inbox,
+a publisher per output, a subscriber per input) and offers::
+
+    arr = ep.loan(port, shape, dtype, kind=Kind.VIDEO, **header_fields)  # writable, in shm
+    ep.send(port, arr)                     # that loan: no copy
+    ep.send(port, value, kind=..., **hf)   # ndarray/str/dict/bytes/Message: copied once
+    msg = ep.receive()                     # a Message, or None (never blocks)
+    ep.wait(timeout)                       # sleep until something may have arrived
+    ep.close()
+
+It knows nothing of nodes or workers (``nodeworker.loop`` drives one for a node).
+
+Threads: every method may be called from any thread. One thread at a time sleeps in the
+inbox (the *pump*: iceoryx2's WaitSet, GIL released); others wait on a condition it
+signals after each wake-up. Messages may be dropped in any thread.
+
+Blocking: ``send`` blocks while a consumer has not said hello yet or has ``depth``
+messages in flight (credit protocol: ``nodeworker.channels``). While blocked it flushes
+this endpoint's own credits (so cycles through a client do not deadlock on them),
+raises ``Stopped`` as soon as ``stop()`` was called or ``should_stop()`` says so, and
+every ``DEAD_CHECK`` seconds checks its consumers: a dead one raises ``ConsumerGone``
+(only for consumers that had said hello: before that, a missing consumer is
+indistinguishable from a slow starter). A send on a port nobody consumes (not in the
+spec) goes nowhere, as the daemon's topology defines; ``stats`` counts it.
+
+READY semantics for a worker: once the constructor returns, the inbox and every output
+service exist, so peers can connect; inputs whose producer is not up yet are connected
+when its EVENT_CONNECT arrives (or within ``HOUSEKEEPING`` seconds), and the producer
+sends nothing before this endpoint's hello, so nothing is lost at start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from nodeworker.channels import (
+    EVENT_CONNECT, ChannelError, Channels, ConsumerGone, Inbox, InPort, OutPort, decode_credit,
+)  # fmt: skip
+from nodeworker.message import Lease, Loan, Message, make_header, outgoing, owner_of
+from nodeworker.node import Stopped
+from nodeworker.rejects import RejectLog
+from nodeworker.spec import DataPlane
+from nodeworker.wire import HEADER_SIZE, Flags, Header, Kind, WireError, pack_header_into, payload_checksum
+from nodeworker.wire import unpack_header, verify_payload
+
+__all__ = ["ChannelError", "ConsumerGone", "Endpoint", "Stopped"]
+
+DEAD_CHECK = 0.25  # s between dead-consumer checks while a send is blocked
+HOUSEKEEPING = 1.0  # s: the longest wait(); retries connecting inputs and undelivered credits
+
+log = logging.getLogger("noded.dataplane")
+
+
+class Endpoint:
+    def __init__(
+        self,
+        plane: DataPlane,
+        name: str,
+        *,
+        extra_fd: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        rejects: RejectLog | None = None,
+        send_timeout: float | None = None,
+    ) -> None:
+        """``name``: this endpoint's name (node id, or "client"); ``extra_fd``: another fd
+        that wakes ``wait`` (the worker's signal pipe; ``should_stop`` must drain it);
+        ``send_timeout``: the default ``timeout`` of ``send`` (None: wait as needed)."""
+        self.name = name
+        self.send_timeout = send_timeout
+        self.verify = plane.verify_payload
+        self.stats: Counter[str] = Counter()
+        self.rejects = rejects if rejects is not None else RejectLog(logger=log)
+        self._should_stop = should_stop or (lambda: False)
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pumping = False
+        self._released: deque[tuple[int, Any]] = deque()  # (input index, sample) from Leases
+        self._next_input = 0
+        self._next_housekeeping = 0.0
+        self._all_connected = False
+        self._seq: dict[str, int] = {}
+        self._unconsumed: set[str] = set()
+        self._outputs: dict[str, OutPort] = {}
+        self._by_index: list[OutPort] = []  # outputs by port_index
+        self._inputs: list[InPort] = []
+        self._inbox: Inbox | None = None
+        self._chan = Channels(name, plane.root, plane.prefix)
+        try:
+            ports = [o.port for o in plane.outputs]
+            if len(set(ports)) != len(ports):
+                raise ChannelError(f"endpoint {name!r}: duplicate output ports {ports}")
+            peers = sum(len(o.consumers) for o in plane.outputs) + len(plane.inputs) + 1
+            self._inbox = Inbox(self._chan, plane.inbox, len(plane.outputs), peers, extra_fd)
+            for i, spec in enumerate(plane.outputs):
+                self._outputs[spec.port] = OutPort(self._chan, spec, i, HEADER_SIZE + spec.max_payload)
+                self._seq[spec.port] = 0
+            self._by_index = list(self._outputs.values())
+            self._inputs = [InPort(self._chan, spec, i) for i, spec in enumerate(plane.inputs)]
+            for out in self._by_index:
+                out.announce()
+            self._housekeeping()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive(self) -> Message | None:
+        """The next message (inputs in turn, each in order), or None. Malformed samples
+        are rejected (counted, logged once per burst, released and credited)."""
+        with self._locked():
+            self._flush_credits()
+            if not self._all_connected and self._inbox is not None:  # a client that only polls
+                self._apply(self._inbox.take())
+            n = len(self._inputs)
+            k = 0
+            while k < n:
+                port = self._inputs[(self._next_input + k) % n]
+                sample = port.receive()
+                if sample is None:
+                    k += 1
+                    continue
+                msg = self._accept(port, sample)
+                if msg is not None:
+                    self._next_input = (port.index + 1) % n
+                    return msg
+            self._flush_credits()
+            return None
+
+    def _accept(self, port: InPort, sample: Any) -> Message | None:
+        lease = Lease(sample, sample.header.number_of_elements, port.index, self._on_release)
+        try:
+            buf = lease.bytes()
+            header = unpack_header(buf, lease.length)
+            if self.verify:
+                verify_payload(buf, header)
+        except WireError as e:
+            self.stats["rejected"] += 1
+            self.rejects.record(e, port.spec.source)
+            return None  # the lease goes: released and credited
+        self.stats["received"] += 1
+        return Message(port.spec.source, header, lease)
+
+    def _on_release(self, index: int, sample: Any) -> None:
+        # From Lease.__del__, in any thread, maybe inside an iceoryx2 call of this very
+        # thread: then this endpoint's lock is held (every port call is made under it,
+        # except the inbox wait, whose objects a flush does not touch), so flush only if
+        # the lock is free; else its holder, or the woken pump, flushes.
+        self._released.append((index, sample))
+        if not self._try_flush():
+            inbox = self._inbox
+            if inbox is not None:
+                inbox.wake()
+
+    def _try_flush(self) -> bool:
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._flush_credits()
+        finally:
+            self._lock.release()
+        return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The lock; on leaving, flush what a Lease handed over while it was held (its
+        finalizer found the lock taken, and appended before this check)."""
+        with self._lock:
+            yield
+        if self._released:
+            self._try_flush()
+
+    def _flush_credits(self) -> None:
+        """With the lock held: release the samples Leases let go, then credit them."""
+        if not self._released:
+            return
+        counts: Counter[int] = Counter()
+        while self._released:
+            index, sample = self._released.popleft()
+            sample.delete()
+            counts[index] += 1
+        for index, n in counts.items():
+            if index < len(self._inputs):
+                port = self._inputs[index]
+                port.released += n
+                port.credit()  # undelivered (producer gone): retried by housekeeping
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Sleep until a message, a credit or a wake-up may have arrived, or ``timeout``
+        seconds (at most HOUSEKEEPING) have passed. Returns early on signals."""
+        limit = HOUSEKEEPING if timeout is None else min(timeout, HOUSEKEEPING)
+        with self._locked():
+            self._flush_credits()
+            self._pump(limit)
+
+    def _pump(self, timeout: float) -> None:
+        """With the lock held: sleep in the inbox (or, if another thread does, on the
+        condition) and apply what arrived."""
+        if self._pumping:
+            self._cond.wait(timeout)
+            return
+        assert self._inbox is not None
+        self._pumping = True
+        self._lock.release()
+        try:
+            events = self._inbox.wait(timeout)
+        finally:
+            self._lock.acquire()
+            self._pumping = False
+        self._flush_credits()
+        if self._should_stop():  # also drains the extra fd, which would keep waking us
+            self._stopped = True
+        self._apply(events)
+        self._cond.notify_all()
+
+    def _apply(self, events: list[int]) -> None:
+        """With the lock held: apply credits; connect inputs on EVENT_CONNECT or when due."""
+        connect = False
+        for event_id in events:
+            credit = decode_credit(event_id)
+            if credit is not None:
+                if credit[0] < len(self._by_index):
+                    self._by_index[credit[0]].credit(credit[1], credit[2])
+            elif event_id == EVENT_CONNECT:
+                connect = True
+        if connect or time.monotonic() >= self._next_housekeeping:
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        for port in self._inputs:
+            if not port.connected:
+                port.connect()
+            elif port.credited != port.released:
+                port.credit()
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING
+        self._all_connected = all(port.connected for port in self._inputs)
+
+    @property
+    def connected(self) -> bool:
+        """True once every input is subscribed and its producer got the hello."""
+        with self._lock:
+            return all(port.connected for port in self._inputs)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> np.ndarray:
+        """A writable array of ``shape``/``dtype`` inside a sample of ``port``, to fill and
+        pass to ``send(port, array)``; header fields (seq, timestamp_ns, sample_rate,
+        channels, pixel_format, flags) are given here. Dropped unsent, the sample returns
+        to the pool. On a port nobody consumes it is an ordinary array."""
+        header, seq_given = make_header(Kind.TENSOR if kind is None else kind, dtype, shape, fields)
+        out = self._outputs.get(port)
+        if out is None:
+            return np.empty(header.shape, header.dtype)
+        with self._locked():
+            sample = out.loan(HEADER_SIZE + header.payload_len)
+        return Loan(port, sample, header, seq_given).array()
+
+    def send(
+        self, port: str, value: Any, *, kind: Kind | int | None = None, timeout: float | None = None, **fields: Any
+    ) -> None:
+        """Send ``value`` on ``port``: a loaned array without a copy (``kind``/``fields``
+        given here override the loan's), anything else copied once into a new loan (see
+        ``message.outgoing``). Blocks for credits, for at most ``timeout`` seconds
+        (default: ``send_timeout``; then TimeoutError, nothing sent); raises Stopped or
+        ConsumerGone."""
+        timeout = self.send_timeout if timeout is None else timeout
+        out = self._outputs.get(port)
+        if out is None:
+            self._drop_unconsumed(port)
+            return
+        owner = owner_of(value) if isinstance(value, np.ndarray) else None
+        changes: dict[str, Any] = {}  # applied to the header in one go, under the lock
+        if isinstance(owner, Loan) and owner.port == port and owner.covers(value):
+            if owner.sample is None:
+                raise ValueError("this loan was already sent")
+            loan = owner
+            changes.update(fields)
+            if kind is not None:
+                changes["kind"] = kind
+        else:
+            header, seq_given, payload = outgoing(value, kind, fields)
+            with self._locked():
+                sample = out.loan(HEADER_SIZE + header.payload_len)
+            loan = Loan(port, sample, header, seq_given)
+            np.copyto(loan.array(), payload, casting="no")
+        header = loan.header
+        if self.verify:
+            changes["flags"] = Flags(changes.get("flags", header.flags)) | Flags.PAYLOAD_CHECKSUM
+            changes["payload_crc"] = payload_checksum(loan.payload_bytes())
+        with self._locked():
+            self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
+            if not (loan.seq_given or "seq" in changes):
+                changes["seq"] = self._seq[port]
+            if changes:
+                header = _with(header, changes)
+            self._seq[port] = header.seq + 1
+            pack_header_into(loan.header_bytes(), header)
+            sample, loan.sample = loan.sample, None
+            out.send(sample)
+            self.stats["sent"] += 1
+        if owner is loan:
+            value.flags.writeable = False  # the consumers own it now
+
+    def _drop_unconsumed(self, port: str) -> None:
+        self.stats["unconsumed"] += 1
+        if port not in self._unconsumed:
+            self._unconsumed.add(port)
+            log.info("%s: nothing consumes port %r: what is sent on it goes nowhere", self.name, port)
+
+    def _wait_for_credit(self, out: OutPort, deadline: float | None) -> None:
+        next_check = time.monotonic() + DEAD_CHECK
+        while True:
+            if self._stopped or self._should_stop():
+                raise Stopped()
+            self._flush_credits()
+            blocking = out.blocking()
+            if not blocking:
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                names = [out.spec.consumers[i] for i in blocking]
+                raise TimeoutError(f"port {out.spec.port!r}: no credit from {', '.join(names)}")
+            if now >= next_check:
+                if any(out.hello[i] for i in blocking):
+                    out.check_consumers()
+                next_check = now + DEAD_CHECK
+            self._pump(DEAD_CHECK if deadline is None else max(min(DEAD_CHECK, deadline - now), 0.0))
+
+    def in_flight(self, port: str) -> list[int]:
+        """Per consumer of ``port``: messages sent and not credited back yet."""
+        with self._locked():
+            out = self._outputs[port]
+            return [s - r for s, r in zip(out.sent, out.released)]
+
+    def stop(self) -> None:
+        """Make blocked and future sends raise Stopped; callable from any thread."""
+        self._stopped = True
+        if self._inbox is not None:
+            self._inbox.wake()
+
+    # -- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the ports in a fixed order (outputs, inputs, inbox, node); idempotent.
+        Messages still referenced keep their samples (and mappings) alive."""
+        with self._lock:
+            try:
+                for out in self._outputs.values():
+                    out.close()
+                for port in self._inputs:
+                    port.close()
+                inbox, self._inbox = self._inbox, None
+                if inbox is not None:
+                    inbox.close()
+            finally:
+                self._outputs, self._inputs, self._by_index, self._inbox = {}, [], [], None
+                if self._chan is not None:
+                    self._chan.close()
+                    self._chan = None  # type: ignore[assignment]
+        self.rejects.flush()
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with(header: Header, changes: dict[str, Any]) -> Header:
+    """``header`` with ``changes``, validated again."""
+    fields = {name: getattr(header, name) for name in Header.__slots__}
+    fields.update(changes)
+    return Header(**fields)
