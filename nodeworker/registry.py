@@ -9,6 +9,9 @@ BUILTINS: dict[str, str] = {
     "crash": "nodeworker.builtins.testing_nodes:Crash",
     "alloc": "nodeworker.builtins.testing_nodes:Allocate",
     "passthrough": "nodeworker.builtins.testing_nodes:PassThrough",
+    "source": "nodeworker.builtins.testing_nodes:Source",
+    "slow_sink": "nodeworker.builtins.testing_nodes:SlowSink",
+    "flaky": "nodeworker.builtins.testing_nodes:Flaky",
 }
 
 

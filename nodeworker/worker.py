@@ -3,13 +3,20 @@
     python -m nodeworker --spec '<WorkerSpec JSON>' [--log-level LEVEL]
 
 Lifecycle: STATUS=initializing -> import the node class, construct it, setup() with
-progress -> READY=1 -> wait for SIGTERM/SIGINT -> STOPPING=1 -> teardown() -> exit 0.
+progress -> open the data plane (if the spec has one) -> READY=1 -> serve (below) until
+SIGTERM/SIGINT -> STOPPING=1 -> teardown() -> close the data plane -> exit 0.
+
+Serving: without a data plane, the worker just waits for a stop signal. With one,
+``nodeworker.loop`` runs ``node.run(ctx)`` (sources) and then feeds each message to
+``node.process``; READY=1 means the node's inbox and output channels exist, so peers
+can connect (``nodeworker.dataplane``). numpy and iceoryx2 are imported only then.
 What is sent to systemd, and the start-timeout policy: ``nodeworker.notify``. Exit codes:
 ``nodeworker.errors.ExitCode``.
 
-Signals: the SIGTERM/SIGINT handler records the signal; the wake-up fd of
-``signal.set_wakeup_fd`` wakes the main loop, which blocks reading it after READY (no
-polling). While the node class is imported and setup() runs (in the main thread), the
+Signals: the SIGTERM/SIGINT handler records the signal and sets ``ctx.stopping``; the
+wake-up fd of ``signal.set_wakeup_fd`` wakes the main loop, which blocks reading it after
+READY, or, with a data plane, has it in the inbox's WaitSet next to the inbox listener
+(no polling, and no window between checking the flag and sleeping). While the node class is imported and setup() runs (in the main thread), the
 handler also raises ``SetupInterrupted``, so a long setup ends at its next Python
 bytecode or interruptible wait (sleep, lock, I/O): the worker sends STOPPING=1 and exits
 0 without teardown. Setup stuck in a C call that never returns to Python cannot be
@@ -30,11 +37,13 @@ import faulthandler
 import io
 import logging
 import os
+import select
 import signal
 import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -42,9 +51,12 @@ from nodeworker import notify
 from nodeworker.logs import configure_logging
 from nodeworker.errors import ExitCode, NodeworkerError, SetupInterrupted, SpecError
 from nodeworker.loader import load_node_class
-from nodeworker.node import Context, Node
+from nodeworker.node import Context, Node, Stopped
 from nodeworker.spec import WorkerSpec, decode_spec
 from nodeworker.status import Phase, Status
+
+if TYPE_CHECKING:
+    from nodeworker.dataplane import Endpoint
 
 log = logging.getLogger("noded.worker")
 
@@ -56,6 +68,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.stopping = threading.Event()  # set by a stop signal (and by poll())
         self._interruptible = False
         self._r, self._w = os.pipe()
         os.set_blocking(self._w, False)
@@ -66,6 +79,7 @@ class _Signals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signum
+        self.stopping.set()
         if self._interruptible:
             raise SetupInterrupted(signum)
 
@@ -82,6 +96,22 @@ class _Signals:
         except BlockingIOError:
             pass  # the pipe is full of wake-ups: wait() will return anyway
 
+    def fileno(self) -> int:
+        """The read end of the wake-up pipe (readable after a signal or wake())."""
+        return self._r
+
+    def poll(self) -> bool:
+        """Without blocking: True (and ``stopping`` set) if a stop signal or wake() came.
+        Drains the pipe; callable from any thread."""
+        while select.select([self._r], [], [], 0)[0]:
+            try:
+                data = os.read(self._r, 512)
+            except BlockingIOError:
+                break
+            if any(byte == 0 or byte in STOP_SIGNALS for byte in data):
+                self.stopping.set()
+        return self.stopping.is_set()
+
     def wait(self) -> int:
         """Block until a stop signal (returns its number) or wake() (returns 0)."""
         while True:
@@ -93,9 +123,22 @@ class _Signals:
 
 
 class _WorkerContext(Context):
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, stopping: threading.Event) -> None:
         super().__init__(session=spec.session, node_id=spec.node, params=spec.params)
+        self.stopping = stopping
         self._reporter: notify.ProgressReporter | None = notify.ProgressReporter()
+        self.endpoint: Endpoint | None = None
+
+    def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
+        if self.endpoint is None:
+            return super()._loan(port, shape, dtype, kind, fields)
+        return self.endpoint.loan(port, shape, dtype, kind, **fields)
+
+    def _send(self, port: str, value: Any, kind: int | None, fields: dict[str, Any]) -> None:
+        if self.endpoint is None:
+            super()._send(port, value, kind, fields)
+        else:
+            self.endpoint.send(port, value, kind=kind, **fields)
 
     def end_setup(self) -> None:
         self._reporter = None
@@ -121,22 +164,30 @@ class Worker:
     def __init__(self, spec: WorkerSpec, signals: _Signals) -> None:
         self.spec = spec
         self.signals = signals
-        self.ctx = _WorkerContext(spec)
+        self.ctx = _WorkerContext(spec, signals.stopping)
         self.node: Node | None = None
+        self.endpoint: Endpoint | None = None
         self.fatal: BaseException | None = None  # first uncaught exception of a thread
 
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            self._close_dataplane()  # after teardown (in _stop): the node may hold messages
+
+    def _run(self) -> int:
         started = time.monotonic()
         try:
             try:
                 self.signals.set_interruptible(True)
                 node = self._setup()
+                self.node = node
+                self._open_dataplane()
             finally:
                 self.signals.set_interruptible(False)
                 self.ctx.end_setup()
-            self.node = node
-        except SetupInterrupted as e:
-            return self._stop(e.signum)  # no teardown: setup did not complete
+        except SetupInterrupted as e:  # teardown only if node.setup() had returned
+            return self._stop(e.signum)
         except Exception as e:
             return self._fail(e)
         if self.signals.received is not None:  # the node swallowed SetupInterrupted
@@ -146,10 +197,48 @@ class Worker:
         notify.ready()
         self.ctx.ready.set()
         log.info("node %s ready after %.0f ms (import and setup)", self.spec.node, (time.monotonic() - started) * 1e3)
-        signum = self.signals.wait()
-        if self.fatal is not None:  # wait() returned 0: a thread died
+        if self.endpoint is None:
+            signum = self.signals.wait()
+        else:
+            try:
+                signum = self._serve(node, self.endpoint)
+            except Exception as e:  # ConsumerGone, or run() failed
+                return self._fail(e)
+        if self.fatal is not None:  # a thread died
             return self._fail(self.fatal, logged=True)
         return self._stop(signum)
+
+    def _open_dataplane(self) -> None:
+        if self.spec.dataplane is None:
+            return
+        from nodeworker.dataplane import Endpoint  # numpy and iceoryx2: only when needed
+
+        self.endpoint = Endpoint(
+            self.spec.dataplane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll
+        )
+        self.ctx.endpoint = self.endpoint
+
+    def _serve(self, node: Node, endpoint: Endpoint) -> int:
+        from nodeworker.loop import Loop
+
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll)
+        try:
+            loop.run()
+        finally:
+            log.info(
+                "node %s: %d messages processed, %d failed in process(); %s",
+                self.spec.node, loop.processed, loop.errors, dict(endpoint.stats),
+            )  # fmt: skip
+        return self.signals.received or 0
+
+    def _close_dataplane(self) -> None:
+        endpoint, self.endpoint = self.endpoint, None
+        self.ctx.endpoint = None
+        if endpoint is not None:
+            try:
+                endpoint.close()
+            except Exception as e:
+                log.error("closing the data plane of node %s failed", self.spec.node, exc_info=e)
 
     def _setup(self) -> Node:
         cls = load_node_class(self.spec.cls)
@@ -166,7 +255,8 @@ class Worker:
         return exc.exit_code if isinstance(exc, NodeworkerError) else ExitCode.FAILED
 
     def _stop(self, signum: int) -> int:
-        log.info("%s: stopping node %s", signal.Signals(signum).name, self.spec.node)
+        name = signal.Signals(signum).name if signum else "stop"
+        log.info("%s: stopping node %s", name, self.spec.node)
         notify.stopping()
         if self.node is None:
             return ExitCode.OK
@@ -180,8 +270,8 @@ class Worker:
 
     def thread_died(self, args: threading.ExceptHookArgs) -> None:
         """threading.excepthook: any uncaught exception in a thread stops the worker."""
-        if issubclass(args.exc_type, SystemExit):
-            return
+        if issubclass(args.exc_type, (SystemExit, Stopped)):
+            return  # Stopped: a sending thread ended by the stop
         exc = args.exc_value if args.exc_value is not None else args.exc_type()
         name = args.thread.name if args.thread is not None else "?"
         log.error("thread %s of node %s died: %s", name, self.spec.node, _describe(exc), exc_info=exc)

@@ -1,4 +1,6 @@
-"""Test nodes for integration tests and benchmarks: sleep, fail, crash, allocate, pass through.
+"""Test nodes for integration tests and benchmarks: sleep, fail, crash, allocate, pass
+through, and for the data plane: produce (Source), consume slowly (SlowSink), fail on
+some messages (Flaky).
 
 Params are checked in ``__init__`` (unknown names and wrong types raise ParamError, so the
 worker exits 2). "ready" variants act in a thread started in setup that waits for
@@ -45,7 +47,11 @@ def _params(node: Node, spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
     return out
 
 
-_CHOICES = {"when": ("setup", "ready"), "how": ("exit", "sigkill", "sigsegv", "exception")}
+_CHOICES = {
+    "when": ("setup", "ready"),
+    "how": ("exit", "sigkill", "sigsegv", "exception"),
+    "mode": ("run", "thread"),
+}
 
 
 def _after_ready(ctx: Context, delay: float, action: Callable[[], None], name: str) -> None:
@@ -182,7 +188,9 @@ class Allocate(Node):
 
 class PassThrough(Node):
     """Does nothing in setup; ``process`` returns its input unchanged: the single positional
-    argument, else the tuple of positional arguments, else the dict of keyword arguments."""
+    argument, else the tuple of positional arguments, else the dict of keyword arguments.
+    In a worker it gets one Message and so forwards every message, from any of its inputs,
+    to port "out" with its header (payload copied once, by numpy)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -194,3 +202,95 @@ class PassThrough(Node):
         if kwargs:
             return kwargs
         return args[0] if len(args) == 1 else args
+
+
+class Source(Node):
+    """Sends ``count`` messages of ``shape``/``dtype`` on ``port`` as fast as the consumers
+    take them, each filled (by numpy) with ``seq % 251`` and written straight into a loan.
+    ``mode`` "run" sends from ``run()`` in the main thread, "thread" from a thread started
+    in setup. ``interval`` seconds pass between messages; each message's timestamp_ns is
+    time.monotonic_ns() just before its send (a system-wide clock: consumers in other
+    processes can compute latencies). The last has Flags.END_OF_STREAM when ``eos``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {
+            "count": (int, 100), "shape": (list, [1024]), "dtype": (str, "uint8"), "port": (str, "out"),
+            "mode": (str, "run"), "eos": (bool, False), "interval": (float, 0.0),
+        })  # fmt: skip
+        self.count: int = p["count"]
+        self.shape: list[int] = p["shape"]
+        self.dtype: str = p["dtype"]
+        self.port: str = p["port"]
+        self.mode: str = p["mode"]
+        self.eos: bool = p["eos"]
+        self.interval: float = p["interval"]
+        self.sent = 0
+
+    def setup(self, ctx: Context) -> None:
+        if self.mode == "thread":
+            threading.Thread(target=self._thread, args=(ctx,), name="source", daemon=True).start()
+
+    def _thread(self, ctx: Context) -> None:
+        ctx.ready.wait()
+        self.produce(ctx)
+
+    def run(self, ctx: Context) -> None:
+        if self.mode == "run":
+            self.produce(ctx)
+
+    def produce(self, ctx: Context) -> None:
+        from nodeworker.wire import Flags
+
+        for seq in range(self.count):
+            if seq and self.interval and ctx.stopping.wait(self.interval):
+                return
+            if ctx.stopping.is_set():
+                return
+            last = self.eos and seq == self.count - 1
+            out = ctx.loan(self.port, self.shape, self.dtype, seq=seq, flags=Flags.END_OF_STREAM if last else 0)
+            out.fill(seq % 251)
+            ctx.send(self.port, out, timestamp_ns=time.monotonic_ns())
+            self.sent += 1
+        self.logger.info("sent %d messages on %s", self.sent, self.port)
+
+
+class SlowSink(Node):
+    """Consumes messages, sleeping ``ms`` milliseconds on each. With ``record`` (a file
+    path), appends one line per message: "<source> <seq> <first element or -1>"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {"ms": (float, 50.0), "record": (str, "")})
+        self.ms: float = p["ms"]
+        self.record: str = p["record"]
+        self._file: Any = None
+
+    def setup(self, ctx: Context) -> None:
+        if self.record:
+            self._file = open(self.record, "a", buffering=1)  # noqa: SIM115 (closed in teardown)
+
+    def process(self, msg: Any) -> None:
+        time.sleep(self.ms / 1000)
+        if self._file is not None:
+            first = msg.array.reshape(-1)[0] if msg.array.size else -1
+            self._file.write(f"{msg.source} {msg.seq} {first}\n")
+
+    def teardown(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class Flaky(Node):
+    """Forwards every message, except that process() raises RuntimeError for those whose
+    seq is a multiple of ``fail_every``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {"fail_every": (int, 2)})
+        self.fail_every: int = max(p["fail_every"], 1)
+
+    def process(self, msg: Any) -> Any:
+        if msg.seq % self.fail_every == 0:
+            raise RuntimeError(f"flaky on purpose: seq {msg.seq}")
+        return msg

@@ -1,0 +1,103 @@
+"""The worker's main loop after READY=1, for a node with a data plane.
+
+1. ``node.run(ctx)``, if the node overrides it (a *source*: see ``Node.run``). While it
+   runs, inputs wait (with backpressure); ``ctx.send`` blocks for credits.
+2. Then, until a stop is requested: take the next message (inputs in turn, each in
+   order), call ``node.process(msg)`` and send what it returns or yields; sleep in the
+   inbox when there is nothing to do (no polling: ``Endpoint.wait``, which the signal
+   pipe also wakes).
+
+What ``process`` returns or yields (a generator: each item in turn):
+
+* ``None``: nothing is sent;
+* ``(port, value)`` with ``port`` a str: ``value`` is sent on ``port``;
+* any other value: sent on port ``"out"``.
+
+A value is what ``ctx.send`` takes: an array from ``ctx.loan`` (no copy), an ndarray
+(TENSOR), a str (TEXT), a dict or list (JSON), bytes (CONTROL), or a received
+``Message`` (forwarded with its header). Send with ``ctx.send`` directly to choose
+``kind`` or header fields.
+
+Failures: an exception from ``process`` (or from sending its outputs) is logged with
+its traceback, counted in ``errors``, and the loop goes on with the next message; the
+log is throttled to one traceback per ``ERROR_LOG_INTERVAL`` seconds (with the number
+of failures since). ``Stopped`` ends the loop; ``ChannelError`` (e.g. ``ConsumerGone``)
+and an exception from ``run`` propagate: the worker fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nodeworker.dataplane import ChannelError, Endpoint, Stopped
+from nodeworker.message import Message
+from nodeworker.node import Context, Node
+
+ERROR_LOG_INTERVAL = 5.0
+
+log = logging.getLogger("noded.worker")
+
+
+class Loop:
+    def __init__(self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool]) -> None:
+        self.node, self.ctx, self.endpoint = node, ctx, endpoint
+        self.should_stop = should_stop
+        self.processed = 0
+        self.errors = 0
+        self._unlogged = 0
+        self._logged_at = -ERROR_LOG_INTERVAL
+
+    def run(self) -> None:
+        """Run until a stop is requested (or Stopped is raised)."""
+        try:
+            if type(self.node).run is not Node.run:
+                self.node.run(self.ctx)
+            while not self.should_stop():
+                msg = self.endpoint.receive()
+                if msg is None:
+                    self.endpoint.wait()
+                    continue
+                self.dispatch(msg)
+                del msg  # not held while idle: the producer gets its credit now
+        except Stopped:
+            pass
+
+    def dispatch(self, msg: Message) -> None:
+        """Call process(msg) and send its outputs; count and log a failure."""
+        try:
+            result = self.node.process(msg)
+            if inspect.isgenerator(result):
+                for item in result:
+                    self.emit(item)
+            else:
+                self.emit(result)
+        except (Stopped, ChannelError):
+            raise
+        except Exception as e:
+            self.failed(msg, e)
+        self.processed += 1
+
+    def emit(self, item: Any) -> None:
+        if item is None:
+            return
+        if type(item) is tuple and len(item) == 2 and isinstance(item[0], str):
+            self.ctx.send(item[0], item[1])
+        else:
+            self.ctx.send("out", item)
+
+    def failed(self, msg: Message, exc: Exception) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._logged_at < ERROR_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures not logged)" if self._unlogged else ""
+        log.error(
+            "process() of node %s failed on %r: %s (%d failures so far)%s",
+            self.node.node_id, msg, type(exc).__name__, self.errors, more, exc_info=exc,
+        )  # fmt: skip
+        self._logged_at, self._unlogged = now, 0
