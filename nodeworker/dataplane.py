@@ -207,10 +207,9 @@ class Endpoint:
     def _pump(self, timeout: float) -> None:
         """With the lock held: sleep in the inbox (or, if another thread does, on the
         condition) and apply what arrived."""
-        if self._pumping:
+        if self._pumping or self._inbox is None:  # another thread pumps, or closed
             self._cond.wait(timeout)
             return
-        assert self._inbox is not None
         self._pumping = True
         self._lock.release()
         try:
@@ -276,6 +275,8 @@ class Endpoint:
         (default: ``send_timeout``; then TimeoutError, nothing sent); raises Stopped or
         ConsumerGone."""
         timeout = self.send_timeout if timeout is None else timeout
+        if self._stopped:
+            raise Stopped()
         out = self._outputs.get(port)
         if out is None:
             self._drop_unconsumed(port)
@@ -345,7 +346,8 @@ class Endpoint:
             return [s - r for s, r in zip(out.sent, out.released)]
 
     def stop(self) -> None:
-        """Make blocked and future sends raise Stopped; callable from any thread."""
+        """Make blocked and future sends raise Stopped (also on ports nobody consumes);
+        callable from any thread."""
         self._stopped = True
         if self._inbox is not None:
             self._inbox.wake()
@@ -354,8 +356,15 @@ class Endpoint:
 
     def close(self) -> None:
         """Close the ports in a fixed order (outputs, inputs, inbox, node); idempotent.
+        A send blocked in another thread raises Stopped first, as later sends do.
         Messages still referenced keep their samples (and mappings) alive."""
         with self._lock:
+            self._stopped = True
+            if self._inbox is not None:
+                self._inbox.wake()
+            deadline = time.monotonic() + 2 * DEAD_CHECK
+            while self._pumping and time.monotonic() < deadline:  # out of the inbox first
+                self._cond.wait(DEAD_CHECK)
             try:
                 for out in self._outputs.values():
                     out.close()

@@ -181,6 +181,29 @@ def test_stop_unblocks_a_blocked_send_and_it_releases_the_gil(session: Session) 
     assert receive(sink).text == "fills the window"
 
 
+def test_closing_an_endpoint_stops_a_send_blocked_in_another_thread(session: Session) -> None:
+    src, sink = pair(session, depth=1)
+    src.send("out", "fills the window")
+    raised: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            src.send("out", "waits")
+        except BaseException as e:
+            raised.append(e)
+
+    sender = in_thread(blocked)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    src.close()
+    sender.join(2)
+    assert not sender.is_alive() and time.monotonic() - t0 < 1.0
+    assert len(raised) == 1 and isinstance(raised[0], Stopped)
+    with pytest.raises(Stopped):
+        src.send("out", "after close")
+    assert receive(sink).text == "fills the window"
+
+
 def test_a_port_nobody_consumes_takes_anything(session: Session) -> None:
     src, _ = pair(session)
     arr = src.loan("nowhere", (4,), np.float32)
