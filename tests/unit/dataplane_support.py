@@ -71,6 +71,7 @@ class Session:
         self.prefix = f"nwt{uuid.uuid4().hex[:10]}_"
         self.workers: list[WorkerProc] = []
         self.endpoints: list[Endpoint] = []
+        self.killed = False  # a test SIGKILLed a node: its files stay until the removal
 
     # -- topology -------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ process. Every worker is stopped by PID; every session must leave nothing behind
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import pytest
 
 from nodeworker import dataplane
 from nodeworker.channels import ConsumerGone
-from nodeworker.dataplane import Endpoint
 from nodeworker.errors import ExitCode
 from nodeworker.wire import Flags, Header, Kind, PixelFormat
 from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, WorkerProc, receive, rss_kb
@@ -27,10 +25,9 @@ FRAME = (1080, 1920, 3)
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     s = Session(tmp_path)
-    s.killed = False  # type: ignore[attr-defined]
     yield s
     left = s.close()
-    if not s.killed:  # type: ignore[attr-defined]
+    if not s.killed:
         assert all(p.endswith(CLEAN_LEFTOVER_SUFFIXES) for p in left), left
     assert s.leftovers() == []
 
@@ -162,7 +159,7 @@ def test_a_killed_consumer_ends_a_blocked_producer_worker(session: Session, mode
     })  # fmt: skip
     time.sleep(0.5)  # src has sent 2 and waits for credits
     assert src.proc.poll() is None
-    session.killed = True  # type: ignore[attr-defined]
+    session.killed = True
     sink.proc.kill()
     t0 = time.monotonic()
     status = src.proc.wait(5)
@@ -176,7 +173,7 @@ def test_a_killed_consumer_makes_a_blocked_send_raise(session: Session) -> None:
     (sink,) = start(session, planes, {"sink": ("slow_sink", {"ms": 10_000.0})})
     src = session.endpoint("src", planes["src"])
     src.send("out", "held for 10 s")
-    session.killed = True  # type: ignore[attr-defined]
+    session.killed = True
     threading.Timer(0.3, sink.proc.kill).start()
     t0 = time.monotonic()
     with pytest.raises(ConsumerGone):
