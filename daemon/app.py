@@ -94,6 +94,13 @@ class Daemon:
                 if req.args.get("wait"):
                     await self.manager.wait_finished(sid)
                 return to_builtins(session.info())
+            case "attach":
+                # The client's side of the session's external inputs and outputs.
+                session = self.manager.get(_arg(req, "sid"))
+                if session.topology.client is None:
+                    raise BadRequest(f"pipeline {session.pipeline.name!r} declares no external inputs or outputs",
+                                     hint="add top-level inputs = [...] / outputs = [...] to the pipeline")
+                return {"session": session.sid, "dataplane": to_builtins(session.topology.client)}
             case "watch":
                 sid = req.args.get("sid")
                 if sid is None:
@@ -106,7 +113,7 @@ class Daemon:
                 return to_builtins(info)
             case _:
                 raise BadRequest(f"unknown operation {req.op!r}",
-                                 hint="operations: status, create, list, show, stop, watch")
+                                 hint="operations: status, create, list, show, stop, watch, attach")
 
 
 __all__ = ["Daemon", "NodedError"]

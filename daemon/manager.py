@@ -20,7 +20,8 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import prepare_session, remove_leftovers, remove_session, session_root
+from daemon.resources import iox2_base, prepare_session, remove_leftovers, remove_session, session_root
+from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
     SESSION_TERMINAL, Activated, AllUnitsGone, Exited, NodeEvent, NodeFailed, NodesChanged,
@@ -78,7 +79,7 @@ class SessionManager:
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
         sid = self._new_sid()
-        session = Session.new(sid, pipeline)
+        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(iox2_base(self.config.runtime_dir))))
         prepare_session(self.config.runtime_dir, sid)
         try:
             self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
@@ -303,7 +304,8 @@ class SessionManager:
 
     def _node_properties(self, session: Session, node: NodeRuntime):  # type: ignore[no-untyped-def]
         spec = node.spec
-        worker = WorkerSpec(session=session.sid, node=spec.id, cls=spec.resolved_cls, params=dict(spec.params))
+        worker = WorkerSpec(session=session.sid, node=spec.id, cls=spec.resolved_cls, params=dict(spec.params),
+                            dataplane=session.topology.nodes.get(spec.id))
         res = spec.resources
         return service_properties(
             sid=session.sid, node_id=spec.id, node_class=spec.cls,

@@ -221,8 +221,7 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 
 def main() -> None:
+    import daemon.nodectl_io  # noqa: F401  (registers run and feed)
+
     cli(prog_name="nodectl")
 
-
-if __name__ == "__main__":
-    main()

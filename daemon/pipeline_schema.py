@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD
+from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_DEPTH
 
 # Node ids and port names end up in systemd unit names and iceoryx2 service names.
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_]{0,47}"
@@ -34,7 +34,7 @@ EXTERNAL_INPUT = "input"  # the pseudo-node of external inputs: "input.<name>"
 CLIENT = "client"  # the session's client: producer of external inputs, consumer of outputs
 RESERVED_IDS = (EXTERNAL_INPUT, CLIENT)
 
-MIN_DEPTH, MAX_DEPTH = 1, 64  # messages in flight per edge
+MIN_DEPTH = 1  # messages in flight per edge, up to nodeworker.spec.MAX_DEPTH
 MIN_PAYLOAD, MAX_PAYLOAD = 1024, 1024**3  # bytes per message payload
 
 INFINITY = "infinity"

@@ -8,6 +8,7 @@ from typing import Any
 
 from daemon.pipeline import NodeSpec, Pipeline
 from daemon.protocol import Failure, NodeInfo, SessionInfo
+from daemon.topology import Topology
 from daemon.states import NodeEvent, NodeState, SessionEvent, SessionState, node_transition, session_transition
 from daemon.units import service_name, slice_name
 from nodeworker.status import Status
@@ -60,6 +61,7 @@ class Session:
     sid: str
     pipeline: Pipeline
     nodes: dict[str, NodeRuntime]
+    topology: Topology
     state: SessionState = SessionState.CREATING
     created: float = field(default_factory=time.time)
     created_mono: float = field(default_factory=time.monotonic)
@@ -68,9 +70,9 @@ class Session:
     slice_loaded: bool = False
 
     @classmethod
-    def new(cls, sid: str, pipeline: Pipeline) -> Session:
+    def new(cls, sid: str, pipeline: Pipeline, topology: Topology) -> Session:
         nodes = {n.id: NodeRuntime(spec=n, unit=service_name(sid, n.id)) for n in pipeline.nodes}
-        return cls(sid=sid, pipeline=pipeline, nodes=nodes)
+        return cls(sid=sid, pipeline=pipeline, nodes=nodes, topology=topology)
 
     @property
     def slice(self) -> str:

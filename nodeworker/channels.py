@@ -43,7 +43,7 @@ from typing import Any
 import iceoryx2 as iox
 
 from nodeworker.errors import NodeworkerError
-from nodeworker.spec import MAX_CONSUMERS, MAX_PORTS, InputSpec, OutputSpec
+from nodeworker.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
 
 log = logging.getLogger("noded.channels")
 
@@ -51,7 +51,7 @@ EVENT_DATA = 0
 EVENT_CONNECT = 1
 CREDIT_BASE = 16
 CREDIT_WINDOW = 64
-MAX_DEPTH = CREDIT_WINDOW // 2 - 1
+assert MAX_DEPTH < CREDIT_WINDOW // 2, "credit counts would be ambiguous"
 MAX_LOANS = 4  # samples a producer may hold loaned per port at once
 PAYLOAD_ALIGNMENT = 64  # samples start 64-byte aligned, so payloads (at offset 128) do too
 _SOCKET_NAME_LEN = 48  # iceoryx2 puts "<prefix><32 digits>.event" sockets into the root

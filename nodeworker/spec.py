@@ -22,6 +22,9 @@ DEFAULT_DEPTH = 4
 DEFAULT_MAX_PAYLOAD = 10 * 1024 * 1024 + 4096  # 10 MB frames and tensors, with room to spare
 MAX_CONSUMERS = 16  # per output port
 MAX_PORTS = 16  # outputs per endpoint
+# Messages in flight per consumer: credits carry a count modulo a window of 64, which
+# stays unambiguous up to 31 in flight (nodeworker.channels).
+MAX_DEPTH = 31
 
 
 class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

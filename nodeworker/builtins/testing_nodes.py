@@ -257,12 +257,14 @@ class Source(Node):
 
 class SlowSink(Node):
     """Consumes messages, sleeping ``ms`` milliseconds on each. With ``record`` (a file
-    path), appends one line per message: "<source> <seq> <first element or -1>"."""
+    path), appends one line per message: "<source> <seq> <first element or -1>". With
+    ``forward``, then passes each message on to port "out" (a slow pass-through)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = _params(self, {"ms": (float, 50.0), "record": (str, "")})
+        p = _params(self, {"ms": (float, 50.0), "record": (str, ""), "forward": (bool, False)})
         self.ms: float = p["ms"]
+        self.forward: bool = p["forward"]
         self.record: str = p["record"]
         self._file: Any = None
 
@@ -275,6 +277,7 @@ class SlowSink(Node):
         if self._file is not None:
             first = msg.array.reshape(-1)[0] if msg.array.size else -1
             self._file.write(f"{msg.source} {msg.seq} {first}\n")
+        return msg if self.forward else None
 
     def teardown(self) -> None:
         if self._file is not None:

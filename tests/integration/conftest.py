@@ -17,7 +17,7 @@ from daemon.protocol import SessionInfo
 
 pytestmark = pytest.mark.integration
 
-NODECTL = [sys.executable, "-m", "daemon.nodectl"]
+NODECTL = [sys.executable, "-c", "from daemon.nodectl import main; main()"]
 
 
 def _pid1_is_systemd() -> bool:

@@ -541,8 +541,8 @@ def test_external_output_may_share_a_port_with_nodes() -> None:
 @pytest.mark.parametrize(
     ("text", "where", "reason"),
     [
-        ("[dataplane]\ndepth = 0\n", (None, "dataplane.depth"), "0 is not between 1 and 64"),
-        ("[dataplane]\ndepth = 65\n", (None, "dataplane.depth"), "65 is not between 1 and 64"),
+        ("[dataplane]\ndepth = 0\n", (None, "dataplane.depth"), "0 is not between 1 and 31"),
+        ("[dataplane]\ndepth = 32\n", (None, "dataplane.depth"), "32 is not between 1 and 31"),
         ('[dataplane]\ndepth = "4"\n', (None, "dataplane.depth"), "expected an integer, got a string"),
         ("[dataplane]\ndepth = true\n", (None, "dataplane.depth"), "expected an integer, got a boolean"),
         ('[dataplane]\nmax_payload = "infinity"\n', (None, "dataplane.max_payload"), "'infinity' is not allowed"),
@@ -573,7 +573,7 @@ def test_bad_dataplane_values(text: str, where: tuple[str | None, str | None], r
         ('[{ from = "src.out", dept = 3 }]', "inputs[0].dept", "unknown key 'dept' (did you mean 'depth'?)"),
         ("[{ depth = 3 }]", "inputs[0].from", "required key 'from' is missing"),
         ('[{ from = "src.out", depth = true }]', "inputs[0].depth", "expected an integer, got a boolean"),
-        ('[{ from = "src.out", depth = 0 }]', "inputs[0].depth", "0 is not between 1 and 64"),
+        ('[{ from = "src.out", depth = 0 }]', "inputs[0].depth", "0 is not between 1 and 31"),
         ('[3, "src.x", { from = "src.out", depth = 99 }]', "inputs[0]", "expected a string or a table, got an integer"),
         ('[{ from = 3 }]', "inputs[0].from", "expected a string, got an integer"),
         ('[{ from = "src" }]', "inputs", "'src' is not of the form 'node.port'"),
@@ -589,7 +589,7 @@ def test_edge_problems_name_the_entry_as_written() -> None:
     found = problems(node("src") + node("b", inputs='[3, "src.x", { from = "src.out", depth = 99 }]'))
     assert [(p.field, p.reason) for p in found] == [
         ("inputs[0]", "expected a string or a table, got an integer"),
-        ("inputs[2].depth", "99 is not between 1 and 64"),
+        ("inputs[2].depth", "99 is not between 1 and 31"),
     ]
 
 
@@ -815,12 +815,12 @@ def test_parse_tasks_rejects(value: Any) -> None:
         parse_tasks(value)
 
 
-@pytest.mark.parametrize(("value", "depth"), [(1, 1), (4, 4), (64, 64)])
+@pytest.mark.parametrize(("value", "depth"), [(1, 1), (4, 4), (31, 31)])
 def test_parse_depth(value: int, depth: int) -> None:
     assert parse_depth(value) == depth
 
 
-@pytest.mark.parametrize("value", [0, -1, 65, True, "4", 4.0, None])
+@pytest.mark.parametrize("value", [0, -1, 32, True, "4", 4.0, None])
 def test_parse_depth_rejects(value: Any) -> None:
     with pytest.raises(ValueError):
         parse_depth(value)
@@ -874,7 +874,7 @@ _RESOURCES = {
 }
 # Mostly valid documents, so that every check gets to run, and anything at all.
 _REFS = st.sampled_from(["a.out", "b.out", "c.x", "a.y", "z.out", "input.x", "input.y"])
-_EDGES = _REFS | st.fixed_dictionaries({"from": _REFS}, optional={"depth": st.sampled_from([1, 8, 64, 0, 65, True])})
+_EDGES = _REFS | st.fixed_dictionaries({"from": _REFS}, optional={"depth": st.sampled_from([1, 8, 31, 0, 32, True])})
 _PAYLOADS = st.sampled_from(["1M", 4096, "infinity", 100, "2G", "12Q"])
 _LIKELY_NODES = st.fixed_dictionaries(
     {

@@ -345,7 +345,7 @@ def pipelines(draw: st.DrawFn) -> str:
                 refs.append(f"input.{name}")
                 externals.append(name)
         edges: list[str | dict[str, object]] = [
-            {"from": ref, "depth": draw(st.integers(1, 64))} if draw(st.booleans()) else ref
+            {"from": ref, "depth": draw(st.integers(1, 31))} if draw(st.booleans()) else ref
             for ref in dict.fromkeys(refs)
         ]
         keys = {"max_payload": json.dumps(draw(st.sampled_from(["1K", "64K", "10M"])))} if draw(st.booleans()) else {}
@@ -354,7 +354,7 @@ def pipelines(draw: st.DrawFn) -> str:
     top = [f"inputs = {json.dumps(list(dict.fromkeys(externals)))}", f"outputs = {json.dumps(outputs)}"]
     if draw(st.booleans()):
         verify = draw(st.sampled_from(["true", "false"]))
-        top += ["[dataplane]", f"depth = {draw(st.integers(1, 64))}", f"verify_payload = {verify}"]
+        top += ["[dataplane]", f"depth = {draw(st.integers(1, 31))}", f"verify_payload = {verify}"]
     return "\n".join(top) + "\n" + "".join(draw(st.permutations(tables)))
 
 
