@@ -30,7 +30,9 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from daemon.client import Client, session_info  # noqa: E402
 from daemon.config import Config  # noqa: E402
-from daemon.resources import prepare_session, remove_session  # noqa: E402
+from daemon.pipeline import parse_pipeline  # noqa: E402
+from daemon.resources import iox2_base, prepare_session, remove_session  # noqa: E402
+from daemon.topology import plan  # noqa: E402
 from daemon.systemd import JobDone, Systemd, UnitGone  # noqa: E402
 from daemon.units import service_name, service_properties, slice_name, slice_properties, worker_argv  # noqa: E402
 from nodeworker.registry import BUILTINS  # noqa: E402
@@ -119,8 +121,11 @@ def noded_kill(c: Client, w: Window) -> dict[str, float]:
     return {"failed": time.monotonic() - w.t0}
 
 
-def raw_props(config: Config, sid: str, i: int, variant: str):  # type: ignore[no-untyped-def]
-    spec = encode_spec(WorkerSpec(session=sid, node=f"n{i}", cls=BUILTINS["passthrough"]))
+def raw_props(config: Config, sid: str, i: int, n: int, variant: str):  # type: ignore[no-untyped-def]
+    # The same data plane noded would give the node: its channels are part of start-up.
+    topology = plan(parse_pipeline(chain(n), "raw.toml"), sid, root_base=str(iox2_base(config.runtime_dir)))
+    spec = encode_spec(WorkerSpec(session=sid, node=f"n{i}", cls=BUILTINS["passthrough"],
+                                  dataplane=topology.nodes[f"n{i}"]))
     argv = [sys.executable, "-c", BARE_PY] if variant == "bare python" else worker_argv(config, spec)
     props = service_properties(sid=sid, node_id=f"n{i}", node_class="passthrough", argv=argv, config=config,
                                iox2_root=prepare_session(config.runtime_dir, sid))
@@ -146,7 +151,7 @@ def raw_units(n: int, w: Window, variant: str = "") -> dict[str, float]:
                 await changed.wait()
 
     async def run() -> dict[str, float]:
-        props = [raw_props(config, sid, i, variant) for i in range(n)]
+        props = [raw_props(config, sid, i, n, variant) for i in range(n)]
         w.start()
         sd.start_transient(slice_name(sid), slice_properties(sid, f"bench{n}"))
         started = [sd.start_transient(unit, p) for unit, p in zip(units, props)]

@@ -14,6 +14,10 @@ while a consumer's buffer is full, exactly as between nodes; receiving hands out
 read-only views of shared memory (``Message``), valid while the message is referenced.
 Only root and members of the ``noded`` group can attach.
 
+Send from one thread and receive in another (as ``nodectl run`` does): a single thread
+that sends more than the pipeline can buffer before it reads waits on itself, because
+the outputs it does not read hold the pipeline's credits.
+
 This module talks to the daemon's control socket itself (one request, JSON lines) so
 that ``nodeworker`` does not depend on the daemon's package.
 """

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import psutil
-import pytest
 
 from daemon.client import Client
 from nodeworker.client import SessionIO, request_attach
@@ -138,8 +137,7 @@ def test_consumer_killed_while_producer_blocked(client: Client, sessions: Sessio
         assert outcome and isinstance(outcome[0], (ConsumerGone, Stopped))
 
 
-@pytest.mark.parametrize("nodes", [3])
-def test_fan_out_and_fan_in(client: Client, sessions: Sessions, nodes: int) -> None:
+def test_fan_out_and_fan_in(client: Client, sessions: Sessions) -> None:
     toml = '''inputs = ["data"]
 outputs = ["join.out"]
 [[nodes]]
@@ -157,12 +155,16 @@ inputs = ["a.out", "b.out"]
 '''
     sid, io = start(client, sessions, toml)
     with io:
-        for i in range(10):
-            io.send("data", np.full(16, i, np.int32))
+        # Send from a thread: one thread that sends more than the pipeline buffers before
+        # it reads would wait on itself.
+        feeder = threading.Thread(target=lambda: [io.send("data", np.full(16, i, np.int32)) for i in range(10)])
+        feeder.start()
         got: list[int] = []
         while len(got) < 20:
             msg = io.receive(timeout=10)
             assert msg is not None, f"only {len(got)} of 20 messages came"
             got.append(int(msg.array[0]))
+            del msg
+        feeder.join(10)
     assert sorted(got) == sorted(list(range(10)) * 2)  # each input copied to both branches, joined
     client.request("stop", sid=sid, wait=True)
