@@ -72,7 +72,11 @@ def service_properties(
         ("Restart", "s", "no"),
         ("LogExtraFields", "aay", [f"NODED_SESSION={sid}".encode(), f"NODED_NODE={node_id}".encode()]),
         ("SyslogIdentifier", "s", f"noded-{node_id}"),
-        ("Environment", "as", [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1"]),
+        # One BLAS/OpenMP thread per node: parallelism comes from the nodes' processes,
+        # and a pool per process would oversubscribe the cores (and costs ~50 ms of CPU
+        # at import, measured in benchmarks/startup.py).
+        ("Environment", "as", [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1",
+                               b"OPENBLAS_NUM_THREADS=1", b"OMP_NUM_THREADS=1"]),
         ("WorkingDirectory", "s", "/"),
         ("TimeoutStartUSec", "t", int(config.node_start_timeout * USEC)),
         ("TimeoutStopUSec", "t", int(config.node_stop_timeout * USEC)),
