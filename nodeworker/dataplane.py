@@ -46,11 +46,12 @@ import numpy as np
 from nodeworker.channels import (
     EVENT_CONNECT, ChannelError, Channels, ConsumerGone, Inbox, InPort, OutPort, decode_credit,
 )  # fmt: skip
-from nodeworker.message import Lease, Loan, Message, make_header, outgoing, owner_of
+from nodeworker.message import Lease, Loan, Message, _Mapping, make_header, outgoing, owner_of
 from nodeworker.node import Stopped
 from nodeworker.rejects import RejectLog
 from nodeworker.spec import DataPlane
 from nodeworker.wire import HEADER_SIZE, Flags, Header, Kind, WireError, pack_header_into, payload_checksum
+from nodeworker.wire import pack_header_patched_into
 from nodeworker.wire import unpack_header, verify_payload
 
 __all__ = ["ChannelError", "ConsumerGone", "Endpoint", "Stopped"]
@@ -281,9 +282,9 @@ class Endpoint:
         if out is None:
             self._drop_unconsumed(port)
             return
-        owner = owner_of(value) if isinstance(value, np.ndarray) else None
+        owner = _loan_of(value, port) if isinstance(value, np.ndarray) else None
         changes: dict[str, Any] = {}  # applied to the header in one go, under the lock
-        if isinstance(owner, Loan) and owner.port == port and owner.covers(value):
+        if owner is not None:
             if owner.sample is None:
                 raise ValueError("this loan was already sent")
             loan = owner
@@ -297,6 +298,9 @@ class Endpoint:
             loan = Loan(port, sample, header, seq_given)
             np.copyto(loan.array(), payload, casting="no")
         header = loan.header
+        # Fast path: only seq (and, verifying, flags/payload_crc) change, which need no
+        # second Header: the same bytes as pack_header_into(buf, _with(header, changes)).
+        fast = not changes
         if self.verify:
             changes["flags"] = Flags(changes.get("flags", header.flags)) | Flags.PAYLOAD_CHECKSUM
             changes["payload_crc"] = payload_checksum(loan.payload_bytes())
@@ -304,10 +308,18 @@ class Endpoint:
             self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
             if not (loan.seq_given or "seq" in changes):
                 changes["seq"] = self._seq[port]
-            if changes:
-                header = _with(header, changes)
-            self._seq[port] = header.seq + 1
-            pack_header_into(loan.header_bytes(), header)
+            if fast:
+                seq = changes.get("seq", header.seq)
+                pack_header_patched_into(
+                    loan.header_bytes(), header, seq,
+                    changes.get("flags", header.flags), changes.get("payload_crc", header.payload_crc),
+                )  # fmt: skip
+                self._seq[port] = seq + 1
+            else:
+                if changes:
+                    header = _with(header, changes)
+                self._seq[port] = header.seq + 1
+                pack_header_into(loan.header_bytes(), header)
             sample, loan.sample = loan.sample, None
             out.send(sample)
             self.stats["sent"] += 1
@@ -327,6 +339,14 @@ class Endpoint:
                 raise Stopped()
             self._flush_credits()
             blocking = out.blocking()
+            if blocking and not self._pumping and self._inbox is not None:
+                # Credits already pending in the inbox: apply them without a WaitSet cycle
+                # (no thread sleeps in the inbox, so its listener is free).
+                events = self._inbox.take()
+                if events:
+                    self._apply(events)
+                    self._cond.notify_all()
+                    blocking = out.blocking()
             if not blocking:
                 return
             now = time.monotonic()
@@ -385,6 +405,20 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _loan_of(value: np.ndarray, port: str) -> Loan | None:
+    """The Loan of ``port`` whose whole payload ``value`` is (sent without a copy), or
+    None. First the cheap check (the very array the loan made), then owner_of + covers."""
+    base = value.base
+    if type(base) is _Mapping:
+        owner = base.owner
+        if type(owner) is Loan and owner.port == port and owner.made(value):
+            return owner
+    owner = owner_of(value)
+    if isinstance(owner, Loan) and owner.port == port and owner.covers(value):
+        return owner
+    return None
 
 
 def _with(header: Header, changes: dict[str, Any]) -> Header:

@@ -20,6 +20,7 @@ a header and the payload to copy once into a fresh loan.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -140,7 +141,7 @@ class Loan:
     """A loaned sample of ``port`` and the header it will be sent with. ``array`` (made
     by ``map_array``, writable) is where the payload goes; ``sample`` is None once sent."""
 
-    __slots__ = ("port", "sample", "header", "seq_given", "ptr", "__weakref__")
+    __slots__ = ("port", "sample", "header", "seq_given", "ptr", "_array_ref", "__weakref__")
 
     def __init__(self, port: str, sample: Any, header: Header, seq_given: bool) -> None:
         self.port = port
@@ -148,16 +149,30 @@ class Loan:
         self.header = header
         self.seq_given = seq_given
         self.ptr: int = sample.payload_ptr
+        self._array_ref: weakref.ref[np.ndarray] | None = None  # the last array() made
 
     def array(self) -> np.ndarray:
         h = self.header
-        return map_array(self, self.ptr + HEADER_SIZE, h.shape, h.dtype, readonly=False)
+        arr = map_array(self, self.ptr + HEADER_SIZE, h.shape, h.dtype, readonly=False)
+        self._array_ref = weakref.ref(arr)  # weak: the array keeps this loan alive, not back
+        return arr
 
     def header_bytes(self) -> np.ndarray:
         return map_array(self, self.ptr, (HEADER_SIZE,), _U1, readonly=False)
 
     def payload_bytes(self) -> np.ndarray:
         return map_array(self, self.ptr + HEADER_SIZE, (self.header.payload_len,), _U1, readonly=False)
+
+    def made(self, array: np.ndarray) -> bool:
+        """A cheap ``covers``: True if ``array`` is the very array ``array()`` returned
+        last and still has the payload's shape and dtype, C-contiguous (shape, dtype and
+        strides of an ndarray can be set in place; its data pointer cannot). False says
+        nothing: ``covers`` may still be True (a view of the same bytes and geometry)."""
+        ref = self._array_ref
+        if ref is None or ref() is not array:
+            return False
+        h = self.header
+        return array.shape == h.shape and array.dtype == h.dtype and array.flags.c_contiguous
 
     def covers(self, array: np.ndarray) -> bool:
         """True if ``array`` is this loan's whole payload (then sending it needs no copy)."""

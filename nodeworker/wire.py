@@ -339,6 +339,27 @@ def pack_header_into(buf: Any, header: Header) -> None:
 _ZERO_DIMS = tuple((0,) * (MAX_NDIM - n) for n in range(MAX_NDIM + 1))
 
 
+def pack_header_patched_into(buf: Any, header: Header, seq: int, flags: int, payload_crc: int) -> None:
+    """``pack_header_into(buf, dataclasses.replace(header, seq=seq, flags=flags,
+    payload_crc=payload_crc))`` without building (and validating) a second Header: the
+    same bytes. The three fields are range-checked by ``struct`` (seq u64, flags u8,
+    payload_crc u32), which is all Header checks for them; BadField if one does not fit."""
+    shape = header.shape
+    ndim = len(shape)
+    fields = (
+        MAGIC, VERSION, header.kind, _code_of(header.dtype), ndim,
+        flags, header.pixel_format, 0,
+        *shape, *_ZERO_DIMS[ndim],
+        header.sample_rate, header.channels, 0,
+        header.timestamp_ns, seq, header.payload_len, payload_crc,
+    )  # fmt: skip
+    try:
+        crc = zlib.crc32(_LAYOUT.pack(*fields, 0))
+    except struct.error as e:
+        raise BadField(f"a header field does not fit its width: {e}") from None
+    _LAYOUT.pack_into(buf, 0, *fields, crc)
+
+
 def pack_header(header: Header) -> bytes:
     buf = bytearray(HEADER_SIZE)
     pack_header_into(buf, header)

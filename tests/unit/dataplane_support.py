@@ -186,3 +186,16 @@ def receive(ep: Endpoint, timeout: float = 10.0) -> Message:
         if left <= 0:
             raise AssertionError(f"no message for {ep.name} in {timeout} s")
         ep.wait(left)
+
+
+def patch_header_packing(monkeypatch: Any, pack: Any) -> None:
+    """Make every header ``Endpoint.send`` writes go through ``pack(buf, header)``: the
+    general path (``pack_header_into``) and the fast one (``pack_header_patched_into``,
+    given the Header it is equivalent to)."""
+    from nodeworker import dataplane
+
+    def patched(buf: Any, header: Any, seq: int, flags: int, payload_crc: int) -> None:
+        pack(buf, dataplane._with(header, {"seq": seq, "flags": flags, "payload_crc": payload_crc}))
+
+    monkeypatch.setattr(dataplane, "pack_header_into", pack)
+    monkeypatch.setattr(dataplane, "pack_header_patched_into", patched)

@@ -16,7 +16,7 @@ from nodeworker import dataplane
 from nodeworker.dataplane import Endpoint
 from nodeworker.node import Stopped
 from nodeworker.wire import Flags, Header, Kind, PixelFormat
-from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, receive
+from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, patch_header_packing, receive
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_malformed_messages_are_rejected_released_and_credited(
         if header.seq == 1:
             buf[0 if corrupt == "magic" else 20] ^= 0xFF
 
-    monkeypatch.setattr(dataplane, "pack_header_into", pack)
+    patch_header_packing(monkeypatch, pack)
     for i in range(3):  # depth 1: each send needs the previous message's credit
         src.send("out", np.full(10, i, np.uint8))
         if i != 1:
@@ -244,7 +244,7 @@ def test_payload_checksums_catch_corrupted_payloads(session: Session, monkeypatc
             header = dataplane._with(header, {"payload_crc": header.payload_crc ^ 1})
         real(buf, header)
 
-    monkeypatch.setattr(dataplane, "pack_header_into", pack)
+    patch_header_packing(monkeypatch, pack)
     src.send("out", "corrupted")
     src.send("out", "fine")
     m = receive(sink)

@@ -17,7 +17,9 @@ from nodeworker import dataplane
 from nodeworker.channels import ConsumerGone
 from nodeworker.errors import ExitCode
 from nodeworker.wire import Flags, Header, Kind, PixelFormat
-from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, WorkerProc, receive, rss_kb
+from tests.unit.dataplane_support import (
+    CLEAN_LEFTOVER_SUFFIXES, Session, WorkerProc, patch_header_packing, receive, rss_kb,
+)  # fmt: skip
 
 FRAME = (1080, 1920, 3)
 
@@ -208,7 +210,7 @@ def test_malformed_messages_are_rejected_and_the_worker_goes_on(
         if header.seq in (1, 2):
             buf[0] ^= 0xFF  # bad magic
 
-    monkeypatch.setattr(dataplane, "pack_header_into", pack)
+    patch_header_packing(monkeypatch, pack)
     # depth 1: a rejected message must be credited for the next one to go out
     sender = threading.Thread(target=lambda: [src.send("out", np.full(64, i, np.uint8)) for i in range(5)])
     sender.start()
