@@ -8,11 +8,9 @@ removes whatever an earlier daemon left.
 
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
 
-log = logging.getLogger("noded.resources")
+from nodeworker.sessionfiles import remove_session_resources
 
 SHM = Path("/dev/shm")
 
@@ -37,20 +35,7 @@ def prepare_session(runtime_dir: Path, sid: str) -> Path:
 
 def remove_session(runtime_dir: Path, sid: str, shm: Path = SHM) -> list[str]:
     """Remove the session's root and shared-memory segments; returns what was removed."""
-    removed = []
-    root = session_root(runtime_dir, sid)
-    if root.exists():
-        removed += [str(p) for p in root.rglob("*") if not p.is_dir()]
-        shutil.rmtree(root, ignore_errors=True)
-    for seg in shm.glob(f"{session_prefix(sid)}*"):
-        try:
-            seg.unlink()
-            removed.append(str(seg))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("cannot remove %s: %s", seg, exc)
-    return removed
+    return remove_session_resources(session_root(runtime_dir, sid), session_prefix(sid), str(shm))
 
 
 def remove_leftovers(runtime_dir: Path, shm: Path = SHM) -> list[str]:

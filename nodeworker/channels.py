@@ -36,13 +36,12 @@ import contextlib
 import ctypes
 import logging
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import iceoryx2 as iox
 
 from nodeworker.errors import NodeworkerError
+from nodeworker.sessionfiles import remove_session_resources  # noqa: F401  (re-exported)
 from nodeworker.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
 
 log = logging.getLogger("noded.channels")
@@ -369,30 +368,3 @@ class InPort:
         if self.subscriber is not None:
             self.subscriber.delete()
         self._service = None
-
-
-def remove_session_resources(root: str | os.PathLike[str], prefix: str, shm: str = "/dev/shm") -> list[str]:
-    """Remove a session's iceoryx2 files: everything under ``root`` (the directory too)
-    and every ``shm`` entry whose name starts with ``prefix``, whatever state the nodes
-    that made them were in (SIGKILLed nodes leave theirs: trap 8). Call it only once no
-    process uses the session. ``prefix`` must not be a prefix of another session's.
-    Returns the removed paths. Needs no iceoryx2 call."""
-    if not prefix:
-        raise ValueError("an empty prefix would match every shared-memory segment")
-    removed: list[str] = []
-    base = Path(root)
-    if base.exists():
-        removed += [str(p) for p in base.rglob("*") if not p.is_dir()]
-        shutil.rmtree(base, ignore_errors=True)
-    for name in os.listdir(shm):
-        if not name.startswith(prefix):
-            continue
-        entry = os.path.join(shm, name)
-        try:
-            os.unlink(entry)
-            removed.append(entry)
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            log.warning("cannot remove %s: %s", entry, e)
-    return removed
