@@ -199,3 +199,4 @@ def patch_header_packing(monkeypatch: Any, pack: Any) -> None:
 
     monkeypatch.setattr(dataplane, "pack_header_into", pack)
     monkeypatch.setattr(dataplane, "pack_header_patched_into", patched)
+

@@ -6,8 +6,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +14,9 @@ from nodeworker import dataplane
 from nodeworker.dataplane import Endpoint
 from nodeworker.node import Stopped
 from nodeworker.wire import Flags, Header, Kind, PixelFormat
-from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, patch_header_packing, receive
+from tests.unit.dataplane_support import Session, patch_header_packing, receive
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    s = Session(tmp_path)
-    yield s
-    left = s.close()
-    assert all(p.endswith(CLEAN_LEFTOVER_SUFFIXES) for p in left), left
-    assert s.leftovers() == []
 
 
 def pair(session: Session, depth: int = 2, **kw: object) -> tuple[Endpoint, Endpoint]:

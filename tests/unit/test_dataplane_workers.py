@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,12 @@ from nodeworker.channels import ConsumerGone
 from nodeworker.errors import ExitCode
 from nodeworker.wire import Flags, Header, Kind, PixelFormat
 from tests.unit.dataplane_support import (
-    CLEAN_LEFTOVER_SUFFIXES, Session, WorkerProc, patch_header_packing, receive, rss_kb,
+    Session, WorkerProc, patch_header_packing, receive, rss_kb,
 )  # fmt: skip
 
 FRAME = (1080, 1920, 3)
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    s = Session(tmp_path)
-    yield s
-    left = s.close()
-    if not s.killed:
-        assert all(p.endswith(CLEAN_LEFTOVER_SUFFIXES) for p in left), left
-    assert s.leftovers() == []
 
 
 def start(session: Session, planes: dict[str, Any], workers: dict[str, tuple[str, dict[str, Any]]]) -> list[WorkerProc]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from nodeworker.wire import (
     DTYPE_CODES, MAX_NDIM, BadField, Flags, Header, Kind, PixelFormat, pack_header_into, pack_header_patched_into,
     unpack_header,
 )  # fmt: skip
-from tests.unit.dataplane_support import CLEAN_LEFTOVER_SUFFIXES, Session, receive
+from tests.unit.dataplane_support import Session, receive
 
 U64, U32 = (1 << 64) - 1, (1 << 32) - 1
 
@@ -68,13 +66,6 @@ def test_patched_fields_out_of_range_raise_badfield_as_a_header_does(seq: int, f
     assert not buf.any()
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    s = Session(tmp_path)
-    yield s
-    left = s.close()
-    assert all(p.endswith(CLEAN_LEFTOVER_SUFFIXES) for p in left), left
-    assert s.leftovers() == []
 
 
 @pytest.mark.parametrize("verify", [False, True])
