@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from daemon.errors import NodedError
+from nodeworker.builtins import wavfile
+from nodeworker.builtins.wavfile import write_wav
 from nodeworker.wire import Kind
-
-_PCM = {1: np.uint8, 2: np.int16, 4: np.int32}
-
 
 class MediaError(NodedError):
     code = "bad_input"
@@ -51,24 +49,9 @@ class InputFile:
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """Samples as float32 in [-1, 1], shape (frames, channels), and the sample rate."""
     try:
-        with wave.open(str(path), "rb") as w:
-            width, channels, rate, frames = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
-            raw = w.readframes(frames)
-    except (wave.Error, EOFError) as exc:
-        raise MediaError(f"{path}: not a readable WAV file ({exc})",
-                         hint="give a PCM WAV file (8, 16 or 32 bit)") from exc
-    if width not in _PCM:
-        raise MediaError(f"{path}: {8 * width}-bit samples are not supported", hint="use 8, 16 or 32-bit PCM")
-    if frames == 0 or not raw:
-        raise MediaError(f"{path}: the WAV file holds no audio")
-    if len(raw) != frames * width * channels:
-        raise MediaError(f"{path}: the WAV file is truncated ({len(raw)} of {frames * width * channels} bytes)")
-    data = np.frombuffer(raw, dtype=_PCM[width]).reshape(-1, channels)
-    if width == 1:
-        samples = (data.astype(np.float32) - 128.0) / 128.0
-    else:
-        samples = data.astype(np.float32) / float(np.iinfo(_PCM[width]).max)
-    return samples, rate
+        return wavfile.read_wav(path)
+    except wavfile.WavError as exc:
+        raise MediaError(str(exc), hint=exc.hint) from exc
 
 
 def read_input(path: Path, chunk_ms: int = 20) -> InputFile:
@@ -131,18 +114,6 @@ class OutputWriter:
             np.save(self.target, np.stack(self._parts) if len(self._parts) != 1 else self._parts[0])
         elif self._text is not None and self._text is not sys.stdout:
             self._text.close()
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    """float audio in [-1, 1] (frames, channels) or (frames,) as 16-bit PCM."""
-    if samples.ndim == 1:
-        samples = samples[:, None]
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(pcm.shape[1])
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
 
 
 def paced(chunks: tuple[Chunk, ...], realtime: bool) -> Iterator[Chunk]:

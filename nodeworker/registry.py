@@ -12,6 +12,16 @@ BUILTINS: dict[str, str] = {
     "source": "nodeworker.builtins.testing_nodes:Source",
     "slow_sink": "nodeworker.builtins.testing_nodes:SlowSink",
     "flaky": "nodeworker.builtins.testing_nodes:Flaky",
+    # audio, speech and video (nodeworker/builtins/{audio,vad,asr,responder,tts,video}.py)
+    "resample": "nodeworker.builtins.audio:Resample",
+    "wav_source": "nodeworker.builtins.audio:WavSource",
+    "wav_sink": "nodeworker.builtins.audio:WavSink",
+    "vad": "nodeworker.builtins.vad:Vad",
+    "asr": "nodeworker.builtins.asr:Asr",
+    "responder": "nodeworker.builtins.responder:Responder",
+    "tts": "nodeworker.builtins.tts:Tts",
+    "video_source": "nodeworker.builtins.video:VideoSource",
+    "gray": "nodeworker.builtins.video:Gray",
 }
 
 

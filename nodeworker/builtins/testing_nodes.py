@@ -16,35 +16,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nodeworker.builtins.params import REQUIRED, check_params
 from nodeworker.errors import ParamError
 from nodeworker.node import Context, Node
 
-_REQUIRED: Any = object()
+_REQUIRED: Any = REQUIRED
 
 
 def _params(node: Node, spec: dict[str, tuple[type, Any]]) -> dict[str, Any]:
-    """``node.params`` checked against ``{name: (type, default or _REQUIRED)}``; an int is
-    accepted for a float. Choices are strings whose default is listed first in ``_CHOICES``."""
-    where = f"{type(node).__name__} ({node.node_id})"
-    unknown = sorted(set(node.params) - set(spec))
-    if unknown:
-        raise ParamError(f"{where}: unknown params {unknown}", hint=f"known: {sorted(spec)}")
-    out: dict[str, Any] = {}
-    for name, (kind, default) in spec.items():
-        value = node.params.get(name, default)
-        if value is _REQUIRED:
-            raise ParamError(f"{where}: param {name!r} is required", hint=f"a {kind.__name__}")
-        if kind is float and type(value) is int:
-            value = float(value)
-        if type(value) is not kind:  # exact: a bool is not an int here
-            raise ParamError(f"{where}: param {name!r} must be a {kind.__name__}, got {value!r}")
-        choices = _CHOICES.get(name)
-        if choices is not None and value not in choices:
-            raise ParamError(f"{where}: param {name!r} must be one of {choices}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise ParamError(f"{where}: param {name!r} must be >= 0, got {value!r}")
-        out[name] = value
-    return out
+    """``node.params`` checked against ``{name: (type, default or _REQUIRED)}``
+    (``params.check_params``), with this module's ``_CHOICES``."""
+    return check_params(node, spec, _CHOICES)
 
 
 _CHOICES = {

@@ -1,0 +1,173 @@
+"""``asr``: speech recognition of the utterances that ``vad`` cuts out.
+
+Input: the ``vad`` node's "out" (JSON start/end events around 16 kHz AUDIO). Output on
+"out", per utterance with a non-empty transcript, JSON
+``{"utterance", "text", "speech_end_ns", "asr_ms"}`` with ``timestamp_ns`` =
+``speech_end_ns``; ``asr_ms`` is the time from the end event to the transcript.
+
+Backends (param ``backend``):
+
+* ``pocketsphinx`` (default): CMU PocketSphinx with the en-US acoustic model, dictionary
+  and language model inside the ``pocketsphinx`` wheel. Streaming: audio is decoded as
+  it arrives, so at the end of an utterance only the final search is left. Free-form
+  recognition of synthetic (espeak-ng) speech is poor; three params make it precise:
+  ``vocabulary`` (a list of words: any sequence of them), ``grammar`` (a JSGF grammar,
+  the text) or ``keyphrases`` (a list of phrases to spot). Words must be in the
+  dictionary (checked in setup).
+* ``whisper``: faster-whisper (``pip install 'noded[whisper]'``); ``model`` is a local
+  CTranslate2 model folder or a size name already in the Hugging Face cache
+  (``local_files_only``: nodes have no network). Audio is collected per utterance and
+  transcribed at its end. NOT TESTED HERE: no weights can be downloaded on the machines
+  this project is built on; the loading code is real and follows faster-whisper 1.x.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from nodeworker.builtins.params import check_params
+from nodeworker.builtins.streams import audio_samples, is_end, send_end
+from nodeworker.errors import ParamError
+from nodeworker.node import Context, Node
+from nodeworker.wire import Kind
+
+RATE = 16000
+
+
+def vocabulary_grammar(words: list[str]) -> str:
+    """A JSGF grammar that accepts any sequence of ``words``."""
+    alternatives = " | ".join(sorted({w.lower() for w in words}))
+    return f"#JSGF V1.0;\ngrammar vocabulary;\npublic <utterance> = ( {alternatives} )+;\n"
+
+
+class PocketSphinx:
+    def __init__(self, vocabulary: list[str] | None, grammar: str | None, keyphrases: list[str] | None,
+                 where: str) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
+        words = list(vocabulary or []) + [w for k in keyphrases or [] for w in k.split()]
+        unknown = sorted({w for w in words if self.decoder.lookup_word(w.lower()) is None})
+        if unknown:
+            raise ParamError(f"{where}: words not in the pocketsphinx dictionary: {unknown}",
+                             hint="use other words, or spell them as the dictionary does (lower case)")
+        if vocabulary:
+            grammar = vocabulary_grammar(vocabulary)
+        if grammar:
+            self.decoder.add_jsgf_string("commands", grammar)
+            self.decoder.activate_search("commands")
+        elif keyphrases:
+            self.decoder.add_kws_string("keyphrases", "\n".join(f"{k.lower()} /1e-20/" for k in keyphrases))
+            self.decoder.activate_search("keyphrases")
+        self.keyphrases = bool(keyphrases) and not grammar
+
+    def start(self) -> None:
+        self.decoder.start_utt()
+
+    def feed(self, samples: np.ndarray) -> None:
+        self.decoder.process_raw((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+
+    def finish(self) -> str:
+        self.decoder.end_utt()
+        if self.keyphrases:  # every phrase spotted, in order
+            return " ".join(seg.word for seg in self.decoder.seg())
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+class Whisper:
+    """faster-whisper, transcribing each utterance once it has ended."""
+
+    def __init__(self, model: str, compute_type: str, beam_size: int, language: str, ctx: Context) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise ParamError("backend 'whisper' needs faster-whisper",
+                             hint="install noded with the extra: pip install 'noded[whisper]'") from exc
+        ctx.progress(0.2, f"loading whisper model {model}")
+        try:
+            self.model = WhisperModel(model, device="cpu", compute_type=compute_type, cpu_threads=1,
+                                      local_files_only=True)
+        except Exception as exc:  # huggingface_hub raises its own types for a missing model
+            raise ParamError(f"whisper model {model!r} could not be loaded: {exc}",
+                             hint="give the path of a CTranslate2 model folder readable by the node") from exc
+        self.beam_size, self.language = beam_size, language
+        self.parts: list[np.ndarray] = []
+
+    def start(self) -> None:
+        self.parts = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        self.parts.append(samples)
+
+    def finish(self) -> str:
+        audio = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+        segments, _info = self.model.transcribe(audio, beam_size=self.beam_size, language=self.language,
+                                                vad_filter=False, condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+def normalise(text: str) -> str:
+    """Lower case, pocketsphinx's alternative-pronunciation marks "(2)" and fillers removed."""
+    text = re.sub(r"\(\d+\)|<[^>]*>|\[[^\]]*\]", " ", text.lower())
+    return " ".join(text.split())
+
+
+class Asr(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.p = check_params(self, {
+            "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
+            "keyphrases": (list, None), "model": (str, "small.en"), "compute_type": (str, "int8"),
+            "beam_size": (int, 1), "language": (str, "en"),
+        }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
+        if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
+            raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
+        self.engine: Any = None
+        self.utterance: int | None = None
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        where = f"Asr ({self.node_id})"
+        if self.p["backend"] == "whisper":
+            self.engine = Whisper(self.p["model"], self.p["compute_type"], self.p["beam_size"], self.p["language"], ctx)
+        else:
+            ctx.progress(0.1, "loading pocketsphinx en-us model")
+            self.engine = PocketSphinx(self.p["vocabulary"], self.p["grammar"], self.p["keyphrases"], where)
+        self.engine.start()  # a first decode warms the search up before READY
+        self.engine.feed(np.zeros(RATE // 10, np.float32))
+        self.engine.finish()
+        ctx.progress(1.0, f"{self.p['backend']} ready")
+
+    def process(self, msg: Any) -> None:
+        if is_end(msg):
+            if self.utterance is not None:
+                self.engine.finish()
+                self.utterance = None
+            send_end(self.ctx)
+            return
+        if msg.kind is Kind.AUDIO:
+            if self.utterance is not None:
+                self.engine.feed(audio_samples(msg))
+            return
+        if msg.kind is not Kind.JSON:
+            return
+        event = msg.json
+        if event.get("event") == "start":
+            if self.utterance is not None:
+                self.engine.finish()
+            self.utterance = event["utterance"]
+            self.engine.start()
+        elif event.get("event") == "end" and self.utterance is not None:
+            t0 = time.monotonic()
+            text = normalise(self.engine.finish())
+            self.utterance = None
+            if text:
+                self.ctx.send("out", {"utterance": event["utterance"], "text": text,
+                                      "speech_end_ns": event["speech_end_ns"],
+                                      "asr_ms": round(1000 * (time.monotonic() - t0), 1)},
+                              timestamp_ns=event["speech_end_ns"])
