@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from daemon.errors import NodedError
 from nodeworker.builtins import wavfile
-from nodeworker.builtins.wavfile import write_wav
+from nodeworker.builtins.wavfile import pcm16, write_wav
 from nodeworker.wire import Kind
 
 class MediaError(NodedError):
@@ -91,14 +92,17 @@ class OutputWriter:
         self.suffix = Path(target).suffix.lower() if target != "-" else ""
         self.count = 0
         self._parts: list[np.ndarray] = []
-        self._rate = 0
         self._text: TextIO | None = None
+        self._wav: wave.Wave_write | None = None
 
     def add(self, msg: Any) -> None:
+        if self.suffix == ".wav":
+            if msg.kind is Kind.AUDIO:  # written as it comes
+                self._write_audio(np.asarray(msg.array), msg.sample_rate or 16000)
+            return
         self.count += 1
-        if self.suffix in (".wav", ".npy"):
+        if self.suffix == ".npy":
             self._parts.append(np.array(msg.array))  # a copy: the message goes back to its producer
-            self._rate = msg.sample_rate or self._rate
             return
         text = msg.text if msg.kind in (Kind.TEXT, Kind.JSON) else repr(msg)
         if self._text is None:
@@ -106,10 +110,23 @@ class OutputWriter:
         self._text.write(text + "\n")
         self._text.flush()
 
+    def _write_audio(self, samples: np.ndarray, rate: int) -> None:
+        if samples.ndim == 1:
+            samples = samples[:, None]
+        if self._wav is None:
+            self._wav = wave.open(self.target, "wb")  # noqa: SIM115  (closed by close())
+            self._wav.setnchannels(samples.shape[1])
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(rate)
+        self._wav.writeframes(pcm16(samples).tobytes())
+        self.count += 1
+
     def close(self) -> None:
         if self.suffix == ".wav":
-            audio = np.concatenate(self._parts) if self._parts else np.zeros((0, 1), np.float32)
-            write_wav(Path(self.target), audio, self._rate or 16000)
+            if self._wav is None:
+                write_wav(Path(self.target), np.zeros((0, 1), np.float32), 16000)
+            else:
+                self._wav.close()
         elif self.suffix == ".npy":
             np.save(self.target, np.stack(self._parts) if len(self._parts) != 1 else self._parts[0])
         elif self._text is not None and self._text is not sys.stdout:

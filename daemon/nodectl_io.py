@@ -16,6 +16,7 @@ from daemon.mediafiles import InputFile, OutputWriter, paced, read_input
 from daemon.nodectl import EXIT_FAILED, Ctx, _follow, cli, err, out, reports_errors
 from daemon.protocol import SessionInfo
 from daemon.render import print_failure
+from daemon.runreport import RunReport
 from nodeworker.client import SessionIO
 from nodeworker.dataplane import Stopped
 from nodeworker.spec import DataPlane
@@ -57,9 +58,14 @@ class _Watcher(threading.Thread):
             self.io.endpoint.stop()
 
 
-def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool) -> None:
+def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool,
+          report: RunReport | None = None) -> None:
+    """Send the file's chunks, each stamped with the time it was sent (timestamp_ns,
+    CLOCK_MONOTONIC: the speech nodes measure from it), then END_OF_STREAM."""
     for chunk in paced(data.chunks, realtime):
-        io.send(port, chunk.value, kind=chunk.kind, **chunk.fields)
+        io.send(port, chunk.value, kind=chunk.kind, timestamp_ns=time.monotonic_ns(), **chunk.fields)
+        if report is not None:
+            report.fed()
     if end:
         io.end(port)
 
@@ -69,13 +75,18 @@ def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool) 
 @click.option("--input", "-i", "inputs", multiple=True, help="[NAME=]FILE for an external input (.wav, .npy, text).")
 @click.option("--output", "-o", "outputs", multiple=True, help="[NODE.PORT=]FILE for an external output; - is stdout.")
 @click.option("--chunk-ms", default=20, show_default=True, type=click.IntRange(5, 1000), help="Audio chunk size.")
-@click.option("--realtime", is_flag=True, help="Feed audio no faster than real time.")
+@click.option("--realtime/--fast", default=True, show_default=True,
+              help="Feed audio at its real-time pace, or as fast as the pipeline takes it.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for output once input has ended.")
 @click.pass_obj
 @reports_errors
 def run(ctx: Ctx, pipeline_file: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
         chunk_ms: int, realtime: bool, timeout: float) -> None:
-    """Run PIPELINE_FILE on input files: create a session, stream, write outputs, stop."""
+    """Run PIPELINE_FILE on input files: create a session, stream, write outputs, stop.
+
+    Audio goes in as chunks of --chunk-ms, at its real-time pace unless --fast; outputs
+    are written as they come. For a speech pipeline (examples/voice.toml) the transcripts
+    and replies are printed as they come, then the latencies."""
     try:
         text = pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -107,11 +118,12 @@ def _run_session(ctx: Ctx, c: Client, info: SessionInfo, data: dict[str, InputFi
     info = _follow(ctx, c, info, until_ready=True)
     if info.state != "ready":
         return EXIT_FAILED
+    report = RunReport(out, quiet=ctx.json, ready_ns=time.monotonic_ns())
     writers = {name: OutputWriter(targets.get(name, "-")) for name in out_names}  # unnamed: stdout
     with SessionIO(plane) as io:
         watcher = _Watcher(c, info.sid, io)
         watcher.start()
-        feeders = [threading.Thread(target=_feed, args=(io, name, data, realtime, True), daemon=True)
+        feeders = [threading.Thread(target=_feed, args=(io, name, data, realtime, True, report), daemon=True)
                    for name, data in files.items()]
         started = time.monotonic()
         first: float | None = None
@@ -120,7 +132,9 @@ def _run_session(ctx: Ctx, c: Client, info: SessionInfo, data: dict[str, InputFi
         try:
             for msg in io.messages(timeout=timeout):
                 first = first or time.monotonic()
-                writers[msg.source].add(msg)
+                if not report.handle(msg) or msg.source in targets:
+                    writers[msg.source].add(msg)
+                del msg  # not held while waiting: the producer gets its credit back
         except Stopped:
             return EXIT_FAILED
         for t in feeders:
@@ -132,9 +146,15 @@ def _run_session(ctx: Ctx, c: Client, info: SessionInfo, data: dict[str, InputFi
         if not io.all_ended:
             err.print(f"nodectl: no END_OF_STREAM on every output within {timeout:.0f}s", markup=False)
             return EXIT_FAILED
-    summary = ", ".join(f"{n}: {w.count} message(s) -> {w.target}" for n, w in writers.items())
+    summary = ", ".join(f"{n}: {w.count} message(s) -> {w.target}" for n, w in writers.items()
+                        if w.count or n in targets)
     latency = f"; first output after {1000 * (first - started):.0f} ms" if first else ""
-    err.print(f"session {info.sid}: {summary}{latency}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"session {info.sid}: {summary or 'no output'}{latency}", markup=False, highlight=False,
+              soft_wrap=True)
+    if ctx.json:
+        ctx.emit({"sid": info.sid, **report.as_dict()})
+    else:
+        report.summary()
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Input: the ``vad`` node's "out" (JSON start/end events around 16 kHz AUDIO). Output on
 "out", per utterance with a non-empty transcript, JSON
-``{"utterance", "text", "speech_end_ns", "asr_ms"}`` with ``timestamp_ns`` =
+``{"utterance", "text", "speech_end_ns", "endpoint_ns", "asr_ms"}`` with ``timestamp_ns`` =
 ``speech_end_ns``; ``asr_ms`` is the time from the end event to the transcript.
 
 Backends (param ``backend``):
@@ -169,5 +169,6 @@ class Asr(Node):
             if text:
                 self.ctx.send("out", {"utterance": event["utterance"], "text": text,
                                       "speech_end_ns": event["speech_end_ns"],
+                                      "endpoint_ns": event.get("endpoint_ns", 0),
                                       "asr_ms": round(1000 * (time.monotonic() - t0), 1)},
                               timestamp_ns=event["speech_end_ns"])

@@ -3,7 +3,7 @@
 anything else ("You said: ...").
 
 Input: the ``asr`` node's JSON transcripts. Output on "out": JSON ``{"utterance",
-"heard", "text", "speech_end_ns"}`` with the transcript's ``timestamp_ns``. An empty
+"heard", "text", "speech_end_ns", "endpoint_ns"}`` with the transcript's ``timestamp_ns``. An empty
 transcript gets no reply.
 """
 
@@ -68,5 +68,6 @@ class Responder(Node):
         text = reply(heard.get("text", ""), self.echo)
         if text is not None:
             self.ctx.send("out", {"utterance": heard.get("utterance"), "heard": heard.get("text", ""),
-                                  "text": text, "speech_end_ns": heard.get("speech_end_ns", 0)},
+                                  "text": text, "speech_end_ns": heard.get("speech_end_ns", 0),
+                                  "endpoint_ns": heard.get("endpoint_ns", 0)},
                           timestamp_ns=msg.timestamp_ns)

@@ -13,11 +13,13 @@ What goes out on "out", in order, for each utterance:
     {"event": "start", "utterance": n}                             JSON
     AUDIO chunks: ``preroll_ms`` before the start, the speech, and the silence
     that follows it until the end is decided
-    {"event": "end", "utterance": n, "speech_end_ns": t, ...}       JSON, timestamp_ns = t
+    {"event": "end", "utterance": n, "speech_end_ns": t, "endpoint_ns": e, ...}
+                                                                   JSON, timestamp_ns = t
 
 An utterance ends after ``min_silence_ms`` without speech; shorter bursts of speech than
 ``min_speech_ms`` are dropped (their start was never sent: the decision waits for them).
-``speech_end_ns`` is the timestamp of the input chunk that held the last voiced window.
+``speech_end_ns`` is the timestamp of the input chunk that held the last voiced window,
+``endpoint_ns`` that of the chunk whose silence decided the end (``min_silence_ms`` later).
 The same events (without audio), and ``{"event": "first_audio", "received_ns",
 "fed_ns"}`` for the stream's first chunk, go out on "events". Silence yields nothing.
 """
@@ -99,6 +101,7 @@ class Event:
     utterance: int
     window: int  # index of the first (start) or last (end) voiced window
     timestamp_ns: int = 0  # of the last voiced window (end)
+    decided_ns: int = 0  # of the window that decided the end (end)
 
 
 @dataclass
@@ -138,14 +141,14 @@ class Segmenter:
                 self._started = True
                 out.append(Event("start", self.utterances, self._start))
         elif self.active and self.index - self._last_voiced >= self.silence_windows:
-            out.extend(self.finish())
+            out.extend(self.finish(timestamp_ns))
         return out
 
-    def finish(self) -> list[Event]:
+    def finish(self, timestamp_ns: int = 0) -> list[Event]:
         """End the utterance in progress (at the end of the stream, or after silence)."""
         out: list[Event] = []
         if self._started:
-            out.append(Event("end", self.utterances, self._last_voiced, self._last_ts))
+            out.append(Event("end", self.utterances, self._last_voiced, self._last_ts, timestamp_ns or self._last_ts))
             self.utterances += 1
         self._start, self._started, self._voiced = -1, False, 0
         return out
@@ -225,7 +228,7 @@ class Vad(Node):
                 while self.held:  # the pre-roll and the windows that decided the start
                     send_audio(self.ctx, "out", self.held.popleft(), RATE)
             else:
-                info["speech_end_ns"] = e.timestamp_ns
+                info["speech_end_ns"], info["endpoint_ns"] = e.timestamp_ns, e.decided_ns
                 self.held.clear()
                 self.ctx.send("out", info, timestamp_ns=e.timestamp_ns)
             self.ctx.send("events", info, timestamp_ns=e.timestamp_ns)

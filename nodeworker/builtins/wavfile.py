@@ -40,11 +40,16 @@ def read_wav(path: Path | str) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
+def pcm16(samples: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] as little-endian 16-bit PCM."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
 def write_wav(path: Path | str, samples: np.ndarray, rate: int) -> None:
     """float audio in [-1, 1] (frames, channels) or (frames,) as 16-bit PCM."""
     if samples.ndim == 1:
         samples = samples[:, None]
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm = pcm16(samples)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(pcm.shape[1])
         w.setsampwidth(2)
