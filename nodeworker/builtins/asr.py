@@ -12,8 +12,8 @@ Backends (param ``backend``):
   it arrives, so at the end of an utterance only the final search is left. Free-form
   recognition of synthetic (espeak-ng) speech is poor; three params make it precise:
   ``vocabulary`` (a list of words: any sequence of them), ``grammar`` (a JSGF grammar,
-  the text) or ``keyphrases`` (a list of phrases to spot). Words must be in the
-  dictionary (checked in setup).
+  the text) or ``keyphrases`` (a list of phrases to spot, with ``kws_threshold``: larger
+  for longer phrases). Words must be in the dictionary (checked in setup).
 * ``whisper``: faster-whisper (``pip install 'noded[whisper]'``); ``model`` is a local
   CTranslate2 model folder or a size name already in the Hugging Face cache
   (``local_files_only``: nodes have no network). Audio is collected per utterance and
@@ -23,6 +23,7 @@ Backends (param ``backend``):
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any
@@ -46,7 +47,7 @@ def vocabulary_grammar(words: list[str]) -> str:
 
 class PocketSphinx:
     def __init__(self, vocabulary: list[str] | None, grammar: str | None, keyphrases: list[str] | None,
-                 where: str) -> None:
+                 where: str, kws_threshold: float = 1e-30) -> None:
         from pocketsphinx import Decoder
 
         self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
@@ -61,9 +62,15 @@ class PocketSphinx:
             self.decoder.add_jsgf_string("commands", grammar)
             self.decoder.activate_search("commands")
         elif keyphrases:
-            self.decoder.add_kws_string("keyphrases", "\n".join(f"{k.lower()} /1e-20/" for k in keyphrases))
+            # pocketsphinx reads a keyphrase list only from a file: an in-memory one (memfd),
+            # so that the node writes nothing to any file system.
+            fd = os.memfd_create("keyphrases")
+            try:
+                os.write(fd, "".join(f"{k.lower()} /{kws_threshold:g}/\n" for k in keyphrases).encode())
+                self.decoder.add_kws("keyphrases", f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
             self.decoder.activate_search("keyphrases")
-        self.keyphrases = bool(keyphrases) and not grammar
 
     def start(self) -> None:
         self.decoder.start_utt()
@@ -73,8 +80,6 @@ class PocketSphinx:
 
     def finish(self) -> str:
         self.decoder.end_utt()
-        if self.keyphrases:  # every phrase spotted, in order
-            return " ".join(seg.word for seg in self.decoder.seg())
         hyp = self.decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
 
@@ -123,7 +128,7 @@ class Asr(Node):
         self.p = check_params(self, {
             "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
             "keyphrases": (list, None), "model": (str, "small.en"), "compute_type": (str, "int8"),
-            "beam_size": (int, 1), "language": (str, "en"),
+            "beam_size": (int, 1), "language": (str, "en"), "kws_threshold": (float, 1e-30),
         }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
         if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
             raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
@@ -137,7 +142,8 @@ class Asr(Node):
             self.engine = Whisper(self.p["model"], self.p["compute_type"], self.p["beam_size"], self.p["language"], ctx)
         else:
             ctx.progress(0.1, "loading pocketsphinx en-us model")
-            self.engine = PocketSphinx(self.p["vocabulary"], self.p["grammar"], self.p["keyphrases"], where)
+            self.engine = PocketSphinx(self.p["vocabulary"], self.p["grammar"], self.p["keyphrases"], where,
+                                       self.p["kws_threshold"])
         self.engine.start()  # a first decode warms the search up before READY
         self.engine.feed(np.zeros(RATE // 10, np.float32))
         self.engine.finish()

@@ -57,11 +57,11 @@ def is_end(msg: Any) -> bool:
 class LocalMessage:
     """A received message made in memory, with the attributes the built-in nodes read:
     ``source``, ``kind``, ``array``, ``text``, ``json``, ``sample_rate``, ``channels``,
-    ``timestamp_ns``, ``flags``, ``end_of_stream``."""
+    ``pixel_format``, ``timestamp_ns``, ``flags``, ``end_of_stream``."""
 
     def __init__(self, value: Any, kind: Kind | int | None = None, *, source: str = "input.test",
                  sample_rate: int = 0, channels: int = 0, timestamp_ns: int = 0, flags: int = 0,
-                 **_: Any) -> None:
+                 pixel_format: int = 0, **_: Any) -> None:
         if isinstance(value, str):
             kind, payload = (Kind.TEXT if kind is None else kind), np.frombuffer(value.encode(), np.uint8)
         elif isinstance(value, (dict, list)):
@@ -73,6 +73,7 @@ class LocalMessage:
         self.source, self.kind, self.array = source, Kind(kind), payload
         self.array.flags.writeable = False
         self.sample_rate, self.channels, self.timestamp_ns, self.flags = sample_rate, channels, timestamp_ns, flags
+        self.pixel_format = pixel_format
 
     @property
     def text(self) -> str:

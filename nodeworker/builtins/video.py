@@ -90,4 +90,4 @@ class Gray(Node):
         out = self.ctx.loan("out", (h, w), np.uint8, kind=Kind.VIDEO, pixel_format=PixelFormat.GRAY8,
                             timestamp_ns=msg.timestamp_ns)
         to_gray(frame, self.scale, out, fmt)
-        self.ctx.send("out", out)
+        self.ctx.send("out", out, kind=Kind.VIDEO, pixel_format=PixelFormat.GRAY8, timestamp_ns=msg.timestamp_ns)

@@ -1,0 +1,75 @@
+"""nodectl run's speech report and media files, without a session."""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from daemon.mediafiles import MediaError, OutputWriter, read_input, read_wav
+from daemon.runreport import RunReport
+from nodeworker.builtins.streams import LocalMessage
+
+MS = 1_000_000
+
+
+def test_report_matches_transcripts_replies_and_audio_by_end_of_speech() -> None:
+    text = io.StringIO()
+    report = RunReport(Console(file=text, width=200), ready_ns=1000 * MS)
+    report.handle(LocalMessage({"event": "first_audio", "received_ns": 1012 * MS, "fed_ns": 1010 * MS}))
+    end = {"speech_end_ns": 2000 * MS, "endpoint_ns": 2300 * MS}
+    assert report.handle(LocalMessage({"event": "end", "utterance": 0, **end}, timestamp_ns=2000 * MS))
+    assert report.handle(LocalMessage({"utterance": 0, "text": "turn on the light", "asr_ms": 3.0, **end}))
+    assert report.handle(LocalMessage({"utterance": 0, "heard": "turn on the light", "text": "Turning on.", **end}))
+    audio = LocalMessage.audio(np.zeros(2205, np.float32), 22050, timestamp_ns=2000 * MS)
+    assert not report.handle(audio)  # audio is still written to its file
+    assert not report.handle(LocalMessage({"other": 1}))  # not speech JSON: written as usual
+    (u,) = report.utterances.values()
+    assert (u.heard, u.reply, u.index, round(u.audio_seconds, 3)) == ("turn on the light", "Turning on.", 0, 0.1)
+    assert u.first_audio_ns is not None and u.first_audio_ns >= u.transcript_ns
+    data = report.as_dict()
+    assert data["first_chunk_after_ready"]["processing_ms"] == 12.0
+    assert data["utterances"][0]["endpoint_to_first_audio_ms"] == (u.first_audio_ns - 2300 * MS) / MS
+    report.summary()
+    out = text.getvalue()
+    assert "[0] heard: 'turn on the light'" in out and "[0] reply: 'Turning on.'" in out
+    assert "processing in the VAD 12.0 ms after ready" in out and "latency over 1 utterance(s)" in out
+
+
+def test_report_on_silence_says_so() -> None:
+    text = io.StringIO()
+    report = RunReport(Console(file=text), ready_ns=1)
+    report.handle(LocalMessage({"event": "first_audio", "received_ns": 2, "fed_ns": 1}))
+    report.summary()
+    assert "no speech detected: no reply" in text.getvalue()
+
+
+def test_corrupt_empty_and_missing_wavs_are_media_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    empty = tmp_path / "empty.wav"
+    with wave.open(str(empty), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+    for path, what in ((bad, "not a readable WAV"), (empty, "holds no audio"), (tmp_path / "no.wav", "no such file")):
+        with pytest.raises(MediaError, match=what) as info:
+            read_input(path)
+        assert str(path) in info.value.message
+
+
+def test_wav_output_is_written_as_it_comes(tmp_path: Path) -> None:
+    target = tmp_path / "out.wav"
+    w = OutputWriter(str(target))
+    w.add(LocalMessage.audio(np.full(800, 0.5, np.float32), 8000))
+    w.add(LocalMessage({"not": "audio"}))
+    assert target.exists()  # opened at the first chunk
+    w.add(LocalMessage.audio(np.full(800, -0.5, np.float32), 8000))
+    w.close()
+    samples, rate = read_wav(target)
+    assert rate == 8000 and samples.shape == (1600, 1) and w.count == 2
+    assert np.allclose(samples[:800], 0.5, atol=1e-4) and np.allclose(samples[800:], -0.5, atol=1e-4)

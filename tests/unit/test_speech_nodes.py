@@ -1,0 +1,229 @@
+"""The speech and video built-in nodes, with their real models, in this process
+(nodeworker.testing.FakeContext, nodeworker.builtins.chain.LocalChain)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nodeworker.builtins.asr import Asr, normalise, vocabulary_grammar
+from nodeworker.builtins.audio import Resample, Resampler
+from nodeworker.builtins.chain import LocalChain
+from nodeworker.builtins.params import REQUIRED, check_params
+from nodeworker.builtins.responder import reply
+from nodeworker.builtins.streams import LocalMessage, as_messages
+from nodeworker.builtins.tts import Tts
+from nodeworker.builtins.vad import Segmenter, Vad
+from nodeworker.builtins.video import Gray, to_gray
+from nodeworker.errors import ParamError
+from nodeworker.node import Node
+from nodeworker.testing import run_setup
+from nodeworker.wire import Kind, PixelFormat
+from tests.unit.speech_support import chunks, spoken, voice_nodes, with_silence
+
+RATE = 16000
+
+
+def test_check_params_names_the_node_and_the_problem() -> None:
+    node = Node(node_id="n1", params={"a": 1, "zz": 2})
+    with pytest.raises(ParamError, match=r"n1.*unknown params \['zz'\]"):
+        check_params(node, {"a": (int, 0)})
+    node = Node(node_id="n1", params={"a": True})
+    with pytest.raises(ParamError, match="must be a int"):
+        check_params(node, {"a": (int, 0)})
+    node = Node(node_id="n1", params={"a": "x"})
+    with pytest.raises(ParamError, match="one of"):
+        check_params(node, {"a": (str, "y")}, {"a": ("y", "z")})
+    with pytest.raises(ParamError, match="required"):
+        check_params(Node(node_id="n1"), {"b": (str, REQUIRED)})
+    assert check_params(Node(node_id="n1", params={"f": 2}), {"f": (float, 1.0), "o": (list, None)}) == {"f": 2.0, "o": None}
+
+
+def test_resampler_keeps_a_tone_and_the_length_across_chunks() -> None:
+    src = 22050
+    t = np.arange(src) / src
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    r = Resampler(RATE)
+    out = np.concatenate([r(tone[i:i + 441], src) for i in range(0, src, 441)] + [r.flush()])
+    assert abs(len(out) - RATE) <= 2
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * RATE / len(out) - 440) < 2
+
+
+def test_resample_node_sends_16k_mono_with_the_timestamps_and_ends_the_stream() -> None:
+    node, ctx = run_setup(Resample, {"rate": RATE})
+    stereo = np.zeros((441, 2), np.float32)
+    for i in range(10):
+        node.process(LocalMessage.audio(stereo, 22050, timestamp_ns=100 + i))
+    node.process(LocalMessage.end())
+    msgs = as_messages(ctx.sent, "resample")
+    audio = [m for m in msgs if m.kind is Kind.AUDIO]
+    assert all(m.sample_rate == RATE and m.channels == 1 and m.array.ndim == 1 for m in audio)
+    assert abs(sum(len(m.array) for m in audio) - 3200) <= 2
+    assert {m.timestamp_ns for m in audio} <= set(range(100, 110))
+    assert msgs[-1].end_of_stream
+
+
+def test_segmenter_starts_after_enough_speech_ends_after_silence_and_drops_blips() -> None:
+    seg = Segmenter(threshold=0.5, speech_windows=3, silence_windows=4)
+    probs = [0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1] + [0.9] * 5 + [0.4] + [0.1] * 5
+    events = [(e.kind, e.window, e.timestamp_ns) for i, p in enumerate(probs) for e in seg.push(p, i)]
+    # the blip at window 1 never started; speech 7..11 (0.4 stays voiced once speaking: 12)
+    assert events == [("start", 7, 0), ("end", 12, 12)]
+    assert seg.push(0.9, 99) == [] and seg.finish() == []  # one window is not an utterance
+
+
+def test_vad_finds_each_utterance_and_sends_its_audio_between_start_and_end() -> None:
+    speech = with_silence(spoken("turn on the kitchen light"), spoken("what time is it"))
+    for backend in ("silero", "webrtc"):
+        node, ctx = run_setup(Vad, {"backend": backend})
+        for msg in chunks(speech):
+            node.process(msg)
+        out = [m for m in as_messages(ctx.sent, "vad") if m.source == "vad.out"]
+        events = [m.json for m in out if m.kind is Kind.JSON]
+        assert [(e["event"], e["utterance"]) for e in events] == [("start", 0), ("end", 0), ("start", 1), ("end", 1)]
+        first_end = events[1]["at_s"]
+        assert 0.8 + 1.0 < first_end < 0.8 + len(spoken("turn on the kitchen light")) / RATE + 0.1, backend
+        voiced = sum(len(m.array) for m in out if m.kind is Kind.AUDIO) / RATE
+        assert 2.0 < voiced < len(speech) / RATE, backend
+        assert events[1]["speech_end_ns"] < events[1]["endpoint_ns"]
+        assert out[-1].end_of_stream
+
+
+def test_vad_says_nothing_about_silence_or_noise() -> None:
+    node, ctx = run_setup(Vad, {})
+    quiet = np.random.default_rng(1).normal(0, 0.003, 3 * RATE).astype(np.float32)
+    for msg in chunks(quiet):
+        node.process(msg)
+    sent = as_messages(ctx.sent, "vad")
+    assert [m.json["event"] for m in sent if m.kind is Kind.JSON] == ["first_audio"]
+    assert not [m for m in sent if m.kind is Kind.AUDIO]
+
+
+def test_vad_refuses_audio_at_another_rate() -> None:
+    node, _ = run_setup(Vad, {})
+    with pytest.raises(ValueError, match="resample"):
+        node.process(LocalMessage.audio(np.zeros(441, np.float32), 22050))
+
+
+def _transcribe(params: dict, samples: np.ndarray) -> list[dict]:
+    node, ctx = run_setup(Asr, params)
+    node.process(LocalMessage({"event": "start", "utterance": 0}))
+    for msg in chunks(samples, end=False):
+        node.process(msg)
+    node.process(LocalMessage({"event": "end", "utterance": 0, "speech_end_ns": 7, "endpoint_ns": 9}))
+    node.process(LocalMessage.end())
+    sent = as_messages(ctx.sent, "asr")
+    assert sent[-1].end_of_stream
+    return [m.json for m in sent if m.kind is Kind.JSON]
+
+
+def test_asr_grammar_recognises_a_spoken_command() -> None:
+    grammar = dict(voice_nodes()[2][2])["grammar"]
+    (got,) = _transcribe({"grammar": grammar}, spoken("turn on the kitchen light"))
+    assert got["text"] == "turn on the kitchen light"
+    assert (got["utterance"], got["speech_end_ns"], got["endpoint_ns"]) == (0, 7, 9)
+
+
+def test_asr_vocabulary_and_keyphrase_modes() -> None:
+    words = "turn on off the kitchen light".split()
+    (got,) = _transcribe({"vocabulary": words}, spoken("turn on the kitchen light"))
+    assert {"turn", "kitchen"} <= set(got["text"].split())
+    (got,) = _transcribe({"keyphrases": ["kitchen", "bedroom"]}, spoken("turn on the kitchen light"))
+    assert got["text"] == "kitchen"
+
+
+def test_asr_sends_nothing_for_an_empty_transcript_and_checks_its_params() -> None:
+    assert _transcribe({"grammar": dict(voice_nodes()[2][2])["grammar"]}, np.zeros(RATE // 2, np.float32)) == []
+    with pytest.raises(ParamError, match="not in the pocketsphinx dictionary: \\['zzqx'\\]"):
+        run_setup(Asr, {"vocabulary": ["hello", "zzqx"]})
+    with pytest.raises(ParamError, match="at most one"):
+        Asr(node_id="a", params={"vocabulary": ["a"], "keyphrases": ["a"]})
+
+
+def test_asr_whisper_backend_says_how_to_get_it() -> None:
+    pytest.importorskip("pytest")  # faster-whisper is an extra, absent from the test venv
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError:
+        with pytest.raises(ParamError, match="faster-whisper") as info:
+            run_setup(Asr, {"backend": "whisper"})
+        assert "noded[whisper]" in info.value.hint
+    else:  # installed, but no model can be downloaded here: a clear error names the model
+        with pytest.raises(ParamError, match="could not be loaded"):
+            run_setup(Asr, {"backend": "whisper", "model": "/nonexistent/model"})
+
+
+def test_normalise_and_vocabulary_grammar() -> None:
+    assert normalise("Turn ON(2) <sil> the [noise] light") == "turn on the light"
+    assert "( kitchen | light | turn )+" in vocabulary_grammar(["turn", "Kitchen", "light", "turn"])
+
+
+@pytest.mark.parametrize(("heard", "answer"), [
+    ("turn on the kitchen light", "Turning on the kitchen light."),
+    ("turn off the bedroom lights", "Turning off the bedroom lights."),
+    ("hello computer", "Hello! How can I help you?"),
+    ("computer tell me a joke", "Why did the robot go on holiday? It needed to recharge."),
+    ("bananas are yellow", "You said: bananas are yellow."),
+])  # fmt: skip
+def test_responder_answers_commands_and_echoes_the_rest(heard: str, answer: str) -> None:
+    assert reply(heard) == answer
+
+
+def test_responder_tells_the_time_and_ignores_nothing() -> None:
+    assert reply("what time is it").startswith("It is ")
+    assert reply("   ") is None and reply("bananas", echo=False) is None
+
+
+def test_tts_streams_speech_in_chunks_with_the_reply_timestamp() -> None:
+    node, ctx = run_setup(Tts, {"chunk_ms": 40})
+    node.process(LocalMessage({"text": "Turning on the kitchen light."}, timestamp_ns=42))
+    node.process(LocalMessage({"text": ""}, timestamp_ns=43))
+    node.process(LocalMessage.end())
+    sent = as_messages(ctx.sent, "tts")
+    audio = [m for m in sent if m.kind is Kind.AUDIO]
+    assert len(audio) > 10 and {m.timestamp_ns for m in audio} == {42}
+    assert {len(m.array) for m in audio[:-1]} == {22050 * 40 // 1000}
+    samples = np.concatenate([m.array for m in audio])
+    assert 1.0 < len(samples) / audio[0].sample_rate < 4.0
+    assert np.sqrt(np.mean(samples ** 2)) > 0.02  # speech, not silence
+    assert sent[-1].end_of_stream
+
+
+def test_tts_checks_its_backend() -> None:
+    with pytest.raises(ParamError, match="needs the param model"):
+        run_setup(Tts, {"backend": "piper"})
+
+
+def test_to_gray_matches_the_bt601_formula() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (108, 192, 3), dtype=np.uint8)
+    out = np.empty((54, 96), np.uint8)
+    to_gray(frame, 2, out)
+    f = frame[::2, ::2].astype(np.int64)
+    assert np.array_equal(out, ((77 * f[..., 0] + 150 * f[..., 1] + 29 * f[..., 2]) >> 8).astype(np.uint8))
+
+
+def test_gray_node_turns_a_1080p_frame_into_a_loan_and_ends_the_stream() -> None:
+    node, ctx = run_setup(Gray, {"scale": 2})
+    frame = np.full((1080, 1920, 3), 200, np.uint8)
+    node.process(LocalMessage(frame, Kind.VIDEO, pixel_format=PixelFormat.RGB24, timestamp_ns=5))
+    node.process(LocalMessage.end())
+    (port, gray, kind, fields), end = ctx.sent
+    assert (port, kind, gray.shape, fields["pixel_format"]) == ("out", Kind.VIDEO, (540, 960), PixelFormat.GRAY8)
+    assert np.all(gray == 200) and end[3]["flags"]
+
+
+def test_the_voice_pipeline_in_one_process_answers_each_command() -> None:
+    # Sentences that pocketsphinx's grammar mode gets right from espeak-ng's voice (it
+    # hears "hello computer" through soxr as just "computer", and "what time is it" as
+    # "what time": synthetic speech is not what its acoustic model was trained on).
+    speech = with_silence(spoken("computer tell me a joke"), spoken("turn on the kitchen light"))
+    chain = LocalChain(voice_nodes())
+    out = chain.run(chunks(speech))
+    heard = [m.json["text"] for m in chain["asr"].sent if m.kind is Kind.JSON]
+    assert heard == ["computer tell me a joke", "turn on the kitchen light"]
+    replies = [m.json["text"] for m in chain["responder"].sent if m.kind is Kind.JSON]
+    assert replies == ["Why did the robot go on holiday? It needed to recharge.", "Turning on the kitchen light."]
+    audio = [m for m in out if m.kind is Kind.AUDIO]
+    assert len({m.timestamp_ns for m in audio}) == 2 and out[-1].end_of_stream
+    chain.close()
