@@ -60,9 +60,9 @@ def reports_errors(func: F) -> F:
             if ctx is not None and ctx.json:
                 print(json.dumps({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
             else:
-                err.print(f"nodectl: {exc.message}", markup=False)
+                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)  # one line, unwrapped
                 if exc.hint:
-                    err.print(f"hint: {exc.hint}", markup=False, style="dim")
+                    err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
             sys.exit(_EXIT_BY_CODE.get(exc.code, EXIT_ERROR))
         except KeyboardInterrupt:
             sys.exit(130)

@@ -25,7 +25,10 @@ def read_wav(path: Path | str) -> tuple[np.ndarray, int]:
             width, channels, rate, frames = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
             raw = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise WavError(f"{path}: not a readable WAV file ({exc})") from exc
+        detail = str(exc) or "it ends too early"
+        if Path(path).stat().st_size == 0:
+            detail = "the file is empty"
+        raise WavError(f"{path}: not a readable WAV file ({detail})") from exc
     if width not in _PCM:
         raise WavError(f"{path}: {8 * width}-bit samples are not supported", hint="use 8, 16 or 32-bit PCM")
     if frames == 0 or not raw:
