@@ -63,9 +63,9 @@ def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool,
     """Send the file's chunks, each stamped with the time it was sent (timestamp_ns,
     CLOCK_MONOTONIC: the speech nodes measure from it), then END_OF_STREAM."""
     for chunk in paced(data.chunks, realtime):
-        io.send(port, chunk.value, kind=chunk.kind, timestamp_ns=time.monotonic_ns(), **chunk.fields)
         if report is not None:
             report.fed()
+        io.send(port, chunk.value, kind=chunk.kind, timestamp_ns=time.monotonic_ns(), **chunk.fields)
     if end:
         io.end(port)
 
@@ -115,20 +115,22 @@ def _run_session(ctx: Ctx, c: Client, info: SessionInfo, data: dict[str, InputFi
     if missing:
         raise click.UsageError(f"no file for input(s) {', '.join(sorted(missing))}")
     targets = {name: value.rpartition("=")[2] for name, value in _pairs(outputs, out_names, "output").items()}
-    info = _follow(ctx, c, info, until_ready=True)
-    if info.state != "ready":
-        return EXIT_FAILED
-    report = RunReport(out, quiet=ctx.json, ready_ns=time.monotonic_ns())
     writers = {name: OutputWriter(targets.get(name, "-")) for name in out_names}  # unnamed: stdout
+    # The client's ports open while the nodes load (the data plane allows it: nothing is
+    # sent before each consumer's hello), so that the first chunk leaves right at READY.
     with SessionIO(plane) as io:
-        watcher = _Watcher(c, info.sid, io)
-        watcher.start()
+        info = _follow(ctx, c, info, until_ready=True)
+        if info.state != "ready":
+            return EXIT_FAILED
+        report = RunReport(out, quiet=ctx.json, ready_ns=time.monotonic_ns())
         feeders = [threading.Thread(target=_feed, args=(io, name, data, realtime, True, report), daemon=True)
                    for name, data in files.items()]
         started = time.monotonic()
-        first: float | None = None
         for t in feeders:
             t.start()
+        watcher = _Watcher(c, info.sid, io)
+        watcher.start()
+        first: float | None = None
         try:
             for msg in io.messages(timeout=timeout):
                 first = first or time.monotonic()

@@ -54,6 +54,7 @@ class RunReport:
     ready_ns: int = 0
     first_fed_ns: int | None = None
     first_processed_ns: int | None = None
+    last_output_ns: int | None = None
     utterances: dict[int, Utterance] = field(default_factory=dict)
 
     def _utterance(self, info: dict[str, Any], ts: int) -> Utterance:
@@ -72,7 +73,7 @@ class RunReport:
     def handle(self, msg: Any) -> bool:
         """Take what the report knows from ``msg``; True if it was a speech JSON message
         (then it need not be written anywhere else)."""
-        now = time.monotonic_ns()
+        now = self.last_output_ns = time.monotonic_ns()
         if msg.kind is Kind.AUDIO:
             if msg.timestamp_ns:
                 u = self.utterances.setdefault(msg.timestamp_ns, Utterance(msg.timestamp_ns))
@@ -116,8 +117,11 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         rows = sorted(self.utterances.values(), key=lambda u: u.speech_end_ns)
+        stream = None if self.first_fed_ns is None or self.last_output_ns is None else (
+            (self.last_output_ns - self.first_fed_ns) / 1e9)
         return {
             "first_chunk_after_ready": self.first_chunk(),
+            "stream_seconds": stream,  # from the first chunk fed to the last output received
             "utterances": [{
                 "index": u.index, "heard": u.heard, "reply": u.reply, "reply_audio_s": round(u.audio_seconds, 3),
                 "end_of_speech_to_transcript_ms": u.after_end(u.transcript_ns),

@@ -19,11 +19,24 @@ from nodeworker.registry import resolve_class_name
 from nodeworker.testing import FakeContext
 
 
+class TimedContext(FakeContext):
+    """A FakeContext that also notes when (time.perf_counter) each send happened."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sent_at: list[float] = []
+
+    def _send(self, port: str, value: Any, kind: int | None, fields: dict[str, Any]) -> None:
+        self.sent_at.append(time.perf_counter())
+        super()._send(port, value, kind, fields)
+
+
 @dataclass
 class Stage:
     node_id: str
     node: Node
-    ctx: FakeContext
+    ctx: TimedContext
+    started: float = 0.0  # time.perf_counter() when the last run of this stage began
     seconds: float = 0.0  # time spent in process() by the last run
     sent: list[LocalMessage] = field(default_factory=list)  # everything the last run sent
 
@@ -36,7 +49,7 @@ class LocalChain:
         for node_id, cls_name, params in nodes:
             cls = load_node_class(resolve_class_name(cls_name))
             node = cls(node_id=node_id, params=params)
-            ctx = FakeContext(params=node.params, node_id=node_id)
+            ctx = TimedContext(params=node.params, node_id=node_id)
             node.setup(ctx)
             ctx.ready.set()
             self.stages.append(Stage(node_id, node, ctx))
@@ -46,13 +59,22 @@ class LocalChain:
         current = list(messages)
         for stage in self.stages:
             stage.ctx.sent.clear()
-            t0 = time.perf_counter()
+            stage.ctx.sent_at.clear()
+            t0 = stage.started = time.perf_counter()
             for msg in current:
                 stage.node.process(msg)
             stage.seconds = time.perf_counter() - t0
             stage.sent = as_messages(stage.ctx.sent, stage.node_id)
             current = [m for m in stage.sent if m.source == f"{stage.node_id}.out"]
         return current
+
+    def first_sent(self, node_id: str, port: str = "out", kind: int | None = None) -> float | None:
+        """time.perf_counter() of the node's first send on ``port`` (of ``kind``) in the last run."""
+        stage = self[node_id]
+        for (p, _value, k, _fields), at in zip(stage.ctx.sent, stage.ctx.sent_at):
+            if p == port and (kind is None or k == kind):
+                return at
+        return None
 
     def __getitem__(self, node_id: str) -> Stage:
         return next(s for s in self.stages if s.node_id == node_id)

@@ -13,7 +13,8 @@ What goes out on "out", in order, for each utterance:
     {"event": "start", "utterance": n}                             JSON
     AUDIO chunks: ``preroll_ms`` before the start, the speech, and the silence
     that follows it until the end is decided
-    {"event": "end", "utterance": n, "speech_end_ns": t, "endpoint_ns": e, ...}
+    {"event": "end", "utterance": n, "speech_end_ns": t, "endpoint_ns": e,
+     "speech_end_s": ..., "endpoint_s": ...}  (the same in seconds of the stream)
                                                                    JSON, timestamp_ns = t
 
 An utterance ends after ``min_silence_ms`` without speech; shorter bursts of speech than
@@ -102,6 +103,7 @@ class Event:
     window: int  # index of the first (start) or last (end) voiced window
     timestamp_ns: int = 0  # of the last voiced window (end)
     decided_ns: int = 0  # of the window that decided the end (end)
+    decided: int = 0  # index of that window (end)
 
 
 @dataclass
@@ -148,7 +150,8 @@ class Segmenter:
         """End the utterance in progress (at the end of the stream, or after silence)."""
         out: list[Event] = []
         if self._started:
-            out.append(Event("end", self.utterances, self._last_voiced, self._last_ts, timestamp_ns or self._last_ts))
+            out.append(Event("end", self.utterances, self._last_voiced, self._last_ts, timestamp_ns or self._last_ts,
+                             max(self.index, self._last_voiced)))
             self.utterances += 1
         self._start, self._started, self._voiced = -1, False, 0
         return out
@@ -229,6 +232,8 @@ class Vad(Node):
                     send_audio(self.ctx, "out", self.held.popleft(), RATE)
             else:
                 info["speech_end_ns"], info["endpoint_ns"] = e.timestamp_ns, e.decided_ns
+                info["speech_end_s"] = round((e.window + 1) * self.model.window / RATE, 3)
+                info["endpoint_s"] = round((e.decided + 1) * self.model.window / RATE, 3)
                 self.held.clear()
                 self.ctx.send("out", info, timestamp_ns=e.timestamp_ns)
             self.ctx.send("events", info, timestamp_ns=e.timestamp_ns)

@@ -1,0 +1,215 @@
+"""Speech-to-speech latency and throughput: noded's streaming pipeline against the same
+nodes run one after another in one process (SC-007).
+
+    tests/sandbox run -- /opt/noded/venv/bin/python benchmarks/speech_latency.py [--runs 2] [--json]
+
+Input: UTTERANCES spoken by espeak-ng (22.05 kHz, as espeak-ng writes it), 1.2 s of
+silence around each, made by this script. Both modes use examples/voice.toml's nodes
+and params (resample, silero VAD, pocketsphinx with the command grammar, responder,
+espeak-ng TTS).
+
+* pipeline: `nodectl --json run examples/voice.toml` (every node its own unit and
+  process, iceoryx2 between them), the audio fed in 20 ms chunks at its real-time pace.
+  Times come from nodectl's report: CLOCK_MONOTONIC from the feed of the chunk holding
+  the last voiced sample (end of speech), or of the chunk whose silence made the VAD
+  decide that the utterance had ended (endpoint), to the client receiving the first
+  reply audio. Throughput: one more run with --fast (fed as fast as the pipeline
+  takes it), utterances / (first chunk fed -> last output received).
+* sequential: nodeworker.builtins.chain.LocalChain, all five nodes in this process. An
+  utterance is processed once it has fully arrived, i.e. at its endpoint (found by a
+  pre-pass with the same VAD settings): the audio since the previous endpoint goes
+  through resample, VAD, ASR, responder and TTS, each stage over the whole segment
+  before the next. First audio out = the TTS stage's first chunk (measured inside the
+  run, so the sequential mode is not charged for the rest of the synthesis). Latency
+  from the end of speech adds the endpointing wait (endpoint - end of speech, from the
+  VAD's own events), which both modes pay. Throughput: utterances / the summed
+  processing time (as fast as possible, no waiting for the audio to arrive).
+Needs systemd as PID 1 and noded.service for the pipeline mode (`--sequential-only`
+runs the other mode anywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+from nodeworker.builtins.chain import LocalChain  # noqa: E402
+from nodeworker.builtins.streams import LocalMessage  # noqa: E402
+from nodeworker.builtins.wavfile import read_wav, write_wav  # noqa: E402
+from nodeworker.wire import Kind  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+VOICE = REPO / "examples" / "voice.toml"
+UTTERANCES = ["turn on the kitchen light", "computer tell me a joke", "turn off the bedroom lights",
+              "how is the weather", "thank you", "good morning"]
+RATE = 22050
+GAP = 1.2
+CHUNK_MS = 20
+TARGET = 0.5  # the pipeline's latency at least 50% below the sequential one
+
+
+def make_input(path: Path, sentences: list[str]) -> float:
+    parts = [np.zeros(int(GAP * RATE), np.float32)]
+    with tempfile.TemporaryDirectory() as d:
+        for i, s in enumerate(sentences):
+            wav = Path(d) / f"{i}.wav"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), s], check=True)
+            samples, rate = read_wav(wav)
+            assert rate == RATE, rate
+            parts += [samples[:, 0], np.zeros(int(GAP * RATE), np.float32)]
+    audio = np.concatenate(parts)
+    write_wav(path, audio, RATE)
+    return len(audio) / RATE
+
+
+def nodectl_run(wav: Path, reply: Path, fast: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-c", "from daemon.nodectl import main; main()", "--json", "run", str(VOICE),
+           "-i", str(wav), "-o", f"tts.out={reply}"] + (["--fast"] if fast else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        raise SystemExit(f"nodectl run failed ({res.returncode}): {res.stderr[-2000:]}")
+    return json.loads(res.stdout)
+
+
+def pipeline_mode(wav: Path, runs: int) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    first_chunk: list[float] = []
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(runs):
+            report = nodectl_run(wav, Path(d) / "reply.wav", fast=False)
+            rows += report["utterances"]
+            first_chunk.append(report["first_chunk_after_ready"]["processing_ms"])
+        fast = nodectl_run(wav, Path(d) / "reply.wav", fast=True)
+    n = len(fast["utterances"])
+    return {
+        "heard": [u["heard"] for u in rows],
+        "speech_end_to_first_audio_ms": [u["end_of_speech_to_first_audio_ms"] for u in rows],
+        "endpoint_to_first_audio_ms": [u["endpoint_to_first_audio_ms"] for u in rows],
+        "speech_end_to_transcript_ms": [u["end_of_speech_to_transcript_ms"] for u in rows],
+        "ready_to_first_chunk_processing_ms": first_chunk,
+        "throughput": n / fast["stream_seconds"],
+        "throughput_utterances": n,
+    }
+
+
+def chunks(samples: np.ndarray, rate: int) -> list[LocalMessage]:
+    step = rate * CHUNK_MS // 1000
+    return [LocalMessage.audio(samples[i:i + step], rate) for i in range(0, len(samples), step)] + [LocalMessage.end()]
+
+
+def voice_nodes() -> list[tuple[str, str, dict[str, Any]]]:
+    spec = tomllib.loads(VOICE.read_text())
+    return [(n["id"], n["class"], n.get("params", {})) for n in spec["nodes"]]
+
+
+def sequential_mode(wav: Path, runs: int) -> dict[str, Any]:
+    audio, rate = read_wav(wav)
+    audio = audio[:, 0]
+    nodes = voice_nodes()
+    # Pre-pass (untimed): where each utterance ends (its speech, and the VAD's endpoint).
+    vad = LocalChain(nodes[:2])
+    vad.run(chunks(audio, rate))
+    ends = [m.json for m in vad["vad"].sent if m.kind is Kind.JSON and m.source == "vad.out"
+            and m.json["event"] == "end"]
+    chain = LocalChain(nodes)
+    out: dict[str, list[Any]] = {k: [] for k in ("heard", "speech_end_to_first_audio_ms", "endpoint_to_first_audio_ms",
+                                                  "speech_end_to_transcript_ms", "processing_s")}
+    for _ in range(runs):
+        cut = 0
+        for end in ends:
+            stop = int(round(end["endpoint_s"] * rate))
+            segment = chunks(audio[cut:stop], rate)
+            cut = stop
+            t0 = time.perf_counter()
+            chain.run(segment)
+            total = time.perf_counter() - t0
+            audio_at = chain.first_sent("tts", kind=Kind.AUDIO)
+            text_at = chain.first_sent("asr")
+            wait_ms = 1000 * (end["endpoint_s"] - end["speech_end_s"])
+            heard = [m.json["text"] for m in chain["asr"].sent if m.kind is Kind.JSON]
+            out["heard"].append(heard[0] if heard else None)
+            out["processing_s"].append(total)
+            out["endpoint_to_first_audio_ms"].append(None if audio_at is None else 1000 * (audio_at - t0))
+            out["speech_end_to_first_audio_ms"].append(None if audio_at is None else wait_ms + 1000 * (audio_at - t0))
+            out["speech_end_to_transcript_ms"].append(None if text_at is None else wait_ms + 1000 * (text_at - t0))
+    chain.close()
+    n_per_run = len(ends)
+    return {**out, "throughput": n_per_run * runs / sum(out["processing_s"]), "endpoints": ends}
+
+
+def pct(values: list[float | None], q: float) -> float:
+    got = sorted(v for v in values if v is not None)
+    return float(np.percentile(got, q)) if got else float("nan")
+
+
+def table(head: list[str], body: list[list[str]]) -> str:
+    rows = [head, ["---"] * len(head), *body]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=2, help="passes over the input per mode (latency)")
+    ap.add_argument("--utterances", type=int, default=len(UTTERANCES), help=f"at most {len(UTTERANCES)}")
+    ap.add_argument("--sequential-only", action="store_true", help="no noded needed")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    sentences = UTTERANCES[: args.utterances]
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
+        wav = Path(d) / "utterances.wav"
+        seconds = make_input(wav, sentences)
+        seq = sequential_mode(wav, args.runs)
+        pipe = None if args.sequential_only else pipeline_mode(wav, args.runs)
+    result: dict[str, Any] = {"input": {"utterances": sentences, "seconds": round(seconds, 2)},
+                              "sequential": seq, "pipeline": pipe,
+                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                          "kernel": platform.release()}}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"input: {len(sentences)} utterances, {seconds:.1f} s of audio; {args.runs} run(s) per mode; "
+          f"{os.cpu_count()} CPUs")
+    for mode, data in (("sequential", seq), ("pipeline", pipe)):
+        if data is not None:
+            right = sum(h == s for h, s in zip(data["heard"], sentences * args.runs))
+            print(f"{mode}: {right}/{len(data['heard'])} transcripts exactly right; heard {data['heard'][:len(sentences)]}")
+    rows = []
+    for label, key in (("end of speech -> first audio out", "speech_end_to_first_audio_ms"),
+                       ("VAD endpoint -> first audio out", "endpoint_to_first_audio_ms"),
+                       ("end of speech -> transcript", "speech_end_to_transcript_ms")):
+        s50, s95 = pct(seq[key], 50), pct(seq[key], 95)
+        if pipe is None:
+            rows.append([label, f"{s50:.0f} / {s95:.0f}", "-", "-", "-"])
+            continue
+        p50, p95 = pct(pipe[key], 50), pct(pipe[key], 95)
+        cut = 1 - p50 / s50
+        verdict = ("ok" if cut >= TARGET else "missed") if "first audio" in label else ""
+        rows.append([label, f"{s50:.0f} / {s95:.0f}", f"{p50:.0f} / {p95:.0f}", f"{100 * cut:.0f}%", verdict])
+    rows.append(["throughput, utterances/s", f"{seq['throughput']:.1f}",
+                 f"{pipe['throughput']:.1f}" if pipe else "-",
+                 f"{pipe['throughput'] / seq['throughput']:.2f}x" if pipe else "-", ""])
+    print(table(["measurement (ms, p50 / p95)", "sequential", "pipeline", "pipeline lower by", "target >= 50%"], rows))
+    if pipe is not None:
+        fc = pipe["ready_to_first_chunk_processing_ms"]
+        print(f"READY -> first chunk processing in the VAD: {', '.join(f'{v:.1f}' for v in fc)} ms "
+              f"(target <= 50 ms: {'ok' if max(fc) <= 50 else 'missed'})")
+    waits = [1000 * (e["endpoint_s"] - e["speech_end_s"]) for e in seq["endpoints"]]
+    print(f"endpointing wait (both modes): {statistics.median(waits):.0f} ms median")
+
+
+if __name__ == "__main__":
+    main()
