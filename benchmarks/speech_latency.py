@@ -13,8 +13,8 @@ espeak-ng TTS).
   Times come from nodectl's report: CLOCK_MONOTONIC from the feed of the chunk holding
   the last voiced sample (end of speech), or of the chunk whose silence made the VAD
   decide that the utterance had ended (endpoint), to the client receiving the first
-  reply audio. Throughput: one more run with --fast (fed as fast as the pipeline
-  takes it), utterances / (first chunk fed -> last output received).
+  reply audio. Throughput: one more run with --fast and 100 ms chunks (fed as fast as
+  the pipeline takes it), utterances / (first chunk fed -> last output received).
 * sequential: nodeworker.builtins.chain.LocalChain, all five nodes in this process. An
   utterance is processed once it has fully arrived, i.e. at its endpoint (found by a
   pre-pass with the same VAD settings): the audio since the previous endpoint goes
@@ -78,7 +78,7 @@ def make_input(path: Path, sentences: list[str]) -> float:
 
 def nodectl_run(wav: Path, reply: Path, fast: bool) -> dict[str, Any]:
     cmd = [sys.executable, "-c", "from daemon.nodectl import main; main()", "--json", "run", str(VOICE),
-           "-i", str(wav), "-o", f"tts.out={reply}"] + (["--fast"] if fast else [])
+           "-i", str(wav), "-o", f"tts.out={reply}"] + (["--fast", "--chunk-ms", "100"] if fast else [])
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         raise SystemExit(f"nodectl run failed ({res.returncode}): {res.stderr[-2000:]}")

@@ -67,7 +67,10 @@ class Resample(Node):
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
-        import soxr  # noqa: F401  (loaded before READY: the first chunk does not pay for it)
+        import soxr
+
+        # The first resampling allocates and plans: done before READY, not on the first chunk.
+        soxr.resample(np.zeros(4410, np.float32), 44100, self.rate)
 
     def process(self, msg: Any) -> None:
         if is_end(msg):

@@ -11,8 +11,8 @@ Backends (param ``backend``):
 What goes out on "out", in order, for each utterance:
 
     {"event": "start", "utterance": n}                             JSON
-    AUDIO chunks: ``preroll_ms`` before the start, the speech, and the silence
-    that follows it until the end is decided
+    AUDIO: ``preroll_ms`` before the start, the speech, and the silence that
+    follows it until the end is decided (one message per input chunk)
     {"event": "end", "utterance": n, "speech_end_ns": t, "endpoint_ns": e,
      "speech_end_s": ..., "endpoint_s": ...}  (the same in seconds of the stream)
                                                                    JSON, timestamp_ns = t
@@ -190,6 +190,7 @@ class Vad(Node):
         keep = round(self.p["preroll_ms"] / ms) + self.seg.speech_windows
         self.held: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
         self.first = True
+        self.out: list[np.ndarray] = []  # speech windows to send on "out"
 
     def process(self, msg: Any) -> None:
         if is_end(msg):
@@ -209,10 +210,18 @@ class Vad(Node):
         for window in self.windows(audio_samples(msg)):
             events = self.seg.push(self.model(window), msg.timestamp_ns)
             if self.seg.active and self.seg._started and not events:
-                send_audio(self.ctx, "out", window, RATE, msg.timestamp_ns)
+                self.out.append(window)
             else:
                 self.held.append(window)
             self.emit(events)
+        self.flush()
+
+    def flush(self, timestamp_ns: int = 0) -> None:
+        """Send the speech audio gathered from this chunk as one message (fewer, larger
+        messages: the per-message cost is the data plane's largest)."""
+        if self.out:
+            send_audio(self.ctx, "out", np.concatenate(self.out), RATE, timestamp_ns)
+            self.out = []
 
     def windows(self, samples: np.ndarray) -> Iterator[np.ndarray]:
         n = self.model.window
@@ -226,10 +235,11 @@ class Vad(Node):
         for e in events:
             info: dict[str, Any] = {"event": e.kind, "utterance": e.utterance,
                                     "at_s": round(e.window * self.model.window / RATE, 3)}
+            self.flush()
             if e.kind == "start":
                 self.ctx.send("out", info)
-                while self.held:  # the pre-roll and the windows that decided the start
-                    send_audio(self.ctx, "out", self.held.popleft(), RATE)
+                self.out.extend(self.held)  # the pre-roll and the windows that decided the start
+                self.held.clear()
             else:
                 info["speech_end_ns"], info["endpoint_ns"] = e.timestamp_ns, e.decided_ns
                 info["speech_end_s"] = round((e.window + 1) * self.model.window / RATE, 3)
