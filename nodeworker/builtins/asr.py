@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from nodeworker.builtins.params import check_params
-from nodeworker.builtins.streams import audio_samples, is_end, send_end
+from nodeworker.builtins.streams import StreamNode, audio_samples
 from nodeworker.errors import ParamError
-from nodeworker.node import Context, Node
+from nodeworker.node import Context
 from nodeworker.wire import Kind
 
 RATE = 16000
@@ -122,7 +122,9 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-class Asr(Node):
+class Asr(StreamNode):
+    kinds = frozenset({Kind.AUDIO, Kind.JSON})
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.p = check_params(self, {
@@ -149,18 +151,15 @@ class Asr(Node):
         self.engine.finish()
         ctx.progress(1.0, f"{self.p['backend']} ready")
 
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            if self.utterance is not None:
-                self.engine.finish()
-                self.utterance = None
-            send_end(self.ctx)
-            return
+    def on_end(self) -> None:
+        if self.utterance is not None:  # cut off: no end event came (the VAD sends one)
+            self.engine.finish()
+            self.utterance = None
+
+    def handle(self, msg: Any) -> None:
         if msg.kind is Kind.AUDIO:
             if self.utterance is not None:
                 self.engine.feed(audio_samples(msg))
-            return
-        if msg.kind is not Kind.JSON:
             return
         event = msg.json
         if event.get("event") == "start":

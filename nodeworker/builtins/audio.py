@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nodeworker.builtins.params import REQUIRED, check_params
-from nodeworker.builtins.streams import audio_samples, is_end, send_audio, send_end
+from nodeworker.builtins.streams import StreamNode, audio_samples, send_audio, send_end
 from nodeworker.builtins.wavfile import read_wav, write_wav
 from nodeworker.node import Context, Node
 from nodeworker.wire import Kind
@@ -57,7 +57,9 @@ class Resampler:
         return out
 
 
-class Resample(Node):
+class Resample(StreamNode):
+    kinds = frozenset({Kind.AUDIO})
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         p = check_params(self, {"rate": (int, 16000), "quality": (str, "HQ")}, {"quality": QUALITIES})
@@ -72,13 +74,12 @@ class Resample(Node):
         # The first resampling allocates and plans: done before READY, not on the first chunk.
         soxr.resample(np.zeros(4410, np.float32), 44100, self.rate)
 
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            tail = self.resampler.flush()
-            if tail.size:
-                send_audio(self.ctx, "out", tail, self.rate, self.timestamp_ns)
-            send_end(self.ctx)
-            return
+    def on_end(self) -> None:
+        tail = self.resampler.flush()
+        if tail.size:
+            send_audio(self.ctx, "out", tail, self.rate, self.timestamp_ns)
+
+    def handle(self, msg: Any) -> None:
         self.timestamp_ns = msg.timestamp_ns
         out = self.resampler(audio_samples(msg), msg.sample_rate)
         if out.size:
@@ -111,19 +112,22 @@ class WavSource(Node):
         send_end(ctx)
 
 
-class WavSink(Node):
+class WavSink(StreamNode):
+    kinds = frozenset({Kind.AUDIO})
+    end_ports = ()
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path: str = check_params(self, {"path": (str, REQUIRED)})["path"]
         self.parts: list[np.ndarray] = []
         self.rate = 0
 
-    def process(self, msg: Any) -> None:
-        if msg.kind is Kind.AUDIO:
-            self.parts.append(audio_samples(msg))
-            self.rate = msg.sample_rate or self.rate
-        if is_end(msg):
-            self.write()
+    def handle(self, msg: Any) -> None:
+        self.parts.append(audio_samples(msg))
+        self.rate = msg.sample_rate or self.rate
+
+    def on_end(self) -> None:
+        self.write()
 
     def write(self) -> None:
         audio = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)

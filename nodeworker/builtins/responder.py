@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nodeworker.builtins.params import check_params
-from nodeworker.builtins.streams import is_end, send_end
-from nodeworker.node import Context, Node
+from nodeworker.builtins.streams import StreamNode
 from nodeworker.wire import Kind
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
@@ -50,20 +49,14 @@ def reply(text: str, echo: bool = True) -> str | None:
     return f"You said: {text}." if echo else None
 
 
-class Responder(Node):
+class Responder(StreamNode):
+    kinds = frozenset({Kind.JSON})
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.echo: bool = check_params(self, {"echo": (bool, True)})["echo"]
 
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            send_end(self.ctx)
-            return
-        if msg.kind is not Kind.JSON:
-            return
+    def handle(self, msg: Any) -> None:
         heard = msg.json
         text = reply(heard.get("text", ""), self.echo)
         if text is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from nodeworker.node import Context
+from nodeworker.node import Context, Node
 from nodeworker.wire import Flags, Kind
 
 
@@ -52,6 +52,32 @@ def send_end(ctx: Context, port: str = "out") -> None:
 
 def is_end(msg: Any) -> bool:
     return bool(msg.flags & Flags.END_OF_STREAM)
+
+
+class StreamNode(Node):
+    """A node of a stream: ``handle(msg)`` gets each message of the ``kinds`` it takes
+    (others are ignored); at END_OF_STREAM ``on_end()`` flushes what the node holds, then
+    an end marker goes out on each of ``end_ports``. ``setup`` keeps ``self.ctx``."""
+
+    kinds: frozenset[Kind] = frozenset()
+    end_ports: tuple[str, ...] = ("out",)
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def process(self, msg: Any) -> None:
+        if msg.kind in self.kinds:  # a data message may carry END_OF_STREAM too
+            self.handle(msg)
+        if is_end(msg):
+            self.on_end()
+            for port in self.end_ports:
+                send_end(self.ctx, port)
+
+    def handle(self, msg: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement handle()")
+
+    def on_end(self) -> None:
+        """Send what is held before the stream's end marker."""
 
 
 class LocalMessage:

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from nodeworker.builtins.params import check_params
-from nodeworker.builtins.streams import is_end, send_audio, send_end
+from nodeworker.builtins.streams import StreamNode, send_audio
 from nodeworker.errors import ParamError
-from nodeworker.node import Context, Node
+from nodeworker.node import Context
 from nodeworker.wire import Kind
 
 WAV_HEADER = 44
@@ -99,7 +99,9 @@ class Piper:
             yield np.asarray(chunk.audio_float_array, np.float32)
 
 
-class Tts(Node):
+class Tts(StreamNode):
+    kinds = frozenset({Kind.JSON, Kind.TEXT})
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.p = check_params(self, {
@@ -117,16 +119,8 @@ class Tts(Node):
             self.engine = Espeak(self.p["voice"], self.p["speed"], max(5, self.p["chunk_ms"]))
         ctx.progress(1.0, f"{self.p['backend']} ready at {self.engine.rate} Hz")
 
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            send_end(self.ctx)
-            return
-        if msg.kind is Kind.JSON:
-            text = str(msg.json.get("text", ""))
-        elif msg.kind is Kind.TEXT:
-            text = msg.text
-        else:
-            return
+    def handle(self, msg: Any) -> None:
+        text = str(msg.json.get("text", "")) if msg.kind is Kind.JSON else msg.text
         if not text.strip():
             return
         for samples in self.engine.speak(text):

@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from nodeworker.builtins.params import check_params
-from nodeworker.builtins.streams import audio_samples, is_end, send_audio, send_end
+from nodeworker.builtins.streams import StreamNode, audio_samples, send_audio
 from nodeworker.errors import ParamError
-from nodeworker.node import Context, Node
+from nodeworker.node import Context
 from nodeworker.wire import Kind
 
 RATE = 16000
@@ -160,7 +160,10 @@ class Segmenter:
 BACKENDS = ("silero", "webrtc")
 
 
-class Vad(Node):
+class Vad(StreamNode):
+    kinds = frozenset({Kind.AUDIO})
+    end_ports = ("out", "events")
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         p = check_params(self, {
@@ -192,15 +195,12 @@ class Vad(Node):
         self.first = True
         self.out: list[np.ndarray] = []  # speech windows to send on "out"
 
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            self.emit(self.seg.finish())
-            send_end(self.ctx, "out")
-            send_end(self.ctx, "events")
-            self.reset()
-            return
-        if msg.kind is not Kind.AUDIO:
-            return
+    def on_end(self) -> None:
+        self.emit(self.seg.finish())
+        self.flush()
+        self.reset()
+
+    def handle(self, msg: Any) -> None:
         if msg.sample_rate != RATE:
             raise ValueError(f"vad takes {RATE} Hz audio, got {msg.sample_rate} Hz: put a resample node before it")
         if self.first:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nodeworker.builtins.params import check_params
-from nodeworker.builtins.streams import is_end, send_end
+from nodeworker.builtins.streams import StreamNode, send_end
 from nodeworker.errors import ParamError
 from nodeworker.node import Context, Node
 from nodeworker.wire import Kind, PixelFormat
@@ -66,22 +66,16 @@ class VideoSource(Node):
         send_end(ctx)
 
 
-class Gray(Node):
+class Gray(StreamNode):
+    kinds = frozenset({Kind.VIDEO})
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scale: int = check_params(self, {"scale": (int, 2)})["scale"]
         if self.scale < 1:
             raise ParamError(f"Gray ({self.node_id}): scale must be >= 1, got {self.scale}")
 
-    def setup(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def process(self, msg: Any) -> None:
-        if is_end(msg):
-            send_end(self.ctx)
-            return
-        if msg.kind is not Kind.VIDEO:
-            return
+    def handle(self, msg: Any) -> None:
         fmt = PixelFormat(msg.pixel_format)
         frame = msg.array
         if fmt not in _WEIGHTS or frame.ndim != 3:

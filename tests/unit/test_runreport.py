@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from daemon.mediafiles import MediaError, OutputWriter, read_input, read_wav
+from daemon.mediafiles import MediaError, OutputWriter, read_input, read_wav, write_wav
 from daemon.runreport import RunReport
 from nodeworker.builtins.streams import LocalMessage
 
@@ -52,10 +51,7 @@ def test_corrupt_empty_and_missing_wavs_are_media_errors(tmp_path: Path) -> None
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     empty = tmp_path / "empty.wav"
-    with wave.open(str(empty), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
+    write_wav(empty, np.zeros((0, 1), np.float32), 16000)  # a header, no frames
     for path, what in ((bad, "not a readable WAV"), (empty, "holds no audio"), (tmp_path / "no.wav", "no such file")):
         with pytest.raises(MediaError, match=what) as info:
             read_input(path)

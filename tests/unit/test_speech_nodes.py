@@ -142,7 +142,7 @@ def test_asr_sends_nothing_for_an_empty_transcript_and_checks_its_params() -> No
 
 
 def test_asr_whisper_backend_says_how_to_get_it() -> None:
-    pytest.importorskip("pytest")  # faster-whisper is an extra, absent from the test venv
+    # faster-whisper is an extra, absent from the test venv: the error says how to get it
     try:
         import faster_whisper  # noqa: F401
     except ImportError:
