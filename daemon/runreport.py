@@ -135,7 +135,8 @@ class RunReport:
         """The timings, at the end of the run."""
         first = self.first_chunk()
         if first["processing_ms"] is not None:
-            self._say(f"first chunk: fed {_ms(first['fed_ms'])} after ready, processing in the VAD "
+            fed = "-" if first["fed_ms"] is None else f"{first['fed_ms']:.1f} ms"
+            self._say(f"first chunk: fed {fed} after ready, processing in the VAD "
                       f"{first['processing_ms']:.1f} ms after ready (target: <= 50 ms)")
         rows = [u for u in self.utterances.values() if u.heard is not None or u.first_audio_ns is not None]
         if not rows:

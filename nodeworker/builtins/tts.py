@@ -7,10 +7,12 @@ utterance's end of speech). Empty text makes no audio.
 
 Backends (param ``backend``):
 
-* ``espeak`` (default): espeak-ng, the Debian package (``/usr/bin/espeak-ng``, voices in
-  /usr/share/espeak-ng-data), run per reply as ``espeak-ng --stdout``; its WAV stream is
-  read as it is written. ``voice`` (default "en-us") and ``speed`` (words per minute).
-  Needs no network, device or writable path.
+* ``espeak`` (default): espeak-ng, the Debian package: its library (libespeak-ng.so.1,
+  through ctypes) in the node's process, voices from /usr/share/espeak-ng-data. It
+  hands over audio every ~``chunk_ms`` while it synthesizes the rest (the first chunk of
+  a sentence comes after about 0.1 ms, where a ``espeak-ng --stdout`` process per reply
+  took 15-30 ms). ``voice`` (default "en-us") and ``speed`` (words per minute). Needs no
+  network, device, subprocess or writable path.
 * ``piper``: Piper neural TTS (``pip install 'noded[piper]'``); ``model`` is the path of a
   voice's .onnx file (its .onnx.json beside it). NOT TESTED HERE: no voice can be
   downloaded on the machines this project is built on; the loading code is real and
@@ -19,10 +21,9 @@ Backends (param ``backend``):
 
 from __future__ import annotations
 
-import shutil
-import struct
-import subprocess
-from collections.abc import Iterator
+import ctypes
+import ctypes.util
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,50 +34,57 @@ from nodeworker.errors import ParamError
 from nodeworker.node import Context
 from nodeworker.wire import Kind
 
-WAV_HEADER = 44
-
-
 class Espeak:
+    """libespeak-ng (the Debian package's library) in this process, synchronous mode: it
+    calls back with each ~``chunk_ms`` of audio while it synthesizes the rest."""
+
+    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    _SYNCHRONOUS, _RATE_PARAM, _UTF8, _POS_CHARACTER = 2, 1, 1, 1
+
     def __init__(self, voice: str, speed: int, chunk_ms: int) -> None:
-        exe = shutil.which("espeak-ng")
-        if exe is None:
-            raise ParamError("espeak-ng is not installed", hint="apt-get install espeak-ng (packaging/dev-env does)")
-        self.command = [exe, "--stdout", "-v", voice, "-s", str(speed)]
-        self.chunk_ms = chunk_ms
-        self.rate = 0
-        for _ in self.speak("ready"):  # checks the voice, learns the rate, warms the page cache
-            pass
+        name = ctypes.util.find_library("espeak-ng")
+        if name is None:
+            raise ParamError("libespeak-ng is not installed", hint="apt-get install espeak-ng (packaging/dev-env does)")
+        lib = ctypes.CDLL(name)
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.rate = lib.espeak_Initialize(self._SYNCHRONOUS, chunk_ms, None, 0)
+        if self.rate <= 0:
+            raise RuntimeError("espeak-ng could not start: is /usr/share/espeak-ng-data readable?")
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ParamError(f"espeak-ng has no voice {voice!r}", hint="espeak-ng --voices lists them")
+        lib.espeak_SetParameter(self._RATE_PARAM, speed, 0)
+        self.lib = lib
+        self._emit: Callable[[np.ndarray], None] | None = None
+        self._error: BaseException | None = None
+        self._callback = self._CALLBACK(self._on_audio)  # referenced: ctypes must not free it
+        lib.espeak_SetSynthCallback(self._callback)
+        self.speak("ready", lambda _: None)  # loads the voice's data before READY
 
-    def speak(self, text: str) -> Iterator[np.ndarray]:
-        """Chunks of float32 samples as espeak-ng writes them."""
-        proc = subprocess.Popen([*self.command, "--", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, bufsize=0)
-        assert proc.stdout is not None and proc.stderr is not None
+    def _on_audio(self, wav: Any, count: int, _events: Any) -> int:
+        if count <= 0 or self._emit is None:
+            return 0
         try:
-            header = self._read(proc.stdout, WAV_HEADER)
-            if len(header) < WAV_HEADER or header[:4] != b"RIFF":
-                proc.wait()
-                raise RuntimeError(f"espeak-ng failed: {proc.stderr.read().decode(errors='replace').strip()}")
-            self.rate = struct.unpack_from("<I", header, 24)[0]
-            size = max(2, self.rate * self.chunk_ms // 1000 * 2)
-            while chunk := self._read(proc.stdout, size):
-                usable = len(chunk) // 2 * 2
-                yield np.frombuffer(chunk[:usable], "<i2").astype(np.float32) / 32768.0
-        finally:
-            proc.stdout.close()
-            proc.stderr.close()
-            proc.wait()
+            self._emit(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
+        except BaseException as exc:  # noqa: BLE001  (re-raised by speak: a C callback cannot raise)
+            self._error = exc
+            return 1  # abort the synthesis
+        return 0
 
-    @staticmethod
-    def _read(stream: Any, size: int) -> bytes:
-        parts, got = [], 0
-        while got < size:
-            part = stream.read(size - got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        return b"".join(parts)
+    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
+        data = text.encode() + b"\0"
+        self._emit, self._error = emit, None
+        try:
+            status = self.lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._UTF8, None, None)
+        finally:
+            self._emit = None
+        if self._error is not None:
+            raise self._error
+        if status != 0:
+            raise RuntimeError(f"espeak-ng failed to synthesize (error {status})")
 
 
 class Piper:
@@ -94,9 +102,9 @@ class Piper:
                              hint="give a voice .onnx with its .onnx.json beside it, readable by the node") from exc
         self.rate = int(self.voice.config.sample_rate)
 
-    def speak(self, text: str) -> Iterator[np.ndarray]:
+    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
         for chunk in self.voice.synthesize(text):  # one AudioChunk per sentence
-            yield np.asarray(chunk.audio_float_array, np.float32)
+            emit(np.asarray(chunk.audio_float_array, np.float32))
 
 
 class Tts(StreamNode):
@@ -123,5 +131,5 @@ class Tts(StreamNode):
         text = str(msg.json.get("text", "")) if msg.kind is Kind.JSON else msg.text
         if not text.strip():
             return
-        for samples in self.engine.speak(text):
-            send_audio(self.ctx, "out", samples, self.engine.rate, msg.timestamp_ns)
+        rate, ts = self.engine.rate, msg.timestamp_ns
+        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts))
