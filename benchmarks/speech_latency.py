@@ -144,6 +144,8 @@ def sequential_mode(wav: Path, runs: int) -> dict[str, Any]:
             heard = [m.json["text"] for m in chain["asr"].sent if m.kind is Kind.JSON]
             out["heard"].append(heard[0] if heard else None)
             out["processing_s"].append(total)
+            for stage in chain.stages:
+                out.setdefault(f"stage_ms.{stage.node_id}", []).append(1000 * stage.seconds)
             out["endpoint_to_first_audio_ms"].append(None if audio_at is None else 1000 * (audio_at - t0))
             out["speech_end_to_first_audio_ms"].append(None if audio_at is None else wait_ms + 1000 * (audio_at - t0))
             out["speech_end_to_transcript_ms"].append(None if text_at is None else wait_ms + 1000 * (text_at - t0))
@@ -209,6 +211,9 @@ def main() -> None:
         fc = pipe["ready_to_first_chunk_processing_ms"]
         print(f"READY -> first chunk processing in the VAD: {', '.join(f'{v:.1f}' for v in fc)} ms "
               f"(target <= 50 ms: {'ok' if max(fc) <= 50 else 'missed'})")
+    stages = ", ".join(f"{k.split('.', 1)[1]} {statistics.median(v):.1f}" for k, v in seq.items()
+                       if k.startswith("stage_ms."))
+    print(f"sequential, time per stage and utterance (median ms): {stages}")
     waits = [1000 * (e["endpoint_s"] - e["speech_end_s"]) for e in seq["endpoints"]]
     print(f"endpointing wait (both modes): {statistics.median(waits):.0f} ms median")
 
