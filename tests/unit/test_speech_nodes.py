@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nodeworker.builtins.asr import Asr, normalise, vocabulary_grammar
-from nodeworker.builtins.audio import Resample, Resampler
+from nodeworker.builtins.audio import Resample, Resampler, WavSink, WavSource
 from nodeworker.builtins.chain import LocalChain
 from nodeworker.builtins.params import REQUIRED, check_params
 from nodeworker.builtins.responder import reply
 from nodeworker.builtins.streams import LocalMessage, as_messages
 from nodeworker.builtins.tts import Tts
 from nodeworker.builtins.vad import Segmenter, Vad
+from nodeworker.builtins.wavfile import read_wav, write_wav
 from nodeworker.builtins.video import Gray, to_gray
 from nodeworker.errors import ParamError
 from nodeworker.node import Node
@@ -241,3 +244,20 @@ def test_the_voice_pipeline_in_one_process_answers_each_command() -> None:
     audio = [m for m in out if m.kind is Kind.AUDIO]
     assert len({m.timestamp_ns for m in audio}) == 2 and out[-1].end_of_stream
     chain.close()
+
+
+def test_wav_source_plays_a_file_and_wav_sink_writes_it_back(tmp_path: Path) -> None:
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    tone = (0.25 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    write_wav(src, tone, 8000)
+    source, ctx = run_setup(WavSource, {"path": str(src), "chunk_ms": 100, "realtime": False})
+    source.run(ctx)
+    sent = as_messages(ctx.sent, "source")
+    assert len(sent) == 11 and sent[-1].end_of_stream and {m.sample_rate for m in sent[:-1]} == {8000}
+    sink, _ = run_setup(WavSink, {"path": str(dst)})
+    for msg in sent:
+        sink.process(msg)
+    back, rate = read_wav(dst)
+    assert rate == 8000 and np.allclose(back[:, 0], tone, atol=1e-4)
+    with pytest.raises(ParamError, match="required"):
+        WavSource(node_id="s", params={})
