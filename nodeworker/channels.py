@@ -218,12 +218,16 @@ class Inbox:
 
     def wait(self, timeout: float) -> list[int]:
         """Sleep (GIL released) until an event, a wake(), the extra fd or ``timeout``
-        seconds; then return the pending event ids (maybe none). A signal ends it early."""
+        seconds; then return the pending event ids (maybe none). A signal ends it early.
+        The wake-up pipe is drained only when no event came (a syscall, and an exception
+        when empty, saved per message): a wake() left in it costs one spare wake-up."""
         with contextlib.suppress(iox.WaitSetRunError):
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._wake_r, 4096)
-        return self.take()
+        events = self.take()
+        if not events:  # woken by wake() (or the extra fd, the caller's to drain): drain the pipe
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
+        return events
 
     def take(self) -> list[int]:
         """The pending event ids, without waiting."""

@@ -230,7 +230,9 @@ class Endpoint:
             self._lock.acquire()
             self._pumping = False
         self._flush_credits()
-        if self._should_stop():  # also drains the extra fd, which would keep waking us
+        # should_stop() also drains the extra fd, which would keep waking us; a wake-up
+        # that brought events needs it only if a stop is known (stop_event) already.
+        if (not events or self._stop_event.is_set()) and self._should_stop():
             self._stopped = True
         self._apply(events)
         self._cond.notify_all()

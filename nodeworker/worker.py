@@ -90,7 +90,9 @@ class _Signals:
             raise SetupInterrupted(self.received)
 
     def wake(self) -> None:
-        """Make wait() return 0; callable from any thread."""
+        """Make wait() return 0 and the worker stop (as poll() would say); callable from
+        any thread."""
+        self.stopping.set()
         try:
             os.write(self._w, _WAKE)
         except BlockingIOError:
