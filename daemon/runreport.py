@@ -60,7 +60,8 @@ class RunReport:
     def _utterance(self, info: dict[str, Any], ts: int) -> Utterance:
         key = int(info.get("speech_end_ns") or ts)
         u = self.utterances.setdefault(key, Utterance(key))
-        u.endpoint_ns = int(info.get("endpoint_ns") or u.endpoint_ns)
+        endpoint = int(info.get("endpoint_ns") or 0)  # the earliest: the ASR may end before the VAD
+        u.endpoint_ns = min(endpoint, u.endpoint_ns) if endpoint and u.endpoint_ns else endpoint or u.endpoint_ns
         if info.get("utterance") is not None:
             u.index = int(info["utterance"])
         return u

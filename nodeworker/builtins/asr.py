@@ -1,6 +1,6 @@
 """``asr``: speech recognition of the utterances that ``vad`` cuts out.
 
-Input: the ``vad`` node's "out" (JSON start/end events around 16 kHz AUDIO). Output on
+Input: the ``vad`` node's "out" (JSON start/pause/end events around 16 kHz AUDIO). Output on
 "out", per utterance with a non-empty transcript, JSON
 ``{"utterance", "text", "speech_end_ns", "endpoint_ns", "asr_ms"}`` with ``timestamp_ns`` =
 ``speech_end_ns``; ``asr_ms`` is the time from the end event to the transcript.
@@ -14,6 +14,11 @@ Backends (param ``backend``):
   ``vocabulary`` (a list of words: any sequence of them), ``grammar`` (a JSGF grammar,
   the text) or ``keyphrases`` (a list of phrases to spot, with ``kws_threshold``: larger
   for longer phrases). Words must be in the dictionary (checked in setup).
+  ``early_endpoint`` (with ``grammar``): at a VAD "pause" event (``vad``'s ``pause_ms``
+  into a silence), if the words decoded so far make a whole sentence of the grammar, the
+  utterance ends there, without waiting for the VAD's end (``min_silence_ms``); the rest
+  of that utterance, if the speaker goes on, is not transcribed. Only a decoder that runs
+  while the audio streams in can do this.
 * ``whisper``: faster-whisper (``pip install 'noded[whisper]'``); ``model`` is a local
   CTranslate2 model folder or a size name already in the Hugging Face cache
   (``local_files_only``: nodes have no network). Audio is collected per utterance and
@@ -58,9 +63,11 @@ class PocketSphinx:
                              hint="use other words, or spell them as the dictionary does (lower case)")
         if vocabulary:
             grammar = vocabulary_grammar(vocabulary)
+        self.fsg: Any = None
         if grammar:
             self.decoder.add_jsgf_string("commands", grammar)
             self.decoder.activate_search("commands")
+            self.fsg = self.decoder.get_fsg("commands")
         elif keyphrases:
             # pocketsphinx reads a keyphrase list only from a file: an in-memory one (memfd),
             # so that the node writes nothing to any file system.
@@ -82,6 +89,11 @@ class PocketSphinx:
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
         return hyp.hypstr if hyp is not None else ""
+
+    def complete(self) -> bool:
+        """The best hypothesis so far is a whole sentence of the grammar (False without one)."""
+        hyp = self.decoder.hyp()
+        return self.fsg is not None and hyp is not None and bool(hyp.hypstr) and bool(self.fsg.accept(hyp.hypstr))
 
 
 class Whisper:
@@ -109,6 +121,9 @@ class Whisper:
     def feed(self, samples: np.ndarray) -> None:
         self.parts.append(samples)
 
+    def complete(self) -> bool:
+        return False  # no partial results: it waits for the end of the utterance
+
     def finish(self) -> str:
         audio = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
         segments, _info = self.model.transcribe(audio, beam_size=self.beam_size, language=self.language,
@@ -131,9 +146,13 @@ class Asr(StreamNode):
             "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
             "keyphrases": (list, None), "model": (str, "small.en"), "compute_type": (str, "int8"),
             "beam_size": (int, 1), "language": (str, "en"), "kws_threshold": (float, 1e-30),
+            "early_endpoint": (bool, False),
         }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
         if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
             raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
+        if self.p["early_endpoint"] and not (self.p["backend"] == "pocketsphinx" and self.p["grammar"]):
+            raise ParamError(f"Asr ({self.node_id}): early_endpoint needs backend pocketsphinx with a grammar",
+                             hint="it ends an utterance when the words so far make a whole sentence of the grammar")
         self.engine: Any = None
         self.utterance: int | None = None
 
@@ -162,15 +181,17 @@ class Asr(StreamNode):
                 self.engine.feed(audio_samples(msg))
             return
         event = msg.json
-        if event.get("event") == "start":
+        kind = event.get("event")
+        if kind == "start":
             if self.utterance is not None:
                 self.engine.finish()
             self.utterance = event["utterance"]
             self.engine.start()
-        elif event.get("event") == "end" and self.utterance is not None:
+        elif self.utterance is not None and (
+                kind == "end" or (kind == "pause" and self.p["early_endpoint"] and self.engine.complete())):
             t0 = time.monotonic()
             text = normalise(self.engine.finish())
-            self.utterance = None
+            self.utterance = None  # after an early end: the rest of the utterance is not heard
             if text:
                 self.ctx.send("out", {"utterance": event["utterance"], "text": text,
                                       "speech_end_ns": event["speech_end_ns"],

@@ -13,6 +13,8 @@ What goes out on "out", in order, for each utterance:
     {"event": "start", "utterance": n}                             JSON
     AUDIO: ``preroll_ms`` before the start, the speech, and the silence that
     follows it until the end is decided (one message per input chunk)
+    {"event": "pause", ...}  with ``pause_ms``: that long into each silence (the same
+                             fields as "end"; the utterance may go on after it)
     {"event": "end", "utterance": n, "speech_end_ns": t, "endpoint_ns": e,
      "speech_end_s": ..., "endpoint_s": ...}  (the same in seconds of the stream)
                                                                    JSON, timestamp_ns = t
@@ -98,12 +100,12 @@ class WebRtcModel:
 
 @dataclass
 class Event:
-    kind: str  # "start" or "end"
+    kind: str  # "start", "pause" or "end"
     utterance: int
-    window: int  # index of the first (start) or last (end) voiced window
-    timestamp_ns: int = 0  # of the last voiced window (end)
-    decided_ns: int = 0  # of the window that decided the end (end)
-    decided: int = 0  # index of that window (end)
+    window: int  # index of the first (start) or last (pause, end) voiced window
+    timestamp_ns: int = 0  # of the last voiced window (pause, end)
+    decided_ns: int = 0  # of the window that decided the pause or end
+    decided: int = 0  # index of that window
 
 
 @dataclass
@@ -111,12 +113,15 @@ class Segmenter:
     """Speech/silence decisions per window, with hysteresis: speech begins at a window
     with probability >= ``threshold`` and goes on while windows stay above
     ``threshold - 0.15``; an utterance ends ``silence_windows`` windows after its last
-    voiced one and counts only if it had ``speech_windows`` voiced windows. Pure: feed
+    voiced one and counts only if it had ``speech_windows`` voiced windows. With
+    ``pause_windows`` (fewer than ``silence_windows``; 0: none), a "pause" event comes
+    that many windows into each silence of a started utterance. Pure: feed
     ``(probability, timestamp_ns)`` per window, get Events."""
 
     threshold: float = 0.5
     speech_windows: int = 8
     silence_windows: int = 12
+    pause_windows: int = 0
     utterances: int = 0
     index: int = -1
     _voiced: int = 0
@@ -129,6 +134,11 @@ class Segmenter:
     @property
     def active(self) -> bool:
         return self._start >= 0
+
+    @property
+    def started(self) -> bool:
+        """An utterance has started (its start event came) and not ended."""
+        return self._started
 
     def push(self, prob: float, timestamp_ns: int = 0) -> list[Event]:
         self.index += 1
@@ -144,6 +154,8 @@ class Segmenter:
                 out.append(Event("start", self.utterances, self._start))
         elif self.active and self.index - self._last_voiced >= self.silence_windows:
             out.extend(self.finish(timestamp_ns))
+        elif self._started and 0 < self.pause_windows == self.index - self._last_voiced:
+            out.append(Event("pause", self.utterances, self._last_voiced, self._last_ts, timestamp_ns, self.index))
         return out
 
     def finish(self, timestamp_ns: int = 0) -> list[Event]:
@@ -169,9 +181,12 @@ class Vad(StreamNode):
         p = check_params(self, {
             "backend": (str, "silero"), "threshold": (float, 0.5), "min_speech_ms": (int, 250),
             "min_silence_ms": (int, 400), "preroll_ms": (int, 200), "aggressiveness": (int, 2),
+            "pause_ms": (int, 0),
         }, {"backend": BACKENDS, "aggressiveness": (0, 1, 2, 3)})  # fmt: skip
         if not 0.0 < p["threshold"] < 1.0:
             raise ParamError(f"Vad ({self.node_id}): threshold must be in (0, 1), got {p['threshold']}")
+        if p["pause_ms"] >= p["min_silence_ms"]:
+            raise ParamError(f"Vad ({self.node_id}): pause_ms must be shorter than min_silence_ms")
         self.p = p
         self.model: Any = None
 
@@ -186,7 +201,8 @@ class Vad(StreamNode):
     def reset(self) -> None:
         ms = 1000 * self.model.window / RATE
         self.seg = Segmenter(self.p["threshold"], max(1, round(self.p["min_speech_ms"] / ms)),
-                             max(1, round(self.p["min_silence_ms"] / ms)))
+                             max(1, round(self.p["min_silence_ms"] / ms)),
+                             round(self.p["pause_ms"] / ms) and max(1, round(self.p["pause_ms"] / ms)))
         self.model.reset()
         self.buffer = np.zeros(0, np.float32)
         # Windows not yet sent: while deciding whether speech started, plus the pre-roll.
@@ -209,8 +225,8 @@ class Vad(StreamNode):
                                      "fed_ns": msg.timestamp_ns})
         for window in self.windows(audio_samples(msg)):
             events = self.seg.push(self.model(window), msg.timestamp_ns)
-            if self.seg.active and self.seg._started and not events:
-                self.out.append(window)
+            if self.seg.started and not any(e.kind == "start" for e in events):
+                self.out.append(window)  # speech, or the silence after it (an end clears held)
             else:
                 self.held.append(window)
             self.emit(events)
@@ -240,10 +256,11 @@ class Vad(StreamNode):
                 self.ctx.send("out", info)
                 self.out.extend(self.held)  # the pre-roll and the windows that decided the start
                 self.held.clear()
-            else:
+            else:  # pause or end
                 info["speech_end_ns"], info["endpoint_ns"] = e.timestamp_ns, e.decided_ns
                 info["speech_end_s"] = round((e.window + 1) * self.model.window / RATE, 3)
                 info["endpoint_s"] = round((e.decided + 1) * self.model.window / RATE, 3)
-                self.held.clear()
+                if e.kind == "end":
+                    self.held.clear()
                 self.ctx.send("out", info, timestamp_ns=e.timestamp_ns)
             self.ctx.send("events", info, timestamp_ns=e.timestamp_ns)

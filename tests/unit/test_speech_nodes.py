@@ -261,3 +261,41 @@ def test_wav_source_plays_a_file_and_wav_sink_writes_it_back(tmp_path: Path) -> 
     assert rate == 8000 and np.allclose(back[:, 0], tone, atol=1e-4)
     with pytest.raises(ParamError, match="required"):
         WavSource(node_id="s", params={})
+
+
+def test_segmenter_pauses_once_per_silence_of_a_started_utterance() -> None:
+    seg = Segmenter(threshold=0.5, speech_windows=2, silence_windows=5, pause_windows=2)
+    probs = [0.9] * 3 + [0.1] * 2 + [0.9] + [0.1] * 5
+    kinds = [(e.kind, i) for i, p in enumerate(probs) for e in seg.push(p, i)]
+    assert kinds == [("start", 1), ("pause", 4), ("pause", 7), ("end", 10)]
+
+
+def test_early_endpoint_ends_a_whole_command_at_the_pause_and_only_then() -> None:
+    grammar = dict(voice_nodes()[2][2])["grammar"]
+    node, ctx = run_setup(Asr, {"grammar": grammar, "early_endpoint": True})
+    command = spoken("turn on the kitchen light")
+    half = len(command) // 2  # "turn on the" ... : not a whole command yet
+    node.process(LocalMessage({"event": "start", "utterance": 0}))
+    for msg in chunks(command[:half], end=False):
+        node.process(msg)
+    node.process(LocalMessage({"event": "pause", "utterance": 0, "speech_end_ns": 1, "endpoint_ns": 2}))
+    assert ctx.sent == []  # not complete: it waits
+    for msg in chunks(command[half:], end=False):
+        node.process(msg)
+    node.process(LocalMessage({"event": "pause", "utterance": 0, "speech_end_ns": 3, "endpoint_ns": 4}))
+    ((port, got, _, fields),) = ctx.sent
+    assert got["text"] == "turn on the kitchen light" and (got["speech_end_ns"], got["endpoint_ns"]) == (3, 4)
+    node.process(LocalMessage({"event": "end", "utterance": 0, "speech_end_ns": 3, "endpoint_ns": 9}))
+    assert len(ctx.sent) == 1  # the VAD's end of that utterance adds nothing
+    with pytest.raises(ParamError, match="early_endpoint needs"):
+        Asr(node_id="a", params={"vocabulary": ["hello"], "early_endpoint": True})
+
+
+def test_the_voice_pipeline_answers_at_the_pause_with_the_same_words() -> None:
+    speech = with_silence(spoken("computer tell me a joke"), spoken("turn on the kitchen light"))
+    chain = LocalChain(voice_nodes())
+    chain.run(chunks(speech))
+    got = [m.json for m in chain["asr"].sent if m.kind is Kind.JSON]
+    assert [g["text"] for g in got] == ["computer tell me a joke", "turn on the kitchen light"]
+    # timestamps are sample offsets here: ended 128 ms (4 windows of 32 ms) into the silence, not 300
+    assert all(100 * 16 <= g["endpoint_ns"] - g["speech_end_ns"] <= 160 * 16 for g in got), got
