@@ -152,6 +152,6 @@ class RunReport:
         self._say(
             f"latency over {len(rows)} utterance(s), median: end of speech -> transcript "
             f"{median([u.after_end(u.transcript_ns) for u in rows])}, -> first audio out "
-            f"{median([u.after_end(u.first_audio_ns) for u in rows])}; from the VAD's endpoint "
-            f"(it waits for silence): {median([u.after_endpoint(u.transcript_ns) for u in rows])} and "
+            f"{median([u.after_end(u.first_audio_ns) for u in rows])}; from the endpoint (when the "
+            f"utterance counted as ended): {median([u.after_endpoint(u.transcript_ns) for u in rows])} and "
             f"{median([u.after_endpoint(u.first_audio_ns) for u in rows])}")
