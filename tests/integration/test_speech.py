@@ -111,3 +111,21 @@ def test_a_corrupt_or_empty_wav_is_refused_before_any_session_starts(sessions: S
         assert not (tmp_path / "r.wav").exists()
     assert _session_count() == before  # no session was even created
     assert noded_units() == []
+
+
+def test_the_video_example_turns_1080p_frames_into_grayscale(sessions: Sessions, tmp_path: Path) -> None:
+    video = (Path(__file__).resolve().parents[2] / "examples" / "video.toml").read_text()
+    assert "frames = 60, fps = 30.0" in video
+    pipeline = sessions.write(video.replace("frames = 60, fps = 30.0", "frames = 8, fps = 0.0"))
+    out = tmp_path / "frames.npy"
+    res = nodectl("run", str(pipeline), "-o", f"gray.out={out}", timeout=120)
+    assert res.returncode == 0, res.stderr
+    frames = np.load(out)
+    assert frames.shape == (8, 540, 960) and frames.dtype == np.uint8
+    # frame i of video_source: R = a ramp across + 4i, G = a ramp down, B = 8i
+    ramp_x = np.linspace(0, 255, 1920, dtype=np.float32).astype(np.uint8)[::2].astype(np.int64)
+    ramp_y = np.linspace(0, 255, 1080, dtype=np.float32).astype(np.uint8)[::2].astype(np.int64)
+    for i in (0, 7):
+        r, g, b = (ramp_x + 4 * i) % 256, ramp_y[:, None], 8 * i
+        assert np.array_equal(frames[i], (77 * r + 150 * g + 29 * b) >> 8)
+    assert noded_units() == []
