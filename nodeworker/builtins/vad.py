@@ -32,7 +32,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,6 @@ class Segmenter:
     _last_voiced: int = -1
     _last_ts: int = 0
     _started: bool = False
-    pending: list[Event] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -200,9 +199,11 @@ class Vad(StreamNode):
 
     def reset(self) -> None:
         ms = 1000 * self.model.window / RATE
-        self.seg = Segmenter(self.p["threshold"], max(1, round(self.p["min_speech_ms"] / ms)),
-                             max(1, round(self.p["min_silence_ms"] / ms)),
-                             round(self.p["pause_ms"] / ms) and max(1, round(self.p["pause_ms"] / ms)))
+        def windows(param: str) -> int:  # at least one window for a non-zero duration
+            return max(1, round(self.p[param] / ms)) if self.p[param] else 0
+
+        self.seg = Segmenter(self.p["threshold"], windows("min_speech_ms") or 1, windows("min_silence_ms") or 1,
+                             windows("pause_ms"))
         self.model.reset()
         self.buffer = np.zeros(0, np.float32)
         # Windows not yet sent: while deciding whether speech started, plus the pre-roll.
@@ -232,11 +233,11 @@ class Vad(StreamNode):
             self.emit(events)
         self.flush()
 
-    def flush(self, timestamp_ns: int = 0) -> None:
+    def flush(self) -> None:
         """Send the speech audio gathered from this chunk as one message (fewer, larger
         messages: the per-message cost is the data plane's largest)."""
         if self.out:
-            send_audio(self.ctx, "out", np.concatenate(self.out), RATE, timestamp_ns)
+            send_audio(self.ctx, "out", np.concatenate(self.out), RATE)
             self.out = []
 
     def windows(self, samples: np.ndarray) -> Iterator[np.ndarray]:
