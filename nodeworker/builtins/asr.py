@@ -65,7 +65,11 @@ class PocketSphinx:
             grammar = vocabulary_grammar(vocabulary)
         self.fsg: Any = None
         if grammar:
-            self.decoder.add_jsgf_string("commands", grammar)
+            try:
+                self.decoder.add_jsgf_string("commands", grammar)
+            except ValueError as exc:
+                raise ParamError(f"{where}: the grammar is not usable JSGF ({exc})",
+                                 hint="check its syntax, and that every word is in the pocketsphinx dictionary") from exc
             self.decoder.activate_search("commands")
             self.fsg = self.decoder.get_fsg("commands")
         elif keyphrases:

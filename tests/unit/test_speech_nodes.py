@@ -140,6 +140,8 @@ def test_asr_sends_nothing_for_an_empty_transcript_and_checks_its_params() -> No
     assert _transcribe({"grammar": dict(voice_nodes()[2][2])["grammar"]}, np.zeros(RATE // 2, np.float32)) == []
     with pytest.raises(ParamError, match="not in the pocketsphinx dictionary: \\['zzqx'\\]"):
         run_setup(Asr, {"vocabulary": ["hello", "zzqx"]})
+    with pytest.raises(ParamError, match="not usable JSGF"):
+        run_setup(Asr, {"grammar": "#JSGF V1.0;\ngrammar g;\npublic <a> = zzqxword;\n"})
     with pytest.raises(ParamError, match="at most one"):
         Asr(node_id="a", params={"vocabulary": ["a"], "keyphrases": ["a"]})
 
