@@ -23,12 +23,14 @@ from nodeworker.spec import DataPlane
 
 
 def _pairs(values: tuple[str, ...], names: list[str], what: str) -> dict[str, str]:
-    """"[NAME=]FILE" options against the pipeline's port names: {name: option value}."""
+    """"[NAME=]FILE" options against the pipeline's port names: {name: option value}.
+    A FILE without a name is for the only port, or for outputs the pipeline's first one
+    (voice.toml lists its spoken reply first)."""
     out_: dict[str, str] = {}
     for value in values:
         name, sep, _path = value.rpartition("=")
         if not sep:
-            if len(names) != 1:
+            if len(names) != 1 and not (what == "output" and names and len(values) == 1):
                 raise click.UsageError(f"the pipeline has {what}s {', '.join(names) or 'none'}: "
                                        f"give --{what} NAME=FILE")
             name = names[0]
@@ -79,7 +81,8 @@ def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool,
 @cli.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--input", "-i", "inputs", multiple=True, help="[NAME=]FILE for an external input (.wav, .npy, text).")
-@click.option("--output", "-o", "outputs", multiple=True, help="[NODE.PORT=]FILE for an external output; - is stdout.")
+@click.option("--output", "-o", "outputs", multiple=True,
+              help="[NODE.PORT=]FILE for an external output (no NODE.PORT: the first); - is stdout.")
 @click.option("--chunk-ms", default=20, show_default=True, type=click.IntRange(5, 1000), help="Audio chunk size.")
 @click.option("--realtime/--fast", default=True, show_default=True,
               help="Feed audio at its real-time pace, or as fast as the pipeline takes it.")

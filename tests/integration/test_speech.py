@@ -72,7 +72,7 @@ def test_the_bundled_sample_in_human_form(sessions: Sessions, tmp_path: Path) ->
     pipeline = sessions.write(VOICE)
     sample = Path(__file__).resolve().parents[2] / "examples" / "audio" / "hello.wav"
     reply = tmp_path / "reply.wav"
-    res = nodectl("run", str(pipeline), "-i", str(sample), "-o", f"tts.out={reply}", "--fast", timeout=150)
+    res = nodectl("run", str(pipeline), "-i", str(sample), "-o", str(reply), "--fast", timeout=150)  # tts.out: first
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert "[1] heard: 'turn on the kitchen light'" in " ".join(lines), res.stdout
@@ -80,6 +80,7 @@ def test_the_bundled_sample_in_human_form(sessions: Sessions, tmp_path: Path) ->
     assert any(line.startswith("latency over 3 utterance(s)") for line in lines), res.stdout
     assert any(line.startswith("first chunk: fed") for line in lines)
     assert "asr: ready" in res.stderr  # per-node load progress (plain lines: not a terminal)
+    assert "tts.out: " in res.stderr and read_wav(reply)[1] == 22050
 
 
 def test_silence_gives_no_reply_and_no_error(sessions: Sessions, tmp_path: Path) -> None:
