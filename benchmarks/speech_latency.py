@@ -118,7 +118,7 @@ def pipeline_mode(pipeline: Path, wav: Path, runs: int, throughput: bool) -> dic
         for _ in range(runs):
             report = nodectl_run(pipeline, wav, Path(d) / "reply.wav")
             rows += report["utterances"]
-            first_chunk.append(report["first_chunk_after_ready"]["processing_ms"])
+            first_chunk.append(report["first_chunk_after_ready"]["by_node"])
         fast = {ms: nodectl_run(pipeline, wav, Path(d) / "reply.wav", ms) for ms in FAST_CHUNKS_MS} if throughput else {}
     return {
         "heard": [u["heard"] for u in rows],
@@ -235,9 +235,12 @@ def main() -> None:
     rows.append([f"throughput, utterances/s (pipeline: {' / '.join(map(str, FAST_CHUNKS_MS))} ms chunks)", *tp, "", ""])
     print(table(["ms, p50 / p95", *ran, "shipped vs sequential", "target >= 50%"], rows))
     if best:
-        fc = best["ready_to_first_chunk_processing_ms"]
-        print(f"READY -> first chunk processing in the VAD: {', '.join(f'{v:.1f}' for v in fc)} ms "
-              f"(target <= 50 ms: {'ok' if max(fc) <= 50 else 'missed'})")
+        fc = best["ready_to_first_chunk_processing_ms"]  # per run: {node: ms}
+        first = [min(run.values()) for run in fc]
+        in_vad = [run.get("vad", float("nan")) for run in fc]
+        verdict = "ok" if max(first) <= 50 else "missed"
+        print(f"READY -> the first chunk's processing begins (first node): {', '.join(f'{v:.1f}' for v in first)} ms "
+              f"(target <= 50 ms: {verdict}); in the VAD: {', '.join(f'{v:.1f}' for v in in_vad)} ms")
     stages = ", ".join(f"{k.split('.', 1)[1]} {statistics.median(v):.1f}" for k, v in base.items()
                        if k.startswith("stage_ms."))
     print(f"sequential, time per stage and utterance (median ms): {stages}")

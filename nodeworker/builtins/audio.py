@@ -1,6 +1,6 @@
 """Audio nodes: ``resample`` (soxr), ``wav_source`` and ``wav_sink``.
 
-``Resample`` turns any AUDIO stream into mono float32 at ``rate`` Hz with libsoxr's
+``Resample`` (which reports ``first_audio`` on "events") turns any AUDIO stream into mono float32 at ``rate`` Hz with libsoxr's
 streaming resampler (no hand-written DSP), keeping each chunk's timestamp. It flushes
 the resampler's tail on END_OF_STREAM and passes the end on. ``quality`` is soxr's:
 the default "LQ" hands out every 20 ms chunk at once (after the first); "HQ" and "VHQ"
@@ -62,6 +62,7 @@ class Resampler:
 
 class Resample(StreamNode):
     kinds = frozenset({Kind.AUDIO})
+    reports_first = True  # the first node of voice.toml: "events" says when the stream began
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

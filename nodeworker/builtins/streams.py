@@ -15,6 +15,7 @@ Conventions of the speech nodes (``vad``, ``asr``, ``responder``, ``tts``):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,19 +58,30 @@ def is_end(msg: Any) -> bool:
 class StreamNode(Node):
     """A node of a stream: ``handle(msg)`` gets each message of the ``kinds`` it takes
     (others are ignored); at END_OF_STREAM ``on_end()`` flushes what the node holds, then
-    an end marker goes out on each of ``end_ports``. ``setup`` keeps ``self.ctx``."""
+    an end marker goes out on each of ``end_ports``. ``setup`` keeps ``self.ctx``.
+
+    With ``reports_first``, the node tells when it began on a stream's first message:
+    JSON ``{"event": "first_audio", "node", "received_ns", "fed_ns"}`` on port "events"
+    (CLOCK_MONOTONIC; fed_ns is the message's timestamp), before handling it."""
 
     kinds: frozenset[Kind] = frozenset()
     end_ports: tuple[str, ...] = ("out",)
+    reports_first = False
+    _first_seen = False
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
 
     def process(self, msg: Any) -> None:
         if msg.kind in self.kinds:  # a data message may carry END_OF_STREAM too
+            if self.reports_first and not self._first_seen:
+                self._first_seen = True
+                self.ctx.send("events", {"event": "first_audio", "node": self.node_id,
+                                         "received_ns": time.monotonic_ns(), "fed_ns": msg.timestamp_ns})
             self.handle(msg)
         if is_end(msg):
             self.on_end()
+            self._first_seen = False
             for port in self.end_ports:
                 send_end(self.ctx, port)
 

@@ -23,14 +23,13 @@ An utterance ends after ``min_silence_ms`` without speech; shorter bursts of spe
 ``min_speech_ms`` are dropped (their start was never sent: the decision waits for them).
 ``speech_end_ns`` is the timestamp of the input chunk that held the last voiced window,
 ``endpoint_ns`` that of the chunk whose silence decided the end (``min_silence_ms`` later).
-The same events (without audio), and ``{"event": "first_audio", "received_ns",
-"fed_ns"}`` for the stream's first chunk, go out on "events". Silence yields nothing.
+The same events (without audio), and ``first_audio`` for the stream's first chunk
+(``streams.StreamNode``), go out on "events". Silence yields nothing.
 """
 
 from __future__ import annotations
 
 import collections
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +173,7 @@ BACKENDS = ("silero", "webrtc")
 class Vad(StreamNode):
     kinds = frozenset({Kind.AUDIO})
     end_ports = ("out", "events")
+    reports_first = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -209,7 +209,6 @@ class Vad(StreamNode):
         # Windows not yet sent: while deciding whether speech started, plus the pre-roll.
         keep = round(self.p["preroll_ms"] / ms) + self.seg.speech_windows
         self.held: collections.deque[np.ndarray] = collections.deque(maxlen=keep)
-        self.first = True
         self.out: list[np.ndarray] = []  # speech windows to send on "out"
 
     def on_end(self) -> None:
@@ -220,10 +219,6 @@ class Vad(StreamNode):
     def handle(self, msg: Any) -> None:
         if msg.sample_rate != RATE:
             raise ValueError(f"vad takes {RATE} Hz audio, got {msg.sample_rate} Hz: put a resample node before it")
-        if self.first:
-            self.first = False
-            self.ctx.send("events", {"event": "first_audio", "received_ns": time.monotonic_ns(),
-                                     "fed_ns": msg.timestamp_ns})
         for window in self.windows(audio_samples(msg)):
             events = self.seg.push(self.model(window), msg.timestamp_ns)
             if self.seg.started and not any(e.kind == "start" for e in events):

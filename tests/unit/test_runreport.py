@@ -19,7 +19,8 @@ MS = 1_000_000
 def test_report_matches_transcripts_replies_and_audio_by_end_of_speech() -> None:
     text = io.StringIO()
     report = RunReport(Console(file=text, width=200), ready_ns=1000 * MS)
-    report.handle(LocalMessage({"event": "first_audio", "received_ns": 1012 * MS, "fed_ns": 1010 * MS}))
+    report.handle(LocalMessage({"event": "first_audio", "node": "vad", "received_ns": 1012 * MS, "fed_ns": 1}))
+    report.handle(LocalMessage({"event": "first_audio", "node": "resample", "received_ns": 1003 * MS, "fed_ns": 1}))
     end = {"speech_end_ns": 2000 * MS, "endpoint_ns": 2300 * MS}
     assert report.handle(LocalMessage({"event": "end", "utterance": 0, **end}, timestamp_ns=2000 * MS))
     assert report.handle(LocalMessage({"utterance": 0, "text": "turn on the light", "asr_ms": 3.0, **end}))
@@ -31,12 +32,13 @@ def test_report_matches_transcripts_replies_and_audio_by_end_of_speech() -> None
     assert (u.heard, u.reply, u.index, round(u.audio_seconds, 3)) == ("turn on the light", "Turning on.", 0, 0.1)
     assert u.first_audio_ns is not None and u.first_audio_ns >= u.transcript_ns
     data = report.as_dict()
-    assert data["first_chunk_after_ready"]["processing_ms"] == 12.0
+    assert data["first_chunk_after_ready"]["processing_ms"] == 3.0  # the first node that began
+    assert data["first_chunk_after_ready"]["by_node"] == {"resample": 3.0, "vad": 12.0}
     assert data["utterances"][0]["endpoint_to_first_audio_ms"] == (u.first_audio_ns - 2300 * MS) / MS
     report.summary()
     out = text.getvalue()
     assert "[0] heard: 'turn on the light'" in out and "[0] reply: 'Turning on.'" in out
-    assert "processing in the VAD 12.0 ms after ready" in out and "latency over 1 utterance(s)" in out
+    assert "its processing began after ready in resample 3.0 ms, vad 12.0 ms" in out and "latency over 1 utterance(s)" in out
 
 
 def test_report_on_silence_says_so() -> None:
