@@ -62,7 +62,8 @@ class StreamNode(Node):
 
     With ``reports_first``, the node tells when it began on a stream's first message:
     JSON ``{"event": "first_audio", "node", "received_ns", "fed_ns"}`` on port "events"
-    (CLOCK_MONOTONIC; fed_ns is the message's timestamp), before handling it."""
+    (CLOCK_MONOTONIC; fed_ns is the message's timestamp), before handling it; "events"
+    ends with the stream too."""
 
     kinds: frozenset[Kind] = frozenset()
     end_ports: tuple[str, ...] = ("out",)
@@ -82,7 +83,8 @@ class StreamNode(Node):
         if is_end(msg):
             self.on_end()
             self._first_seen = False
-            for port in self.end_ports:
+            events = ("events",) if self.reports_first and "events" not in self.end_ports else ()
+            for port in self.end_ports + events:
                 send_end(self.ctx, port)
 
     def handle(self, msg: Any) -> None:

@@ -64,7 +64,10 @@ def test_resample_node_sends_16k_mono_with_the_timestamps_and_ends_the_stream() 
     assert all(m.sample_rate == RATE and m.channels == 1 and m.array.ndim == 1 for m in audio)
     assert abs(sum(len(m.array) for m in audio) - 3200) <= 2
     assert {m.timestamp_ns for m in audio} <= set(range(100, 110))
-    assert msgs[-1].end_of_stream
+    (first,) = [m.json for m in msgs if m.source == "resample.events" and m.kind is Kind.JSON]
+    assert (first["event"], first["node"], first["fed_ns"]) == ("first_audio", "test", 100)  # run_setup names it "test"
+    ends = [m.source for m in msgs if m.end_of_stream]
+    assert ends == ["resample.out", "resample.events"]  # every port it reports on ends
 
 
 def test_segmenter_starts_after_enough_speech_ends_after_silence_and_drops_blips() -> None:
