@@ -147,6 +147,10 @@ class SessionManager:
         names = [r[0] for r in rows]
         if names:
             log.warning("stopped %d units left by an earlier noded: %s", len(names), " ".join(names))
+            stuck = [r[0] for r in self.sd.list_units([f"{UNIT_PREFIX}*"])]
+            if stuck:  # still stopping after the timeout; on_systemd_event lets them go later
+                log.error("%d units left by an earlier noded are not gone after %.0f s: %s",
+                          len(stuck), timeout, " ".join(stuck))
         files = remove_leftovers(self.config.runtime_dir)
         if files:
             log.warning("removed %d files of sessions an earlier noded ran", len(files))

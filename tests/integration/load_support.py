@@ -18,6 +18,7 @@ from .conftest import noded_units, worker_pids
 
 RUNTIME = Path("/run/noded")
 SHM = Path("/dev/shm")
+CGROUPS = Path("/sys/fs/cgroup")
 
 
 def env_int(name: str, default: int) -> int:
@@ -55,7 +56,8 @@ def session_pids(sid: str) -> list[int]:
 
 
 def all_leftovers() -> list[str]:
-    """Anything of any session: units, worker processes, iceoryx2 roots, shm segments."""
+    """Anything of any session: units, worker processes, iceoryx2 roots, shm segments,
+    cgroups."""
     left = [f"unit {u}" for u in noded_units()]
     left += [f"worker pid {p}" for p in worker_pids()]
     base = RUNTIME / "iox2"
@@ -63,6 +65,8 @@ def all_leftovers() -> list[str]:
         left += [f"iceoryx2 {p}" for p in base.iterdir()]
     left += [f"shm {p.name}" for p in SHM.iterdir()
              if p.name.startswith("noded_") or ("iox2" in p.name and "global_mgmt" not in p.name)]
+    left += [f"cgroup {p}" for p in CGROUPS.glob("*/noded.slice/noded-*")]
+    left += [f"cgroup {p}" for p in CGROUPS.glob("noded.slice/noded-*")]  # unified hierarchy
     return left
 
 

@@ -1,0 +1,192 @@
+"""The daemon restarted (`systemctl restart noded`) or killed (`kill -9` of its main PID)
+while sessions run: one streaming through a client, one still loading its model, one
+ready with a memory limit. Either way no orphan remains: no unit (service or slice), no
+worker process, no iceoryx2 file, no /dev/shm segment; the client that was streaming is
+told (it does not hang); and the new daemon runs sessions again.
+
+What happens (README, "Daemon restart and crash"): a restarted daemon stops its sessions
+itself before it exits (SIGTERM -> stop every session, wait for the units); a killed one
+cannot, and the new instance stops every noded-* unit it finds and removes every session
+file before it sends READY=1. Sessions are cleaned up, never re-adopted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import psutil
+import pytest
+
+from daemon.client import Client
+from nodeworker.client import attach
+from nodeworker.dataplane import ConsumerGone, Stopped
+
+from .conftest import chain, noded_main_pid, systemctl, wait_for
+from .load_support import all_leftovers, session_pids
+from .test_dataplane import io_chain
+
+DEADLINE = 30  # s: hang guard
+
+
+class Streamer:
+    """A client streaming into a session from two threads until the session goes away."""
+
+    def __init__(self, sid: str) -> None:
+        self.io = attach(sid)
+        self.sent = 0
+        self.received = 0
+        self.outcome: dict[str, BaseException | None] = {}
+        self._threads = [threading.Thread(target=self._send, daemon=True),
+                         threading.Thread(target=self._receive, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _send(self) -> None:
+        try:
+            while True:
+                self.io.send("data", np.full(4096, self.sent % 251, np.uint8))
+                self.sent += 1
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001 (what ended it is the point)
+            self.outcome["send"] = exc
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                msg = self.io.receive(timeout=0.5)
+                if msg is not None:
+                    self.received += 1
+                elif not self._threads[0].is_alive():
+                    break
+        except BaseException as exc:  # noqa: BLE001
+            self.outcome["receive"] = exc
+
+    def wait_flowing(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while self.received < 20:
+            assert time.monotonic() < deadline, f"no data flowing: sent {self.sent}, received {self.received}"
+            time.sleep(0.05)
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join(DEADLINE)
+        assert not any(t.is_alive() for t in self._threads), f"the streaming client hangs ({self.outcome})"
+        self.io.close()
+
+
+@pytest.fixture
+def running() -> Iterator[tuple[list[str], Streamer]]:
+    """Three live sessions (streaming, loading, ready with a memory limit) and the streamer."""
+    def start(toml: str, name: str, until) -> str:  # type: ignore[no-untyped-def]
+        with Client(timeout=60) as c:  # one client each: wait_for skips other sessions' events
+            sid = c.request("create", text=toml, filename=name, watch=True)["sid"]
+            wait_for(c, sid, until, DEADLINE)
+            return sid
+
+    def ready(i) -> bool:  # type: ignore[no-untyped-def]
+        return i.state == "ready"
+
+    streaming = start(io_chain(3), "streaming.toml", ready)
+    loading = start(chain(2) + '\n[[nodes]]\nid = "model"\nclass = "sleep"\nparams = { seconds = 60 }\n',
+                    "loading.toml", lambda i: any(n.state == "initializing" and n.main_pid for n in i.nodes))
+    limited = start(chain(2, extra='memory_max = "256M"'), "limited.toml", ready)
+    streamer = Streamer(streaming)
+    streamer.wait_flowing()
+    sids = [streaming, loading, limited]
+    assert all(session_pids(s) for s in sids)
+    yield sids, streamer
+    with Client(timeout=60) as c:  # after a failure: stop what is left
+        for info in c.request("list"):
+            if info["state"] not in ("stopped", "failed"):
+                c.request("stop", sid=info["sid"], wait=True)
+
+
+def wait_new_daemon(old: int) -> int:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        pid = noded_main_pid()
+        if pid and pid != old and systemctl("is-active", "noded.service").stdout.strip() == "active":
+            return pid
+        time.sleep(0.1)
+    raise AssertionError("noded did not come back")
+
+
+def check_no_orphans(sids: list[str], streamer: Streamer) -> None:
+    streamer.join()
+    assert isinstance(streamer.outcome.get("send"), (ConsumerGone, Stopped)), streamer.outcome
+    assert all_leftovers() == [], all_leftovers()
+    assert not any(session_pids(s) for s in sids)
+
+
+def check_daemon_works() -> None:
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=chain(2), filename="after.toml", watch=True)["sid"]
+        wait_for(c, sid, lambda i: i.state == "ready", DEADLINE)
+        assert c.request("stop", sid=sid, wait=True)["state"] == "stopped"
+
+
+def test_restart_stops_every_session_and_leaves_no_orphans(running: tuple[list[str], Streamer]) -> None:
+    sids, streamer = running
+    old = noded_main_pid()
+    res = systemctl("restart", "noded.service")
+    assert res.returncode == 0, res.stderr
+    new = wait_new_daemon(old)
+    check_no_orphans(sids, streamer)
+    assert not psutil.pid_exists(old)
+    with Client(timeout=10) as c:  # the new daemon knows nothing of the old sessions
+        assert not {s["sid"] for s in c.request("list")} & set(sids)
+    check_daemon_works()
+    assert noded_main_pid() == new
+
+
+def test_kill_9_of_the_daemon_leaves_no_orphans(running: tuple[list[str], Streamer]) -> None:
+    sids, streamer = running
+    old = noded_main_pid()
+    os.kill(old, signal.SIGKILL)
+    wait_new_daemon(old)
+    check_no_orphans(sids, streamer)
+    log = subprocess.run(["journalctl", "-u", "noded.service", "-n", "50", "--no-pager", "-o", "cat"],
+                         capture_output=True, text=True).stdout
+    assert "left by an earlier noded" in log
+    assert all(f"noded-{s}.slice" in log for s in sids), log
+    check_daemon_works()
+
+
+def test_kill_9_while_creating_a_session_leaves_no_orphans() -> None:
+    """The daemon dies between starting a session's first units and its last."""
+    old = noded_main_pid()
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=chain(8), filename="big.toml")["sid"]
+        os.kill(old, signal.SIGKILL)
+    wait_new_daemon(old)
+    assert all_leftovers() == [], all_leftovers()
+    assert not session_pids(sid)
+    check_daemon_works()
+
+
+def test_units_that_failed_while_no_daemon_ran_are_cleaned_up() -> None:
+    """A node dies while the daemon is frozen (so nobody resets its failed unit), then the
+    daemon is killed: the new one must let the failed unit go too."""
+    old = noded_main_pid()
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=chain(3), filename="frozen.toml", watch=True)["sid"]
+        ready = wait_for(c, sid, lambda i: i.state == "ready", DEADLINE)
+    victim = ready.nodes[1]
+    os.kill(old, signal.SIGSTOP)
+    try:
+        os.kill(victim.main_pid, signal.SIGKILL)
+        deadline = time.monotonic() + DEADLINE
+        while systemctl("show", "-P", "ActiveState", victim.unit).stdout.strip() != "failed":
+            assert time.monotonic() < deadline, "the killed node's unit did not fail"
+            time.sleep(0.05)
+    finally:
+        os.kill(old, signal.SIGKILL)
+    wait_new_daemon(old)
+    assert all_leftovers() == [], all_leftovers()
+    check_daemon_works()
