@@ -28,7 +28,7 @@ from daemon.states import (
     NodeState, SessionState, SessionStopRequested, Starting, StatusReported, StopRequested,
 )
 from daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
-from daemon.units import UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
+from daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from nodeworker.spec import WorkerSpec, encode_spec
 from nodeworker.status import parse_status
 
@@ -94,6 +94,8 @@ class SessionManager:
             self._units[node.unit] = (session, node)
         log.info("session %s: starting %d nodes of %s", sid, len(session.nodes), pipeline.name)
         for node in session.nodes.values():
+            if node.spec.resources.memory_max is not None:  # before it starts: see OomWatcher.watch
+                self.oom.watch(node.unit, cgroup_path(sid, node.unit), create=True)
             try:
                 node.start_job = self.sd.start_transient(node.unit, self._node_properties(session, node))
             except SystemdError as exc:
@@ -151,6 +153,9 @@ class SessionManager:
             if stuck:  # still stopping after the timeout; on_systemd_event lets them go later
                 log.error("%d units left by an earlier noded are not gone after %.0f s: %s",
                           len(stuck), timeout, " ".join(stuck))
+        cgroups = self.oom.remove_leftovers(PARENT_SLICE)
+        if cgroups:
+            log.warning("removed %d memory cgroups an earlier noded made: %s", len(cgroups), " ".join(cgroups))
         files = remove_leftovers(self.config.runtime_dir)
         if files:
             log.warning("removed %d files of sessions an earlier noded ran", len(files))
@@ -227,7 +232,7 @@ class SessionManager:
                 result=str(p.get("Result", "")), exec_main_code=int(p.get("ExecMainCode", 0) or 0),
                 exec_main_status=int(p.get("ExecMainStatus", 0) or 0),
                 status_text=str(p.get("StatusText", "")), memory_max=node.spec.resources.memory_max,
-                oom_killed=oom_killed,
+                oom_killed=oom_killed, tasks_max=node.spec.resources.tasks_max,
             )
             self._fail(session, node, describe_exit(facts))
         else:
@@ -297,6 +302,7 @@ class SessionManager:
         log.info("session %s: %s", session.sid, session.state)
         for node in session.nodes.values():
             self._units.pop(node.unit, None)
+            self.oom.forget(node.unit)  # also for nodes that never started
         self._slices.pop(session.slice, None)
         self._publish(session)
         self._finishing.discard(session.sid)

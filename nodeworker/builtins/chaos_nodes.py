@@ -17,7 +17,8 @@ set it fails, ``at``:
 ``crash`` is how: "sigkill", "sigsegv" (a real invalid read), "exit" (``os._exit(code)``),
 "exception" (RuntimeError in setup; only ``at = "init"``, anywhere else an exception is
 not a crash) or "oom" (allocates and touches memory until the kernel kills it: give the node a
-``memory_max``). Core dumps are off, as in ``Crash``.
+``memory_max``). Core dumps are off, as in ``Crash``. ``threads`` idle threads are started
+first in setup (to reach a ``tasks_max``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Chaos(Node):
         p = _params(self, {
             "count": (int, 0), "size": (int, 1024), "interval": (float, 0.0), "ms": (float, 0.0),
             "crash": (str, ""), "at": (str, "init"), "after": (float, 0.0), "nth": (int, 1),
-            "code": (int, 3), "blocked_ms": (float, 100.0),
+            "code": (int, 3), "blocked_ms": (float, 100.0), "threads": (int, 0),
         })  # fmt: skip
         self.p = p
         where = f"Chaos ({self.node_id})"
@@ -69,6 +70,8 @@ class Chaos(Node):
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
         self.ctx = ctx
+        for i in range(self.p["threads"]):  # idle threads, e.g. to reach a TasksMax
+            threading.Thread(target=ctx.stopping.wait, name=f"chaos-idle-{i}", daemon=True).start()
         if self.at == "init":
             time.sleep(self.p["after"])
             self.crash()

@@ -12,12 +12,19 @@ runs are the same tests with bigger numbers:
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
+
+import numpy as np
+
+from nodeworker.client import attach
 
 from .conftest import noded_units, worker_pids
 
 RUNTIME = Path("/run/noded")
 SHM = Path("/dev/shm")
+DEADLINE = 30  # s: a hang guard for single steps
 CGROUPS = Path("/sys/fs/cgroup")
 
 
@@ -79,3 +86,49 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class Streamer:
+    """A client streaming into a session from two threads until the session goes away."""
+
+    def __init__(self, sid: str) -> None:
+        self.io = attach(sid)
+        self.sent = 0
+        self.received = 0
+        self.outcome: dict[str, BaseException | None] = {}
+        self._threads = [threading.Thread(target=self._send, daemon=True),
+                         threading.Thread(target=self._receive, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _send(self) -> None:
+        try:
+            while True:
+                self.io.send("data", np.full(4096, self.sent % 251, np.uint8))
+                self.sent += 1
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001 (what ended it is the point)
+            self.outcome["send"] = exc
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                msg = self.io.receive(timeout=0.5)
+                if msg is not None:
+                    self.received += 1
+                elif not self._threads[0].is_alive():
+                    break
+        except BaseException as exc:  # noqa: BLE001
+            self.outcome["receive"] = exc
+
+    def wait_flowing(self, at_least: int = 20) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while self.received < at_least:
+            assert time.monotonic() < deadline, f"no data flowing: sent {self.sent}, received {self.received}"
+            time.sleep(0.05)
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join(DEADLINE)
+        assert not any(t.is_alive() for t in self._threads), f"the streaming client hangs ({self.outcome})"
+        self.io.close()

@@ -15,70 +15,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import psutil
 import pytest
 
 from daemon.client import Client
-from nodeworker.client import attach
 from nodeworker.dataplane import ConsumerGone, Stopped
 
 from .conftest import chain, noded_main_pid, systemctl, wait_for
-from .load_support import all_leftovers, session_pids
+from .load_support import DEADLINE, Streamer, all_leftovers, session_pids
 from .test_dataplane import io_chain
-
-DEADLINE = 30  # s: hang guard
-
-
-class Streamer:
-    """A client streaming into a session from two threads until the session goes away."""
-
-    def __init__(self, sid: str) -> None:
-        self.io = attach(sid)
-        self.sent = 0
-        self.received = 0
-        self.outcome: dict[str, BaseException | None] = {}
-        self._threads = [threading.Thread(target=self._send, daemon=True),
-                         threading.Thread(target=self._receive, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _send(self) -> None:
-        try:
-            while True:
-                self.io.send("data", np.full(4096, self.sent % 251, np.uint8))
-                self.sent += 1
-                time.sleep(0.005)
-        except BaseException as exc:  # noqa: BLE001 (what ended it is the point)
-            self.outcome["send"] = exc
-
-    def _receive(self) -> None:
-        try:
-            while True:
-                msg = self.io.receive(timeout=0.5)
-                if msg is not None:
-                    self.received += 1
-                elif not self._threads[0].is_alive():
-                    break
-        except BaseException as exc:  # noqa: BLE001
-            self.outcome["receive"] = exc
-
-    def wait_flowing(self) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while self.received < 20:
-            assert time.monotonic() < deadline, f"no data flowing: sent {self.sent}, received {self.received}"
-            time.sleep(0.05)
-
-    def join(self) -> None:
-        for t in self._threads:
-            t.join(DEADLINE)
-        assert not any(t.is_alive() for t in self._threads), f"the streaming client hangs ({self.outcome})"
-        self.io.close()
-
 
 @pytest.fixture
 def running() -> Iterator[tuple[list[str], Streamer]]:
@@ -162,7 +110,7 @@ def test_kill_9_while_creating_a_session_leaves_no_orphans() -> None:
     """The daemon dies between starting a session's first units and its last."""
     old = noded_main_pid()
     with Client(timeout=60) as c:
-        sid = c.request("create", text=chain(8), filename="big.toml")["sid"]
+        sid = c.request("create", text=chain(8, extra='memory_max = "256M"'), filename="big.toml")["sid"]
         os.kill(old, signal.SIGKILL)
     wait_new_daemon(old)
     assert all_leftovers() == [], all_leftovers()
