@@ -53,6 +53,7 @@ from nodeworker.errors import ExitCode, NodeworkerError, SetupInterrupted, SpecE
 from nodeworker.loader import load_node_class
 from nodeworker.node import Context, Node, Stopped
 from nodeworker.spec import WorkerSpec, decode_spec
+from nodeworker.stats import State
 from nodeworker.status import Phase, Status
 
 if TYPE_CHECKING:
@@ -194,6 +195,8 @@ class Worker:
             return self._stop(self.signals.received)
         if self.fatal is not None:
             return self._fail(self.fatal, logged=True)
+        if self.endpoint is not None:  # the daemon's view agrees with READY=1 from now on
+            self.endpoint.block.set_state(State.READY)
         notify.ready()
         self.ctx.ready.set()
         log.info("node %s ready after %.0f ms (import and setup)", self.spec.node, (time.monotonic() - started) * 1e3)
@@ -212,10 +215,13 @@ class Worker:
         if self.spec.dataplane is None:
             return
         from nodeworker.dataplane import Endpoint  # numpy and iceoryx2: only when needed
+        from nodeworker.stats import stats_path
 
+        plane = self.spec.dataplane
         self.endpoint = Endpoint(
-            self.spec.dataplane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll
-        )
+            plane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
+            stats_path=stats_path(plane.root, self.spec.node),
+        )  # fmt: skip
         self.ctx.endpoint = self.endpoint
 
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
