@@ -18,7 +18,7 @@ from daemon.pipeline import parse_pipeline
 from daemon.protocol import PROTOCOL_VERSION, Event, Request, SessionInfo, to_builtins
 from daemon.session import Session
 from daemon.states import SESSION_TERMINAL, SessionState
-from daemon.stats import session_stats
+from daemon.stats import session_stats, with_live_states
 from daemon.systemd import Systemd
 
 log = logging.getLogger("noded")
@@ -78,9 +78,11 @@ class Daemon:
     # -- live figures -------------------------------------------------------------
 
     def _with_stats(self, session: Session) -> SessionInfo:
+        """The session with its figures; a node that is up shows the state its worker
+        reports (processing, idle) instead of plain "ready"."""
         info = session.info()
         if session.state not in SESSION_TERMINAL:
-            info.stats = session_stats(session, self.systemd)
+            info.stats = with_live_states(info, session_stats(session, self.systemd))
         return info
 
     def _watch_stats(self, conn: Connection, interval: float) -> None:

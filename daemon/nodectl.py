@@ -19,7 +19,7 @@ from rich.console import Console
 from daemon.client import DEFAULT_SOCKET, Client, session_info
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
-from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table
+from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table, wide
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 EXIT_INVALID, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_LIMIT = 4, 5, 6, 7
@@ -181,9 +181,10 @@ def show(ctx: Ctx, sid: str) -> None:
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(session_table(info))
+        console = wide(out)
+        console.print(session_table(info))
         if info.stats is not None and info.stats.channels:
-            out.print(channels_table(info.stats))
+            console.print(channels_table(info.stats))
         print_failure(out, info)
 
 

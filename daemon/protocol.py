@@ -55,7 +55,7 @@ class NodeStats(msgspec.Struct, kw_only=True):
     messages_out: int | None = None
     errors: int | None = None  # process() failures
     rejected: int | None = None  # malformed messages dropped
-    busy_seconds: float | None = None  # total time processing
+    busy_seconds: float | None = None  # total time processing, less waits for credits
     blocked_on: list[str] = []  # output ports whose send waits for a consumer now
 
 

@@ -49,6 +49,16 @@ def session_table(s: SessionInfo) -> Table:
 
 # -- live figures (daemon.stats) ---------------------------------------------------------
 
+PIPE_WIDTH = 200  # columns of the figure tables when not on a terminal (rich's default: 80)
+
+
+def wide(console: Console) -> Console:
+    """``console``, or a wide one like it when output goes to a pipe or file: the figure
+    tables have more columns than 80, and a script wants them whole."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=PIPE_WIDTH, highlight=False, color_system=None)
+
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "-"

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon.protocol import ChannelStats, NodeStats, SessionStats
+from daemon.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
 from daemon.session import NodeRuntime, Session
 from daemon.states import NODE_TERMINAL, NODE_UP, NodeState
 from daemon.systemd import Systemd, UnitResources
@@ -66,7 +66,10 @@ def node_stats(node: NodeRuntime, res: UnitResources | None, snap: Snapshot | No
     if snap is not None:
         out.messages_in = sum(i.received for i in snap.inputs)
         out.messages_out = sum(o.sent for o in snap.outputs)
-        out.errors, out.rejected, out.busy_seconds = snap.errors, snap.rejected, snap.busy_ns / 1e9
+        # Busy: processing, less the waits for credits (they happen inside process/run).
+        waited = sum(o.blocked_ns for o in snap.outputs)
+        out.errors, out.rejected = snap.errors, snap.rejected
+        out.busy_seconds = max(snap.busy_ns - waited, 0) / 1e9
         names = ports or []
         out.blocked_on = [names[i] if i < len(names) else str(i)
                           for i, o in enumerate(snap.outputs) if o.blocked_for_ns > 0]
@@ -149,3 +152,14 @@ def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) 
         return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
 
     return SessionStats(at=now, nodes=nodes, channels=channel_stats(planes, snaps, live))
+
+
+def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:
+    """Put the figures' node states (the workers' processing/idle) into ``info``'s nodes
+    that are up; returns ``stats``."""
+    figures = {n.id: n for n in stats.nodes}
+    for node in info.nodes:
+        f = figures.get(node.id)
+        if f is not None and node.state in NODE_UP and f.state != node.state:
+            node.state, node.since = f.state, stats.at - f.state_seconds
+    return stats

@@ -20,7 +20,7 @@ from rich.text import Text
 from daemon.client import session_info
 from daemon.nodectl import Ctx, cli, out, reports_errors
 from daemon.protocol import SessionInfo, SessionStats
-from daemon.render import channels_table, nodes_stats_table
+from daemon.render import channels_table, nodes_stats_table, wide
 
 ENDED = ("stopped", "failed")
 
@@ -31,14 +31,21 @@ class Rates:
 
     busy: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    blocked: dict[str, float] = field(default_factory=dict)  # channel -> share its producer waited
+    seconds: float = 0.0  # the period
 
 
 def rates(prev: SessionStats | None, cur: SessionStats) -> Rates:
     r = Rates()
     if prev is None or cur.at <= prev.at:
         return r
-    dt = cur.at - prev.at
+    dt = r.seconds = cur.at - prev.at
     before = {n.id: n for n in prev.nodes}
+    channels = {c.name: c for c in prev.channels}
+    for c in cur.channels:
+        p = channels.get(c.name)
+        if p is not None and c.blocked_seconds is not None and p.blocked_seconds is not None:
+            r.blocked[c.name] = min(max(c.blocked_seconds - p.blocked_seconds, 0.0) / dt, 1.0)
     for n in cur.nodes:
         p = before.get(n.id)
         if p is None:
@@ -60,16 +67,23 @@ def busiest_node(r: Rates) -> tuple[str, str] | None:
     return None
 
 
-def blocking_edges(stats: SessionStats) -> list[str]:
-    """One line per edge that holds its producer back."""
+BLOCKED_SHARE = 0.5  # an edge whose producer waited this much of the last period blocks it
+
+
+def blocking_edges(stats: SessionStats, r: Rates | None = None) -> list[str]:
+    """One line per edge that holds its producer back: full, its producer waiting on it
+    now, or waiting for most of the last period."""
     lines = []
     for c in stats.channels:
-        if not (c.full or c.blocked_now_seconds):
+        share = r.blocked.get(c.name, 0.0) if r is not None else 0.0
+        if not (c.full or c.blocked_now_seconds or share >= BLOCKED_SHARE):
             continue
         waits = [cons for cons, n in zip(c.consumers, c.occupancy) if n >= c.depth] or c.consumers
         line = f"{c.name} -> {', '.join(waits)}: {'full' if c.full else 'not full'}"
         if c.blocked_now_seconds:
             line += f", {c.producer} blocked for {c.blocked_now_seconds:.1f}s"
+        if r is not None and r.seconds and c.name in r.blocked:
+            line += f"; {c.producer} waited {share * 100:.0f}% of the last {r.seconds:.1f}s"
         lines.append(line)
     return lines
 
@@ -108,14 +122,15 @@ class TopView:
             if info.stats is None:
                 parts.append(Text(f"session {sid} ({info.pipeline}): {info.state}, waiting for figures"))
                 continue
-            hot = busiest_node(self.rates.get(sid, Rates()))
+            r = self.rates.get(sid, Rates())
+            hot = busiest_node(r)
             title = f"session {sid} ({info.pipeline}): {info.state}"
             if hot is not None:
                 title += f"; busiest: {hot[0]} ({hot[1]})"
             parts.append(nodes_stats_table(info, busy_node=hot[0] if hot else None, title=title))
             if info.stats.channels:
                 parts.append(channels_table(info.stats))
-            for line in blocking_edges(info.stats):
+            for line in blocking_edges(info.stats, r):
                 parts.append(Text(f"blocking: {line}", style="bold red"))
             parts.append(Text(""))
         return Group(*parts)
@@ -143,7 +158,7 @@ def top(ctx: Ctx, sid: str | None, interval: float, iterations: int | None) -> N
         if sid is not None and sid not in view.sessions:
             out.print(f"session {sid} has ended")
             return
-        live = Live(view.render(), console=out, auto_refresh=False, transient=False) if not ctx.json else None
+        live = Live(view.render(), console=wide(out), auto_refresh=False, transient=False) if not ctx.json else None
         if live is not None:
             live.start()
         try:
