@@ -76,6 +76,9 @@ inputs = ["src.out"]
     assert "blocking: src.out -> sink: full, src blocked for" in res.stdout, res.stdout
     assert "busiest: sink (" in res.stdout  # the slow one: its producers only wait
     assert shown["nodes"][0]["state"] == "processing"  # show gives the worker's state
+    res = nodectl("--json", "top", "--interval", "0.2", "-n", "5", timeout=60)  # every session
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert any(e["sid"] == sid and e["stats"] and e["stats"]["channels"][0]["full"] for e in events), events
     client.request("stop", sid=sid, wait=True)
 
 
