@@ -87,7 +87,7 @@ class UnitResources:
     memory_limit: int | None  # the smaller of MemoryMax and MemoryLimit; None: infinity
     cpu_usage_ns: int | None
     tasks_current: int | None
-    control_group: str
+    control_group: str  # read only when cpu_usage_ns is None ("" otherwise)
 
 
 def _t(value: Any) -> int | None:
@@ -331,9 +331,13 @@ class Systemd:
         is not loaded."""
         values: dict[str, Any] = {}
         try:
-            for prop, sig in (("MemoryCurrent", "t"), ("MemoryMax", "t"), ("MemoryLimit", "t"),
-                              ("CPUUsageNSec", "t"), ("TasksCurrent", "t"), ("ControlGroup", "s")):
-                values[prop] = self.get_unit_property(unit, _SERVICE_IFACE, prop, sig)
+            for prop in ("MemoryCurrent", "MemoryMax", "MemoryLimit", "CPUUsageNSec", "TasksCurrent"):
+                values[prop] = self.get_unit_property(unit, _SERVICE_IFACE, prop, "t")
+            # (one call each: about 0.2 ms, where GetAll of the interface took 4 ms)
+            values["ControlGroup"] = (
+                self.get_unit_property(unit, _SERVICE_IFACE, "ControlGroup", "s")
+                if _t(values["CPUUsageNSec"]) is None else ""
+            )  # only needed to read the CPU time elsewhere
         except SystemdError as exc:
             if isinstance(exc.__cause__, DBusNoSuchUnitError) or "not loaded" in exc.message:
                 return None

@@ -364,7 +364,7 @@ class Endpoint:
     def _wait_for_credit(self, out: OutPort, deadline: float | None) -> None:
         """Until ``out`` may send. While it waits (pumps), the port's BLOCKED_SINCE slot
         says since when; the wait is added to BLOCKED_NS when it ends (``nodeworker.stats``)."""
-        slots, base = self._slots, self._out_base[out.index]
+        blocked_at = 0
         next_check = time.monotonic() + DEAD_CHECK
         try:
             while True:
@@ -390,12 +390,13 @@ class Endpoint:
                     if any(out.hello[i] for i in blocking):
                         out.check_consumers()
                     next_check = now + DEAD_CHECK
-                if not slots[base + O_BLOCKED_SINCE]:
-                    slots[base + O_BLOCKED_SINCE] = time.monotonic_ns()
+                if not blocked_at:
+                    blocked_at = time.monotonic_ns()
+                    self._slots[self._out_base[out.index] + O_BLOCKED_SINCE] = blocked_at
                 self._pump(DEAD_CHECK if deadline is None else max(min(DEAD_CHECK, deadline - now), 0.0))
         finally:
-            blocked_at = slots[base + O_BLOCKED_SINCE]
             if blocked_at:
+                slots, base = self._slots, self._out_base[out.index]
                 slots[base + O_BLOCKED_NS] += time.monotonic_ns() - blocked_at
                 slots[base + O_BLOCKED_SINCE] = 0
 

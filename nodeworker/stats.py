@@ -22,7 +22,9 @@ Layout (int64 slots, native byte order; little-endian on every machine noded run
     per input,  PORT_SLOTS: RECEIVED BYTES RELEASED SUBSCRIBED (4 spare)
 
 Times are CLOCK_MONOTONIC nanoseconds (``time.monotonic_ns``: one clock for every process
-of the machine). ``BLOCKED_SINCE_NS`` is non-zero while a send waits for credits.
+of the machine). ``BLOCKED_SINCE_NS`` is non-zero while a send waits for credits;
+``BLOCKED_NS`` sums the waits of every send (two threads waiting on one port at once
+both count).
 
 State: ``READY`` once serving; ``PROCESSING`` from the first message of a burst (or while a
 source's ``run`` runs) until the loop finds nothing to do and goes to sleep (``IDLE``): back
