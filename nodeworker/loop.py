@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +51,15 @@ log = logging.getLogger("noded.worker")
 
 
 class Loop:
-    def __init__(self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool],
+        stop_event: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        """``should_stop`` is asked before sleeping (it may drain a pipe); ``stop_event``,
+        set whenever it would say True, is checked between messages instead."""
         self.node, self.ctx, self.endpoint = node, ctx, endpoint
         self.should_stop = should_stop
+        self.stop_event = stop_event
         self.block = endpoint.block
         self._slots = self.block.slots
         self._unlogged = 0
@@ -79,7 +86,8 @@ class Loop:
                 self.block.set_state(State.PROCESSING)
                 busy = True
                 self.node.run(self.ctx)
-            while not self.should_stop():
+            stopping = self.stop_event.is_set if self.stop_event is not None else self.should_stop
+            while not stopping():
                 msg = self.endpoint.receive()
                 if msg is None:
                     if busy:  # the burst is over
@@ -88,6 +96,8 @@ class Loop:
                         slots[H_STATE_SINCE] = now
                         slots[H_STATE] = _IDLE
                         busy = False
+                    if self.should_stop():
+                        break
                     self.endpoint.wait()
                     continue
                 if not busy:

@@ -53,7 +53,6 @@ from nodeworker.errors import ExitCode, NodeworkerError, SetupInterrupted, SpecE
 from nodeworker.loader import load_node_class
 from nodeworker.node import Context, Node, Stopped
 from nodeworker.spec import WorkerSpec, decode_spec
-from nodeworker.stats import State
 from nodeworker.status import Phase, Status
 
 if TYPE_CHECKING:
@@ -91,7 +90,9 @@ class _Signals:
             raise SetupInterrupted(self.received)
 
     def wake(self) -> None:
-        """Make wait() return 0; callable from any thread."""
+        """Make wait() return 0 and the worker stop (as poll() would say); callable from
+        any thread."""
+        self.stopping.set()
         try:
             os.write(self._w, _WAKE)
         except BlockingIOError:
@@ -196,6 +197,8 @@ class Worker:
         if self.fatal is not None:
             return self._fail(self.fatal, logged=True)
         if self.endpoint is not None:  # the daemon's view agrees with READY=1 from now on
+            from nodeworker.stats import State  # (imported with the data plane)
+
             self.endpoint.block.set_state(State.READY)
         notify.ready()
         self.ctx.ready.set()
@@ -220,14 +223,14 @@ class Worker:
         plane = self.spec.dataplane
         self.endpoint = Endpoint(
             plane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
-            stats_path=stats_path(plane.root, self.spec.node),
+            stop_event=self.signals.stopping, stats_path=stats_path(plane.root, self.spec.node),
         )  # fmt: skip
         self.ctx.endpoint = self.endpoint
 
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
         from nodeworker.loop import Loop
 
-        loop = Loop(node, self.ctx, endpoint, self.signals.poll)
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping)
         try:
             loop.run()
         finally:
