@@ -66,8 +66,8 @@ def test_endpoints_count_messages_bytes_and_the_time_a_send_waits(session: Sessi
     a = session.endpoint("a", planes["a"])
     b = session.endpoint("b", planes["b"])
     payload = np.zeros(1000, np.uint8)
-    a.send("out", payload)
-    a.send("out", payload)
+    a.send("out", a.loan("out", (1000,), "uint8"))  # in place (the template path)
+    a.send("out", payload)  # copied
     held = [receive(b), receive(b)]  # both credits are held: the next send must wait
     with pytest.raises(TimeoutError):
         a.send("out", payload, timeout=0.3)
