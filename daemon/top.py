@@ -156,7 +156,14 @@ def top(ctx: Ctx, sid: str | None, interval: float, iterations: int | None) -> N
         for info in [session_info(d) for d in (first if isinstance(first, list) else [first])]:
             view.apply(info)
         if sid is not None and sid not in view.sessions:
-            out.print(f"session {sid} has ended")
+            if ctx.json:
+                ctx.emit(first)
+            else:
+                out.print(f"session {sid} has ended")
+            return
+        if iterations is not None and not view.sessions:  # no reading will come
+            if not ctx.json:
+                out.print("no live sessions")
             return
         live = Live(view.render(), console=wide(out), auto_refresh=False, transient=False) if not ctx.json else None
         if live is not None:

@@ -147,3 +147,24 @@ def test_the_channel_table_marks_a_full_edge() -> None:
     text = console.export_text()
     assert "2 FULL" in text and "10.0M" in text and "3.0s (now 250ms)" in text
     assert human_bytes(None) == "-" and human_bytes(512) == "512B" and human_bytes(3 << 30) == "3.0G"
+
+
+def test_top_keeps_the_last_figures_across_state_events_and_drops_ended_sessions() -> None:
+    from daemon.protocol import SessionInfo
+    from daemon.top import TopView
+
+    def info(state: str, stats: SessionStats | None) -> SessionInfo:
+        return SessionInfo(sid="s1", pipeline="p", state=state, created=0.0, slice="x", stats=stats)
+
+    view = TopView()
+    view.apply(info("ready", reading(100.0, {"a": 1.0, "b": 1.0}, blocked=0.0)))
+    view.apply(info("ready", None))  # a state event between readings
+    assert view.sessions["s1"].stats is not None and view.readings == 1
+    view.apply(info("ready", reading(101.0, {"a": 1.0, "b": 1.9}, blocked=0.9)))
+    assert busiest_node(view.rates["s1"]) == ("b", "90% busy")
+    console = Console(width=200, record=True, color_system=None)
+    console.print(view.render())
+    text = console.export_text()
+    assert "busiest: b (90% busy)" in text and "blocking: a.out -> b: not full; a waited 90%" in text
+    view.apply(info("stopped", None))
+    assert view.sessions == {} and view.rates == {}
