@@ -60,7 +60,8 @@ inputs = ["src.out"]
     assert (edge.producer, edge.consumers) == ("src", ["sink"])
     assert edge.publishers == 1 and edge.subscribers == 1
     assert edge.blocked_now_seconds > 0 and edge.blocked_seconds >= edge.blocked_now_seconds
-    assert edge.messages >= 2 and edge.bytes == edge.messages * 1024
+    assert edge.messages >= 2 and edge.bytes % 1024 == 0
+    assert abs(edge.bytes // 1024 - edge.messages) <= 1  # (two slots, read while the producer may move on)
     assert edge.slice_bytes > 10 * MiB  # the default max payload, sized up front
     src, sink = figures(info, "src"), figures(info, "sink")
     assert src.state == "processing"  # a source is busy in run(), here waiting for credits
