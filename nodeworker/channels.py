@@ -221,12 +221,16 @@ class Inbox:
         seconds; then return the pending event ids (maybe none). A signal ends it early.
         The wake-up pipe is drained only when no event came (a syscall, and an exception
         when empty, saved per message): a wake() left in it costs one spare wake-up."""
-        with contextlib.suppress(iox.WaitSetRunError):
+        try:  # try/except, not contextlib.suppress: this runs once per message
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
-        events = self.take()
+        except iox.WaitSetRunError:
+            pass
+        events = [activation.id.as_value for activation in self._listener.try_wait()]
         if not events:  # woken by wake() (or the extra fd, the caller's to drain): drain the pipe
-            with contextlib.suppress(BlockingIOError):
+            try:
                 os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
         return events
 
     def take(self) -> list[int]:
@@ -294,6 +298,8 @@ class OutPort:
     def blocking(self) -> list[int]:
         """The consumers that keep the next send from going out: no hello yet, or
         ``depth`` messages in flight."""
+        if len(self.sent) == 1:  # the common case, without a comprehension per send
+            return [] if self.hello[0] and self.sent[0] - self.released[0] < self.depth else [0]
         return [
             i for i, (hello, s, r) in enumerate(zip(self.hello, self.sent, self.released))
             if not hello or s - r >= self.depth

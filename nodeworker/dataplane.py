@@ -141,8 +141,9 @@ class Endpoint:
     def receive(self) -> Message | None:
         """The next message (inputs in turn, each in order), or None. Malformed samples
         are rejected (counted, logged once per burst, released and credited)."""
-        with self._locked():
-            self._flush_credits()
+        with self._locked_cm:
+            if self._released:
+                self._flush_credits()
             if not self._all_connected and self._inbox is not None:  # a client that only polls
                 self._apply(self._inbox.take())
             n = len(self._inputs)
@@ -157,7 +158,8 @@ class Endpoint:
                 if msg is not None:
                     self._next_input = (port.index + 1) % n
                     return msg
-            self._flush_credits()
+            if self._released:
+                self._flush_credits()
             return None
 
     def _accept(self, port: InPort, sample: Any) -> Message | None:
@@ -193,7 +195,8 @@ class Endpoint:
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self._flush_credits()
+            if self._released:
+                self._flush_credits()
         finally:
             self._lock.release()
         return True
@@ -224,8 +227,9 @@ class Endpoint:
         """Sleep until a message, a credit or a wake-up may have arrived, or ``timeout``
         seconds (at most HOUSEKEEPING) have passed. Returns early on signals."""
         limit = HOUSEKEEPING if timeout is None else min(timeout, HOUSEKEEPING)
-        with self._locked():
-            self._flush_credits()
+        with self._locked_cm:
+            if self._released:
+                self._flush_credits()
             self._pump(limit)
 
     def _pump(self, timeout: float) -> None:
@@ -241,13 +245,15 @@ class Endpoint:
         finally:
             self._lock.acquire()
             self._pumping = False
-        self._flush_credits()
+        if self._released:
+            self._flush_credits()
         # should_stop() also drains the extra fd, which would keep waking us; a wake-up
         # that brought events needs it only if a stop is known (stop_event) already.
         if (not events or self._stop_event.is_set()) and self._should_stop():
             self._stopped = True
         self._apply(events)
-        self._cond.notify_all()
+        if self._cond._waiters:  # type: ignore[attr-defined]  # Condition.notify_all is Python code: skip it when nobody waits
+            self._cond.notify_all()
 
     def _apply(self, events: list[int]) -> None:
         """With the lock held: apply credits; connect inputs on EVENT_CONNECT or when due."""
@@ -287,7 +293,7 @@ class Endpoint:
         to the pool. On a port nobody consumes it is an ordinary array."""
         kind = Kind.TENSOR if kind is None else kind
         template = None
-        if not fields.keys() - _PER_MESSAGE and all(_fits_i64(v) for v in fields.values()):
+        if not fields or (not fields.keys() - _PER_MESSAGE and all(map(_fits_i64, fields.values()))):
             template = self._template(kind, dtype, shape)
         if template is None:
             header, seq_given = make_header(kind, dtype, shape, fields)
@@ -296,7 +302,7 @@ class Endpoint:
         out = self._outputs.get(port)
         if out is None:
             return np.empty(header.shape, header.dtype)
-        with self._locked():
+        with self._locked_cm:
             sample = out.loan(HEADER_SIZE + header.payload_len)
         loan = Loan(port, sample, header, seq_given)
         if template is not None:
@@ -346,14 +352,14 @@ class Endpoint:
                 changes["kind"] = kind
         else:
             header, seq_given, payload = outgoing(value, kind, fields)
-            with self._locked():
+            with self._locked_cm:
                 sample = out.loan(HEADER_SIZE + header.payload_len)
             loan = Loan(port, sample, header, seq_given)
             np.copyto(loan.array(), payload, casting="no")
         if loan.template is not None and not changes and not self.verify:
             # The loan's header is a template: write it with this message's timestamp and
             # seq (and its crc) in one go; no Header is built.
-            with self._locked():
+            with self._locked_cm:
                 self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
                 seq = loan.seq if loan.seq_given else self._seq[port]
                 loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq))
@@ -375,7 +381,7 @@ class Endpoint:
         if self.verify:
             changes["flags"] = Flags(changes.get("flags", header.flags)) | Flags.PAYLOAD_CHECKSUM
             changes["payload_crc"] = payload_checksum(loan.payload_bytes())
-        with self._locked():
+        with self._locked_cm:
             self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
             if not (loan.seq_given or "seq" in changes):
                 changes["seq"] = self._seq[port]
@@ -425,7 +431,8 @@ class Endpoint:
         blocked_at = 0
         try:
             while True:
-                self._flush_credits()
+                if self._released:
+                    self._flush_credits()
                 blocking = out.blocking()
                 if blocking and not self._pumping and self._inbox is not None:
                     # Credits already pending in the inbox: apply them without a WaitSet cycle
@@ -461,7 +468,7 @@ class Endpoint:
 
     def in_flight(self, port: str) -> list[int]:
         """Per consumer of ``port``: messages sent and not credited back yet."""
-        with self._locked():
+        with self._locked_cm:
             out = self._outputs[port]
             return [s - r for s, r in zip(out.sent, out.released)]
 
