@@ -2,7 +2,9 @@
 
 A client writes one ``Request`` per line. The daemon answers each with one
 ``Reply`` carrying the same ``id``; after a ``watch`` request it also streams
-``Event`` lines for the watched session(s) until the client hangs up.
+``Event`` lines for the watched session(s) until the client hangs up. A ``watch`` with
+``stats`` (true, or a period in seconds) also gets each watched live session with its
+figures (``SessionInfo.stats``, ``daemon.stats``) once a period; ``show`` always has them.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def human_bytes(n: int | None) -> str:
     return "-"
 
 
-def _secs(x: float | None) -> str:
+def human_seconds(x: float | None) -> str:
     if x is None:
         return "-"
     return f"{x * 1000:.0f}ms" if x < 1 else f"{x:.1f}s" if x < 120 else f"{x / 60:.0f}m"
@@ -111,10 +111,10 @@ def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str |
             style = "bold yellow"
         errors = None if f is None or f.errors is None else f.errors + (f.rejected or 0)
         table.add_row(
-            n.id, n.cls, f"[{style}]{state}", _secs(f.state_seconds) if f is not None else _ago(n.since),
+            n.id, n.cls, f"[{style}]{state}", human_seconds(f.state_seconds) if f is not None else _ago(n.since),
             str(n.main_pid or "-"), human_bytes(f.memory_bytes if f else None),
             human_bytes(f.memory_limit) if f is not None and f.memory_limit is not None else "-",
-            _secs(f.cpu_seconds if f else None), _secs(f.busy_seconds if f else None), _init(n),
+            human_seconds(f.cpu_seconds if f else None), human_seconds(f.busy_seconds if f else None), _init(n),
             _count(f.messages_in if f else None), _count(f.messages_out if f else None),
             f"[bold red]{errors}" if errors else _count(errors), n.unit,
             style="reverse" if n.id == busy_node else None,
@@ -129,9 +129,9 @@ def channels_table(stats: SessionStats) -> Table:
         table.add_column(col, justify="left" if col in ("CHANNEL", "TO") else "right")
     for c in stats.channels:
         queued = "/".join(str(n) for n in c.occupancy) or "0"
-        blocked = _secs(c.blocked_seconds)
+        blocked = human_seconds(c.blocked_seconds)
         if c.blocked_now_seconds:
-            blocked += f" (now {_secs(c.blocked_now_seconds)})"
+            blocked += f" (now {human_seconds(c.blocked_now_seconds)})"
         table.add_row(
             c.name, ", ".join(c.consumers), str(c.depth), human_bytes(c.slice_bytes),
             f"[bold red]{queued} FULL" if c.full else queued, str(c.publishers), str(c.subscribers),

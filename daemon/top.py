@@ -20,7 +20,7 @@ from rich.text import Text
 from daemon.client import session_info
 from daemon.nodectl import Ctx, cli, out, reports_errors
 from daemon.protocol import SessionInfo, SessionStats
-from daemon.render import channels_table, nodes_stats_table, wide
+from daemon.render import channels_table, human_seconds, nodes_stats_table, wide
 
 ENDED = ("stopped", "failed")
 
@@ -81,7 +81,7 @@ def blocking_edges(stats: SessionStats, r: Rates | None = None) -> list[str]:
         waits = [cons for cons, n in zip(c.consumers, c.occupancy) if n >= c.depth] or c.consumers
         line = f"{c.name} -> {', '.join(waits)}: {'full' if c.full else 'not full'}"
         if c.blocked_now_seconds:
-            line += f", {c.producer} blocked for {c.blocked_now_seconds:.1f}s"
+            line += f", {c.producer} blocked for {human_seconds(c.blocked_now_seconds)}"
         if r is not None and r.seconds and c.name in r.blocked:
             line += f"; {c.producer} waited {share * 100:.0f}% of the last {r.seconds:.1f}s"
         lines.append(line)

@@ -150,3 +150,15 @@ inputs = ["input.data"]
     edge = channel(done, "input.data")
     assert edge.producer == "client" and edge.messages == 1 and edge.occupancy == [0]
     client.request("stop", sid=sid, wait=True)
+
+
+def test_watch_refuses_a_bad_stats_period(client: Client) -> None:
+    from daemon.client import RemoteError
+
+    for bad in (0.01, 3600, "often"):
+        try:
+            client.request("watch", stats=bad)
+        except RemoteError as exc:
+            assert exc.code == "bad_request" and "stats" in exc.message
+        else:
+            raise AssertionError(f"stats={bad!r} was accepted")
