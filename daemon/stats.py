@@ -11,7 +11,9 @@ Sources, read when asked (``nodectl session show``, and once a period for ``node
   iceoryx2 root: state, messages, bytes, errors, time blocked.
 
 ``channel_stats`` and ``node_stats`` are plain functions of those readings (no I/O), for
-``daemon.metrics`` and tests; ``session_stats`` does the reading.
+tests; ``session_stats`` does all the reading, ``session_channels`` only the counters (no
+D-Bus: what a metrics scrape wants per edge). Every figure is a msgspec struct of
+``daemon.protocol`` (``msgspec.to_builtins`` makes it plain data).
 """
 
 from __future__ import annotations
@@ -116,17 +118,45 @@ def channel_stats(planes: dict[str, DataPlane | None], snaps: dict[str, Snapshot
     return channels
 
 
-def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) -> SessionStats:
-    """Read everything now (D-Bus calls and small file reads: about 1 ms a node)."""
+def _planes(session: Session) -> dict[str, DataPlane | None]:
+    planes: dict[str, DataPlane | None] = dict(session.topology.nodes)
+    if session.topology.client is not None:
+        planes[CLIENT] = session.topology.client
+    return planes
+
+
+def _read_blocks(session: Session, planes: dict[str, DataPlane | None],
+                 read: ReadStats | None) -> dict[str, Snapshot | None]:
     root = session.topology.root
     if read is None:
         def read(endpoint: str) -> Snapshot | None:
             return read_stats(stats_path(root, endpoint))
 
-    planes: dict[str, DataPlane | None] = dict(session.topology.nodes)
-    if session.topology.client is not None:
-        planes[CLIENT] = session.topology.client
-    snaps = {name: read(name) if plane is not None else None for name, plane in planes.items()}
+    return {name: read(name) if plane is not None else None for name, plane in planes.items()}
+
+
+def _live(session: Session, snaps: dict[str, Snapshot | None]) -> Callable[[str], bool]:
+    def live(endpoint: str) -> bool:
+        node = session.nodes.get(endpoint)
+        if node is None:  # the client: its block exists while it is attached
+            return endpoint == CLIENT and snaps.get(CLIENT) is not None
+        return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
+
+    return live
+
+
+def session_channels(session: Session, read: ReadStats | None = None) -> list[ChannelStats]:
+    """The session's channels with their counters: file reads only, no D-Bus (for a
+    metrics scrape: messages, bytes, occupancy and blocked time per edge)."""
+    planes = _planes(session)
+    snaps = _read_blocks(session, planes, read)
+    return channel_stats(planes, snaps, _live(session, snaps))
+
+
+def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) -> SessionStats:
+    """Read everything now (D-Bus calls and small file reads: about 1 ms a node)."""
+    planes = _planes(session)
+    snaps = _read_blocks(session, planes, read)
     now = time.time()
     nodes = []
     for node in session.nodes.values():
@@ -144,14 +174,7 @@ def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) 
         ports = [o.port for o in plane.outputs] if plane is not None else []
         nodes.append(node_stats(node, res, snaps.get(node.spec.id), cpu, source if cpu is not None else None,
                                 now, ports))
-
-    def live(endpoint: str) -> bool:
-        node = session.nodes.get(endpoint)
-        if node is None:  # the client: its block exists while it is attached
-            return endpoint == CLIENT and snaps.get(CLIENT) is not None
-        return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
-
-    return SessionStats(at=now, nodes=nodes, channels=channel_stats(planes, snaps, live))
+    return SessionStats(at=now, nodes=nodes, channels=channel_stats(planes, snaps, _live(session, snaps)))
 
 
 def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:

@@ -4,6 +4,7 @@ readings (daemon.top): pure functions, fed hand-made snapshots."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.console import Console
 
@@ -12,11 +13,11 @@ from daemon.protocol import ChannelStats, NodeStats, SessionStats
 from daemon.render import channels_table, human_bytes
 from daemon.session import Session
 from daemon.states import Activated, Starting
-from daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats
+from daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats, session_channels
 from daemon.systemd import UnitResources
 from daemon.top import Rates, blocking_edges, busiest_node, rates
 from daemon.topology import plan
-from nodeworker.stats import InputCounters, OutputCounters, Snapshot
+from nodeworker.stats import O_SENT, InputCounters, OutputCounters, Snapshot, StatsBlock, stats_path
 from nodeworker.wire import HEADER_SIZE
 
 PIPELINE = """
@@ -105,7 +106,7 @@ def test_node_figures_prefer_the_workers_state_when_up() -> None:
     assert f.blocked_on == ["out"]
 
 
-def test_cgroup2_cpu_reads_usage_usec(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cgroup2_cpu_reads_usage_usec(tmp_path: Path) -> None:
     d = tmp_path / "noded.slice" / "u.service"
     d.mkdir(parents=True)
     (d / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
@@ -168,3 +169,17 @@ def test_top_keeps_the_last_figures_across_state_events_and_drops_ended_sessions
     assert "busiest: b (90% busy)" in text and "blocking: a.out -> b: not full; a waited 90%" in text
     view.apply(info("stopped", None))
     assert view.sessions == {} and view.rates == {}
+
+
+def test_session_channels_reads_the_blocks_only(tmp_path: Path) -> None:
+    pipeline = parse_pipeline(PIPELINE, "p.toml")
+    session = Session.new("s1", pipeline, plan(pipeline, "s1", root_base=str(tmp_path)))
+    Path(session.topology.root).mkdir(parents=True)
+    block = StatsBlock(1, 1, stats_path(session.topology.root, "a"))
+    block.slots[block.out_base(0) + O_SENT] = 4
+    by_name = {c.name: c for c in session_channels(session)}
+    assert by_name["a.out"].messages == 4 and by_name["a.out"].publishers == 0  # node "a" is not up
+    data = by_name["input.data"]  # the client has no block: what "a" received
+    assert data.messages == 0 and data.blocked_seconds is None
+    assert by_name["b.out"].messages is None  # nobody's block: nothing known
+    block.remove()
