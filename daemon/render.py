@@ -86,12 +86,6 @@ def _init(n: NodeInfo) -> str:
     return f"{at} +{n.init_seconds:.2f}s" if n.init_seconds is not None else f"{at} ..."
 
 
-def busiest(stats: SessionStats) -> str | None:
-    """The node that spent the most time processing (of those that processed at all)."""
-    busy = [(n.busy_seconds, n.id) for n in stats.nodes if n.busy_seconds]
-    return max(busy)[1] if busy else None
-
-
 def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str | None = None) -> Table:
     """Nodes with their figures (``s.stats``); ``busy_node`` is highlighted."""
     assert s.stats is not None
