@@ -65,6 +65,12 @@ def wait_new_daemon(old: int) -> int:
     raise AssertionError("noded did not come back")
 
 
+def journal(pid: int) -> str:
+    """What noded's process ``pid`` logged."""
+    return subprocess.run(["journalctl", "-u", "noded.service", f"_PID={pid}", "--no-pager", "-o", "cat"],
+                          capture_output=True, text=True).stdout
+
+
 def check_no_orphans(sids: list[str], streamer: Streamer) -> None:
     streamer.join()
     assert isinstance(streamer.outcome.get("send"), (ConsumerGone, Stopped)), streamer.outcome
@@ -87,6 +93,9 @@ def test_restart_stops_every_session_and_leaves_no_orphans(running: tuple[list[s
     new = wait_new_daemon(old)
     check_no_orphans(sids, streamer)
     assert not psutil.pid_exists(old)
+    # The old daemon stopped its sessions itself: the new one found nothing to clean.
+    assert "stopping all sessions" in journal(old)
+    assert "left by an earlier noded" not in journal(new)
     with Client(timeout=10) as c:  # the new daemon knows nothing of the old sessions
         assert not {s["sid"] for s in c.request("list")} & set(sids)
     check_daemon_works()
@@ -99,8 +108,7 @@ def test_kill_9_of_the_daemon_leaves_no_orphans(running: tuple[list[str], Stream
     os.kill(old, signal.SIGKILL)
     wait_new_daemon(old)
     check_no_orphans(sids, streamer)
-    log = subprocess.run(["journalctl", "-u", "noded.service", "-n", "50", "--no-pager", "-o", "cat"],
-                         capture_output=True, text=True).stdout
+    log = journal(noded_main_pid())
     assert "left by an earlier noded" in log
     assert all(f"noded-{s}.slice" in log for s in sids), log
     check_daemon_works()
