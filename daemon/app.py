@@ -79,7 +79,7 @@ class Daemon:
                     "limits": {"max_session_processes": self.config.max_session_processes},
                 }
             case "create":
-                pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"))
+                pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"), defaults=self.config.node_limits)
                 session = self.manager.create(pipeline)
                 if req.args.get("watch"):
                     conn.watching.add(session.sid)
