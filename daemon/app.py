@@ -14,6 +14,7 @@ from daemon.config import Config
 from daemon.control import BadRequest, Connection, ControlServer
 from daemon.errors import NodedError
 from daemon.manager import SessionManager
+from daemon.metrics import Metrics
 from daemon.pipeline import parse_pipeline
 from daemon.protocol import PROTOCOL_VERSION, Request, to_builtins
 from daemon.states import SessionState
@@ -37,6 +38,11 @@ class Daemon:
         self.server = ControlServer(config, self.handle, self._on_connect, self._on_disconnect)
         self.notifier = sdnotify.SystemdNotifier()
         self._stop = asyncio.Event()
+        # Prometheus metrics (daemon.metrics), only with metrics_address in noded.toml.
+        self.metrics: Metrics | None = None
+        if config.metrics_address is not None:
+            self.metrics = Metrics(config.max_session_processes)
+            self.manager.subscribe(self.metrics.on_session)
 
     def _on_systemd_event(self, event: Any) -> None:
         self.manager.on_systemd_event(event)
@@ -50,6 +56,8 @@ class Daemon:
             self.notifier.notify("STATUS=cleaning up after an earlier instance")
             await self.manager.cleanup_leftovers(timeout=self.config.node_stop_timeout + 5)
             await self.server.start()
+            if self.metrics is not None and self.config.metrics_address is not None:
+                self.metrics.serve(self.config.metrics_address)
             self.notifier.notify(f"READY=1\nSTATUS=listening on {self.config.socket_path}")
             log.info("noded %s ready on %s", __version__, self.config.socket_path)
             await self._stop.wait()
@@ -58,6 +66,8 @@ class Daemon:
             await self.server.close()
             await self.manager.stop_all(timeout=self.config.node_stop_timeout + 5)
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             self.systemd.close()
 
     def _on_connect(self, conn: Connection) -> None:

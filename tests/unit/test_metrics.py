@@ -1,0 +1,88 @@
+"""daemon.metrics from session infos and edge statistics (pure: no daemon, no HTTP)."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason
+from daemon.protocol import Failure, NodeInfo, SessionInfo
+
+
+def node(nid: str, state: str, init: float | None = None) -> NodeInfo:
+    return NodeInfo(id=nid, cls="passthrough", unit=f"u-{nid}", state=state, since=0.0, init_seconds=init)
+
+
+def session(sid: str, state: str, *nodes: NodeInfo, ready: float | None = None,
+            failure: Failure | None = None) -> SessionInfo:
+    return SessionInfo(sid=sid, pipeline="p", state=state, created=0.0, slice="s", nodes=list(nodes),
+                       ready_seconds=ready, failure=failure)
+
+
+def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(m.text().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    return samples(m)[(name, tuple(sorted(labels.items())))]
+
+
+def test_sessions_and_nodes_by_state_init_and_ready_durations() -> None:
+    m = Metrics(max_session_processes=4)
+    m.on_session(session("a", "creating", node("x", "initializing"), node("y", "idle")))
+    assert value(m, "noded_sessions", state="creating") == 1
+    assert value(m, "noded_nodes", state="initializing") == 1 and value(m, "noded_nodes", state="idle") == 1
+    m.on_session(session("a", "ready", node("x", "ready", 0.5), node("y", "ready", 2.0), ready=2.1))
+    m.on_session(session("a", "ready", node("x", "processing", 0.5), node("y", "ready", 2.0), ready=2.1))
+    assert value(m, "noded_sessions", state="creating") == 0 and value(m, "noded_sessions", state="ready") == 1
+    assert value(m, "noded_nodes", state="processing") == 1 and value(m, "noded_nodes", state="ready") == 1
+    assert value(m, "noded_node_init_seconds_count") == 2  # each node once, however often published
+    assert value(m, "noded_node_init_seconds_sum") == 2.5
+    assert value(m, "noded_node_init_seconds_bucket", le="1.0") == 1
+    assert value(m, "noded_session_ready_seconds_count") == 1
+    assert value(m, "noded_sessions_created_total") == 1
+    assert value(m, "noded_max_session_processes") == 4
+
+    m.on_session(session("a", "stopping", node("x", "stopping", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    m.on_session(session("a", "stopped", node("x", "stopped", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    m.on_session(session("a", "stopped", node("x", "stopped", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    assert value(m, "noded_sessions", state="ready") == 0 and value(m, "noded_nodes", state="stopped") == 0
+    assert value(m, "noded_sessions_ended_total", state="stopped") == 1
+    assert value(m, "noded_sessions_created_total") == 1
+
+
+def test_crashes_by_reason_counted_once_per_session() -> None:
+    m = Metrics()
+    oom = Failure(node="x", reason="ran out of memory (memory_max 64 MiB): ... [Result=signal]", result="signal")
+    m.on_session(session("a", "creating", node("x", "initializing")))
+    for state in ("stopping", "stopping", "failed", "failed"):
+        m.on_session(session("a", state, node("x", "error"), failure=oom))
+    m.on_session(session("b", "creating", node("x", "initializing")))
+    m.on_session(session("b", "failed", node("x", "error"),
+                         failure=Failure(node="x", reason="exited with status 3", result="exit-code", exit_status=3)))
+    assert value(m, "noded_node_crashes_total", reason="oom-kill") == 1
+    assert value(m, "noded_node_crashes_total", reason="exit-code") == 1
+    assert value(m, "noded_node_crashes_total", reason="signal") == 0
+    assert value(m, "noded_sessions_ended_total", state="failed") == 2
+    assert crash_reason(Failure(node="x", reason="?", result="weird")) == "other"
+
+
+def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
+    m = Metrics()
+    m.on_session(session("a", "ready", node("x", "ready")))
+    m.update_edges("a", [EdgeStats(edge="x.out", consumer="y", messages=10, bytes=10240, blocked_seconds=0.25)])
+    m.update_hop_latency("a", [HopLatency(edge="x.out", consumer="y", sum_seconds=0.004,
+                                          buckets=((250e-6, 4), (1e-3, 9), (float("inf"), 10)))])
+    m.update_edges("zzz", [EdgeStats(edge="q.out", consumer="r", messages=1, bytes=1, blocked_seconds=0)])
+    labels = {"session": "a", "edge": "x.out", "consumer": "y"}
+    assert value(m, "noded_edge_messages_total", **labels) == 10
+    assert value(m, "noded_edge_bytes_total", **labels) == 10240
+    assert value(m, "noded_edge_blocked_seconds_total", **labels) == 0.25
+    assert value(m, "noded_hop_latency_seconds_bucket", le="0.001", **labels) == 9
+    assert value(m, "noded_hop_latency_seconds_count", **labels) == 10
+    assert not any(dict(k[1]).get("session") == "zzz" for k in samples(m))
+    m.on_session(session("a", "stopped", node("x", "stopped")))
+    assert not any(dict(k[1]).get("session") == "a" for k in samples(m))
