@@ -222,6 +222,7 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 def main() -> None:
     import daemon.nodectl_io  # noqa: F401  (registers run and feed)
+    import daemon.nodectl_logs  # noqa: F401  (registers logs)
 
     cli(prog_name="nodectl")
 
