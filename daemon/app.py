@@ -10,7 +10,7 @@ from typing import Any
 import sdnotify
 
 from daemon import __version__
-from daemon.config import Config
+from daemon.config import Config, describe
 from daemon.control import BadRequest, Connection, ControlServer
 from daemon.errors import NodedError
 from daemon.manager import SessionManager
@@ -87,6 +87,10 @@ class Daemon:
                     "version": __version__, "protocol": PROTOCOL_VERSION,
                     "sessions": len(live),
                     "limits": {"max_session_processes": self.config.max_session_processes},
+                    # noded.toml's node defaults and endpoints (nodectl status shows them)
+                    "node_limits": describe(self.config)["node_limits"],
+                    "metrics": describe(self.config)["metrics_address"],
+                    "config": self.config.source,
                 }
             case "create":
                 pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"), defaults=self.config.node_limits)

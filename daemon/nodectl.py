@@ -70,9 +70,22 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Global flags may also follow the command: `nodectl session list --json`."""
+
+    MOVABLE = ("--json", "--debug")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in self.MOVABLE]
+        rest = [a for a in args[:end] if a not in self.MOVABLE]
+        return super().parse_args(ctx, moved + rest + args[end:])
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
 @click.option("--socket", default=str(DEFAULT_SOCKET), show_default=True, help="The daemon's control socket.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("--json", "as_json", is_flag=True, envvar="NODED_JSON",
+              help="Machine-readable JSON output (also after the command).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="noded")
 @click.pass_context
@@ -99,6 +112,18 @@ def status(ctx: Ctx) -> None:
         limit = data["limits"]["max_session_processes"]
         out.print(f"noded {data['version']} is running: {data['sessions']} live session(s); "
                   f"node processes per session: {limit if limit is not None else 'unlimited'}")
+        _print_status_details(data)
+
+
+def _print_status_details(data: dict[str, Any]) -> None:
+    """The node defaults and the metrics endpoint (from daemons that report them)."""
+    limits = {k: v for k, v in (data.get("node_limits") or {}).items() if v is not None}
+    if limits:
+        out.print("node limits by default: " + ", ".join(f"{k} {v}" for k, v in limits.items()), markup=False)
+    if data.get("metrics"):
+        out.print(f"metrics: http://{data['metrics']}/metrics", markup=False)
+    if data.get("config"):
+        out.print(f"configuration: {data['config']}", markup=False)
 
 
 @cli.group()

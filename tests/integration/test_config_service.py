@@ -57,6 +57,9 @@ def test_node_limits_and_the_process_limit_from_the_config(sessions: Sessions) -
     with noded_with(env):
         status = nodectl("--json", "status")
         assert '"max_session_processes": 2' in status.stdout, status
+        text = nodectl("status").stdout
+        assert "node processes per session: 2" in text and "memory_max 268435456, tasks_max 40" in text, text
+        assert "NODED_NODE_LIMITS_MEMORY_MAX" in text, text
         with Client(timeout=60) as c:
             toml = chain(2) + '\n[limits]\ntasks_max = 30\n'
             info = sessions.create(c, toml)
