@@ -3,9 +3,12 @@
 What the daemon knows first-hand is fed by ``Metrics.on_session``, a listener of the
 session manager (every published ``SessionInfo``): sessions and nodes by state, node
 crashes by reason, init and ready durations. Per-edge traffic and hop latency come from
-the nodes' own counters: whoever collects them calls ``update_edges(sid, [EdgeStats])``
+the nodes' own counters: whoever reads them calls ``update_edges(sid, [EdgeStats])``
 and ``update_hop_latency(sid, [HopLatency])`` with cumulative values; the families are
-defined (and documented in noded(8)) even while nothing feeds them.
+defined (and documented in noded(8)) even while nothing feeds them. ``set_refresh``
+registers a function the scrape runs on the daemon's loop first, so that such values
+are read fresh at each scrape instead of on a timer (``edge_stats_from_channels`` turns
+per-channel figures into ``EdgeStats``).
 
 prometheus-client serves the endpoint from its own thread; the asyncio loop only sets
 values, which the library guards with locks, and replaces whole per-session tuples of
@@ -14,8 +17,9 @@ edge values, which the scrape thread reads as a snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,7 @@ log = logging.getLogger("noded.metrics")
 
 ENDED = (str(SessionState.STOPPED), str(SessionState.FAILED))
 INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
+REFRESH_TIMEOUT = 5.0  # seconds a scrape waits for the loop to read edge figures
 HOP_BUCKETS = (50e-6, 100e-6, 150e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, float("inf"))
 
 
@@ -42,10 +47,10 @@ class MetricsError(NodedError):
 
 @dataclass(frozen=True)
 class EdgeStats:
-    """Cumulative traffic of one edge (one consumer of one output port) of a session."""
+    """Cumulative traffic of one edge of a session: a producer's output port ("node.port",
+    or "input.<name>" for an external input) with all its consumers."""
 
-    edge: str  # "producer.port"
-    consumer: str  # the consuming node's id, or "client"
+    edge: str
     messages: int
     bytes: int
     blocked_seconds: float  # the producer's time waiting for credits (backpressure)
@@ -56,7 +61,6 @@ class HopLatency:
     """A cumulative histogram of one edge's hop latency (loan to the consumer holding it)."""
 
     edge: str
-    consumer: str
     buckets: tuple[tuple[float, int], ...]  # (upper bound in seconds, cumulative count), ending with +Inf
     sum_seconds: float
 
@@ -71,20 +75,42 @@ def crash_reason(failure: Failure) -> str:
     return "other"
 
 
+def edge_stats_from_channels(channels: Iterable[Any]) -> list[EdgeStats]:
+    """EdgeStats from per-channel figures (objects with ``name``, ``messages``, ``bytes``
+    and ``blocked_seconds``, None where unknown); channels without counters are left out."""
+    return [EdgeStats(edge=c.name, messages=c.messages, bytes=c.bytes or 0, blocked_seconds=c.blocked_seconds or 0.0)
+            for c in channels if c.messages is not None]
+
+
 class _EdgeCollector(Collector):
     def __init__(self) -> None:
         self.edges: dict[str, tuple[EdgeStats, ...]] = {}
         self.hops: dict[str, tuple[HopLatency, ...]] = {}
+        self.refresh: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
+
+    def _refresh(self) -> None:
+        if self.refresh is None:
+            return
+        loop, func = self.refresh
+
+        async def call() -> None:
+            func()
+
+        try:
+            asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=REFRESH_TIMEOUT)
+        except Exception as exc:  # a scrape still gets the last values
+            log.warning("refreshing the edge metrics failed: %s", exc)
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["session", "edge", "consumer"]
+        self._refresh()
+        labels = ["session", "edge"]
         messages = CounterMetricFamily("noded_edge_messages", "Messages sent over an edge.", labels=labels)
         sizes = CounterMetricFamily("noded_edge_bytes", "Payload bytes sent over an edge.", labels=labels)
         blocked = CounterMetricFamily("noded_edge_blocked_seconds",
                                       "Time the producer waited for the consumer (backpressure).", labels=labels)
         for sid, stats in list(self.edges.items()):
             for s in stats:
-                values = [sid, s.edge, s.consumer]
+                values = [sid, s.edge]
                 messages.add_metric(values, s.messages)
                 sizes.add_metric(values, s.bytes)
                 blocked.add_metric(values, s.blocked_seconds)
@@ -94,7 +120,7 @@ class _EdgeCollector(Collector):
         for sid, hops in list(self.hops.items()):
             for h in hops:
                 buckets = [(_le(bound), count) for bound, count in h.buckets]
-                hop.add_metric([sid, h.edge, h.consumer], buckets, h.sum_seconds)
+                hop.add_metric([sid, h.edge], buckets, h.sum_seconds)
         yield from (messages, sizes, blocked, hop)
 
 
@@ -174,6 +200,14 @@ class Metrics:
         """The session's cumulative hop-latency histograms (replaces what was there)."""
         if sid in self._live:
             self._edges.hops[sid] = tuple(hops)
+
+    def set_refresh(self, loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:
+        """Run ``func`` on ``loop`` at each scrape, before edge values are read (it calls
+        update_edges/update_hop_latency for the live sessions)."""
+        self._edges.refresh = (loop, func)
+
+    def live_sessions(self) -> list[str]:
+        return list(self._live)
 
     def forget(self, sid: str) -> None:
         self._edges.edges.pop(sid, None)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from dataclasses import dataclass
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason
+from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason, edge_stats_from_channels
 from daemon.protocol import Failure, NodeInfo, SessionInfo
 
 
@@ -73,11 +77,11 @@ def test_crashes_by_reason_counted_once_per_session() -> None:
 def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
     m = Metrics()
     m.on_session(session("a", "ready", node("x", "ready")))
-    m.update_edges("a", [EdgeStats(edge="x.out", consumer="y", messages=10, bytes=10240, blocked_seconds=0.25)])
-    m.update_hop_latency("a", [HopLatency(edge="x.out", consumer="y", sum_seconds=0.004,
+    m.update_edges("a", [EdgeStats(edge="x.out", messages=10, bytes=10240, blocked_seconds=0.25)])
+    m.update_hop_latency("a", [HopLatency(edge="x.out", sum_seconds=0.004,
                                           buckets=((250e-6, 4), (1e-3, 9), (float("inf"), 10)))])
-    m.update_edges("zzz", [EdgeStats(edge="q.out", consumer="r", messages=1, bytes=1, blocked_seconds=0)])
-    labels = {"session": "a", "edge": "x.out", "consumer": "y"}
+    m.update_edges("zzz", [EdgeStats(edge="q.out", messages=1, bytes=1, blocked_seconds=0)])
+    labels = {"session": "a", "edge": "x.out"}
     assert value(m, "noded_edge_messages_total", **labels) == 10
     assert value(m, "noded_edge_bytes_total", **labels) == 10240
     assert value(m, "noded_edge_blocked_seconds_total", **labels) == 0.25
@@ -86,3 +90,37 @@ def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
     assert not any(dict(k[1]).get("session") == "zzz" for k in samples(m))
     m.on_session(session("a", "stopped", node("x", "stopped")))
     assert not any(dict(k[1]).get("session") == "a" for k in samples(m))
+
+
+@dataclass
+class Channel:  # the fields of daemon.protocol.ChannelStats the metrics read
+    name: str
+    messages: int | None
+    bytes: int | None
+    blocked_seconds: float | None
+
+
+def test_a_scrape_refreshes_edge_figures_on_the_daemon_loop_first() -> None:
+    m = Metrics()
+    m.on_session(session("a", "ready", node("x", "ready")))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    calls: list[str] = []
+
+    def refresh() -> None:
+        calls.append(threading.current_thread().name)
+        channels = [Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)]
+        for sid in m.live_sessions():
+            m.update_edges(sid, edge_stats_from_channels(channels))
+
+    try:
+        m.set_refresh(loop, refresh)
+        assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 5
+        assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 10
+        assert calls == [thread.name, thread.name]  # on the loop's thread, once per scrape
+        assert not any(dict(k[1]).get("edge") == "input.audio" for k in samples(m))
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
