@@ -31,7 +31,7 @@ from daemon.pipeline_schema import INFINITY, Resources, parse_quota, parse_size,
 
 DEFAULT_CONFIG_PATH = Path("/etc/noded/noded.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_HINT = "see noded.toml(5), or the commented example /usr/share/doc/noded/noded.toml"
+_HINT = "see noded.toml(5): every key, its default and its variable"
 
 
 class ConfigError(NodedError):
@@ -282,6 +282,15 @@ def parse_address(value: str) -> tuple[str, int] | None:
         raise ValueError(f"{value!r} is not HOST:PORT (e.g. '127.0.0.1:9464', or ':9464' for every address)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def configured_socket() -> Path:
+    """The control socket the daemon's configuration names (for clients such as nodectl);
+    the default when the file is missing or invalid (the daemon says why, not the client)."""
+    try:
+        return load_config().socket_path
+    except ConfigError:
+        return Config().socket_path
 
 
 def describe(config: Config) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import click
 from rich.console import Console
 
 from daemon.client import DEFAULT_SOCKET, Client, session_info
+from daemon.completion import complete_sid
+from daemon.config import configured_socket
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
 from daemon.render import NodeProgress, print_failure, session_table, sessions_table
@@ -60,9 +62,9 @@ def reports_errors(func: F) -> F:
             if ctx is not None and ctx.json:
                 print(json.dumps({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
             else:
-                err.print(f"nodectl: {exc.message}", markup=False)
+                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
                 if exc.hint:
-                    err.print(f"hint: {exc.hint}", markup=False, style="dim")
+                    err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
             sys.exit(_EXIT_BY_CODE.get(exc.code, EXIT_ERROR))
         except KeyboardInterrupt:
             sys.exit(130)
@@ -83,7 +85,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
-@click.option("--socket", default=str(DEFAULT_SOCKET), show_default=True, help="The daemon's control socket.")
+@click.option("--socket", default=lambda: str(configured_socket()), show_default=f"socket in /etc/noded/noded.toml, "
+              f"else {DEFAULT_SOCKET}", help="The daemon's control socket.")
 @click.option("--json", "as_json", is_flag=True, envvar="NODED_JSON",
               help="Machine-readable JSON output (also after the command).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -196,7 +199,7 @@ def list_(ctx: Ctx) -> None:
 
 
 @session.command("show")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def show(ctx: Ctx, sid: str) -> None:
@@ -211,7 +214,7 @@ def show(ctx: Ctx, sid: str) -> None:
 
 
 @session.command("stop")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of when every unit is gone.")
 @click.pass_obj
 @reports_errors
@@ -228,7 +231,7 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
 
 
 @session.command("watch")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def watch(ctx: Ctx, sid: str) -> None:

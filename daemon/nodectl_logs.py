@@ -15,6 +15,7 @@ import sys
 
 import click
 
+from daemon.completion import complete_node, complete_sid
 from daemon.errors import NodedError
 from daemon.nodectl import Ctx, cli, reports_errors
 from daemon.pipeline_schema import NAME_RE
@@ -69,8 +70,8 @@ def _reader_hint() -> str:
 
 
 @cli.command("logs")
-@click.argument("sid")
-@click.argument("node", required=False)
+@click.argument("sid", shell_complete=complete_sid)
+@click.argument("node", required=False, shell_complete=complete_node)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing new entries as they come (Ctrl-C ends).")
 @click.option("-n", "--lines", type=click.IntRange(min=0), help="Only the last N entries.")
 @click.option("--since", metavar="TIME", help="Only entries since TIME (journalctl's format: '10 min ago', '09:00').")

@@ -67,3 +67,14 @@ def test_global_options_have_variables_and_may_follow_the_command(nodectl_bin: P
     res = run(nodectl_bin, "status", NODED_SOCKET=sock)
     assert res.returncode == 3 and sock in " ".join(res.stderr.split()), res
     assert os.path.basename(sock) == "none.sock"
+
+
+def test_the_socket_defaults_to_the_one_the_daemon_configuration_names(nodectl_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "noded.toml"
+    config.write_text(f'socket = "{tmp_path}/configured.sock"\n')
+    res = run(nodectl_bin, "status", NODED_CONFIG=str(config))
+    assert res.returncode == 3 and f"{tmp_path}/configured.sock" in res.stderr, res
+    assert res.stderr.count("\n") == 2  # one line and its hint, however long (no wrapping)
+    config.write_text("socket = 42\n")  # invalid: the daemon reports it; nodectl uses the default
+    res = run(nodectl_bin, "status", NODED_CONFIG=str(config))
+    assert res.returncode == 3 and "/run/noded/control.sock" in res.stderr, res
