@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -75,6 +75,38 @@ def crash_reason(failure: Failure) -> str:
     return "other"
 
 
+@dataclass(frozen=True)
+class NodeFigures:
+    """One node's figures: its unit's cgroup and its worker's counters (None: unknown)."""
+
+    node: str
+    memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    messages_in: int | None = None
+    messages_out: int | None = None
+    errors: int | None = None  # messages whose process() raised (the node goes on)
+
+
+def node_figures_from_stats(nodes: Iterable[Any]) -> list[NodeFigures]:
+    """NodeFigures from per-node figures (objects with ``id``, ``memory_bytes``,
+    ``cpu_seconds``, ``messages_in``, ``messages_out`` and ``errors``)."""
+    return [NodeFigures(node=n.id, memory_bytes=n.memory_bytes, cpu_seconds=n.cpu_seconds,
+                        messages_in=n.messages_in, messages_out=n.messages_out, errors=n.errors) for n in nodes]
+
+
+def refresh_from(metrics: Metrics, sessions: Mapping[str, Any], read: Callable[[Any], Any]) -> None:
+    """For ``set_refresh``: read each live session's figures with ``read(session)`` (an object
+    with ``nodes`` and ``channels`` as ``node_figures_from_stats`` and
+    ``edge_stats_from_channels`` take them) and update the metrics."""
+    for sid in metrics.live_sessions():
+        session = sessions.get(sid)
+        if session is None:
+            continue
+        figures = read(session)
+        metrics.update_edges(sid, edge_stats_from_channels(figures.channels))
+        metrics.update_nodes(sid, node_figures_from_stats(figures.nodes))
+
+
 def edge_stats_from_channels(channels: Iterable[Any]) -> list[EdgeStats]:
     """EdgeStats from per-channel figures (objects with ``name``, ``messages``, ``bytes``
     and ``blocked_seconds``, None where unknown); channels without counters are left out."""
@@ -86,6 +118,7 @@ class _EdgeCollector(Collector):
     def __init__(self) -> None:
         self.edges: dict[str, tuple[EdgeStats, ...]] = {}
         self.hops: dict[str, tuple[HopLatency, ...]] = {}
+        self.nodes: dict[str, tuple[NodeFigures, ...]] = {}
         self.refresh: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
 
     def _refresh(self) -> None:
@@ -122,6 +155,24 @@ class _EdgeCollector(Collector):
                 buckets = [(_le(bound), count) for bound, count in h.buckets]
                 hop.add_metric([sid, h.edge], buckets, h.sum_seconds)
         yield from (messages, sizes, blocked, hop)
+        yield from self._node_families()
+
+    def _node_families(self) -> Iterator[Metric]:
+        labels = ["session", "node"]
+        memory = GaugeMetricFamily("noded_node_memory_bytes", "A node's memory (its unit's MemoryCurrent).",
+                                   labels=labels)
+        cpu = CounterMetricFamily("noded_node_cpu_seconds", "A node's CPU time.", labels=labels)
+        received = CounterMetricFamily("noded_node_messages_in", "Messages a node received.", labels=labels)
+        sent = CounterMetricFamily("noded_node_messages_out", "Messages a node sent.", labels=labels)
+        errors = CounterMetricFamily("noded_node_errors", "Messages whose processing raised (the node went on).",
+                                     labels=labels)
+        for sid, figures in list(self.nodes.items()):
+            for f in figures:
+                for family, value in ((memory, f.memory_bytes), (cpu, f.cpu_seconds), (received, f.messages_in),
+                                      (sent, f.messages_out), (errors, f.errors)):
+                    if value is not None:
+                        family.add_metric([sid, f.node], value)
+        yield from (memory, cpu, received, sent, errors)
 
 
 def _le(bound: float) -> str:
@@ -201,6 +252,11 @@ class Metrics:
         if sid in self._live:
             self._edges.hops[sid] = tuple(hops)
 
+    def update_nodes(self, sid: str, figures: Iterable[NodeFigures]) -> None:
+        """The session's per-node figures (replaces what was there)."""
+        if sid in self._live:
+            self._edges.nodes[sid] = tuple(figures)
+
     def set_refresh(self, loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:
         """Run ``func`` on ``loop`` at each scrape, before edge values are read (it calls
         update_edges/update_hop_latency for the live sessions)."""
@@ -212,6 +268,7 @@ class Metrics:
     def forget(self, sid: str) -> None:
         self._edges.edges.pop(sid, None)
         self._edges.hops.pop(sid, None)
+        self._edges.nodes.pop(sid, None)
         self._seen_init = {k for k in self._seen_init if k[0] != sid}
         self._seen_ready.discard(sid)
         self._seen_failure.discard(sid)

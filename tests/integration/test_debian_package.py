@@ -103,7 +103,7 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
     built = time.monotonic() - began
 
     with dev_unit_set_aside(), purged_at_the_end():
-        run(*APT, "install", deb, timeout=600)
+        run(*APT, "install", "--no-install-recommends", deb, timeout=600)
         files = [f for f in run("dpkg", "-L", "noded").stdout.splitlines() if f and not Path(f).is_dir()]
         check_installed()
         smoke(tmp_path)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason, edge_stats_from_channels
+from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason, refresh_from
 from daemon.protocol import Failure, NodeInfo, SessionInfo
 
 
@@ -100,26 +100,49 @@ class Channel:  # the fields of daemon.protocol.ChannelStats the metrics read
     blocked_seconds: float | None
 
 
-def test_a_scrape_refreshes_edge_figures_on_the_daemon_loop_first() -> None:
+@dataclass
+class NodeFig:  # the fields of daemon.protocol.NodeStats the metrics read
+    id: str
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    messages_in: int | None
+    messages_out: int | None
+    errors: int | None
+
+
+@dataclass
+class Figures:
+    nodes: list[NodeFig]
+    channels: list[Channel]
+
+
+def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
     m = Metrics()
     m.on_session(session("a", "ready", node("x", "ready")))
+    m.on_session(session("b", "ready", node("x", "ready")))
+    m.on_session(session("b", "stopped", node("x", "stopped")))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     calls: list[str] = []
 
-    def refresh() -> None:
+    def read(sess: str) -> Figures:
         calls.append(threading.current_thread().name)
-        channels = [Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)]
-        for sid in m.live_sessions():
-            m.update_edges(sid, edge_stats_from_channels(channels))
+        return Figures(nodes=[NodeFig("x", 2**20, 1.5, 5 * len(calls), 5 * len(calls), 1),
+                              NodeFig("y", None, None, None, None, None)],
+                       channels=[Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)])
 
     try:
-        m.set_refresh(loop, refresh)
+        m.set_refresh(loop, lambda: refresh_from(m, {"a": "a", "b": "b"}, read))
         assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 5
         assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 10
-        assert calls == [thread.name, thread.name]  # on the loop's thread, once per scrape
-        assert not any(dict(k[1]).get("edge") == "input.audio" for k in samples(m))
+        assert calls == [thread.name, thread.name]  # on the loop's thread, live sessions only, once per scrape
+        got = samples(m)
+        assert not any(dict(k[1]).get("edge") == "input.audio" for k in got)
+        assert value(m, "noded_node_memory_bytes", session="a", node="x") == 2**20
+        assert value(m, "noded_node_cpu_seconds_total", session="a", node="x") == 1.5
+        assert value(m, "noded_node_errors_total", session="a", node="x") == 1
+        assert not any(dict(k[1]).get("node") == "y" for k in got)  # unknown figures are left out
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
