@@ -29,11 +29,13 @@ EXIT_CODES = (
 
 
 def nodectl_cli() -> click.Group:
-    """The complete nodectl command tree: the core commands plus every nodectl_* module's."""
+    """The complete nodectl command tree: the core commands plus those that other modules
+    register (nodectl_io, nodectl_logs, top, ...): every module of the package is imported,
+    so a new one needs no change here."""
     from daemon.nodectl import cli
 
     for module in pkgutil.iter_modules(daemon.__path__):
-        if module.name.startswith("nodectl_"):
+        if module.name not in ("__main__", "manpage"):
             importlib.import_module(f"daemon.{module.name}")
     return cli
 
