@@ -107,6 +107,12 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
         files = [f for f in run("dpkg", "-L", "noded").stdout.splitlines() if f and not Path(f).is_dir()]
         check_installed()
         smoke(tmp_path)
+        # An edited configuration survives a reinstall (dpkg's conffile handling).
+        config = Path("/etc/noded/noded.toml")
+        config.write_text(config.read_text() + "\nlog_level = \"debug\"\n")
+        edited = config.read_text()
+        run(*APT, "install", "--reinstall", "--no-install-recommends", deb, timeout=600)
+        assert config.read_text() == edited
         assert installed()
     # Purged: every file of the package, its venv, configuration and enablement are gone.
     assert not installed()
@@ -164,7 +170,7 @@ def smoke(tmp_path: Path) -> None:
     assert created["state"] == "ready"
     workers = [n["main_pid"] for n in created["nodes"]]
     exe = Path(f"/proc/{workers[0]}/cmdline").read_bytes().split(b"\0")[0]
-    assert exe == b"/usr/lib/noded/venv/bin/python3", exe
+    assert exe.startswith(b"/usr/lib/noded/venv/bin/python"), exe
     stopped = json.loads(run(nodectl, "--json", "session", "stop", sid).stdout)
     assert stopped["state"] == "stopped"
     logs = run(nodectl, "logs", sid, "first", "--lines", "20").stdout
