@@ -47,16 +47,23 @@ def test_entries_carry_session_node_and_python_log_level_as_priority(client: Cli
     found = entries(info.sid, want=complete)
     assert complete(found), [e.get("MESSAGE") for e in found]
     assert {e["NODED_SESSION"] for e in found} == {info.sid}
-    assert {e["NODED_NODE"] for e in found} == {"calm", "boom"}
+    assert {e["NODED_NODE"] for e in found if "NODED_NODE" in e} == {"calm", "boom"}
+    # The daemon's own lines about the session are there too: why it ended.
+    daemon = [e for e in found if e.get("_SYSTEMD_UNIT") == "noded.service"]
+    assert any("node boom" in str(e["MESSAGE"]) and e["PRIORITY"] == "3" for e in daemon), daemon
+    assert all("NODED_NODE" not in e for e in daemon)
     by_message = {str(e["MESSAGE"]): e for e in found}
     warning = next(e for m, e in by_message.items() if "crashing on purpose" in m)
     assert warning["PRIORITY"] == "4" and warning["NODED_NODE"] == "boom"  # logging.WARNING
     assert warning["SYSLOG_IDENTIFIER"] == "noded-boom"
     started = next(e for m, e in by_message.items() if "starting node calm" in m)
     assert started["PRIORITY"] == "6"  # logging.INFO
-    # logging.ERROR with a traceback: every line of it at priority 3, none at the default 6.
-    traceback = [e for m, e in by_message.items() if "RuntimeError" in m or "Traceback" in m]
-    assert traceback and {e["PRIORITY"] for e in traceback} == {"3"}
+    # logging.ERROR with a traceback: one entry (native protocol), priority 3, with its source.
+    traceback = [e for m, e in by_message.items() if "Traceback" in m]
+    assert len(traceback) == 1 and traceback[0]["PRIORITY"] == "3", traceback
+    assert "RuntimeError: crash on purpose" in str(traceback[0]["MESSAGE"])
+    assert traceback[0]["CODE_FILE"].endswith(".py") and traceback[0]["PYTHON_LOGGER"]
+    assert traceback[0]["SYSLOG_IDENTIFIER"] == "noded-boom"
     assert not any(str(e["MESSAGE"]).startswith("<") for e in found)  # the prefix was consumed
 
     one = entries(info.sid, "boom", want=lambda f: any("crashing" in str(e.get("MESSAGE")) for e in f))
