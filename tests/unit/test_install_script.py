@@ -20,6 +20,7 @@ def files_under(root: Path) -> set[str]:
 
 def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config(tmp_path: Path) -> None:
     root = tmp_path / "root"
+    (root / "usr/local/sbin").mkdir(parents=True)  # there before, empty: it must stay
     sh(REPO / "packaging/install", "--destdir", root)
     venv = root / "opt/noded/venv"
     outside = {f for f in files_under(root) if not f.startswith("/opt/noded/")}
@@ -57,3 +58,4 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     assert "kept your edited" in res.stdout
     assert files_under(root) == {"/etc/noded/noded.toml"}
     assert not (root / "opt/noded").exists() and not (root / "usr/local/share/fish").exists()
+    assert (root / "usr/local/sbin").is_dir() and not (root / "usr/local/bin").exists()
