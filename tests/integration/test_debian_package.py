@@ -109,7 +109,8 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
         smoke(tmp_path)
         # An edited configuration survives a reinstall (dpkg's conffile handling).
         config = Path("/etc/noded/noded.toml")
-        config.write_text(config.read_text() + "\nlog_level = \"debug\"\n")
+        # (a comment: other checkouts' daemons on this machine would read a setting meanwhile)
+        config.write_text(config.read_text() + "\n# edited by tests/integration/test_debian_package.py\n")
         edited = config.read_text()
         run(*APT, "install", "--reinstall", "--no-install-recommends", deb, timeout=600)
         assert config.read_text() == edited
