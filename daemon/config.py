@@ -157,8 +157,9 @@ def _describe(exc: msgspec.ValidationError, where: str, origin: dict[str, str]) 
     unknown = _UNKNOWN.fullmatch(what)
     if unknown:
         key = unknown["key"]
-        known = [k for s, k in SETTINGS if (s or "") == path] or [s for s, _ in SETTINGS if s]
-        close = difflib.get_close_matches(key, known + [s for s, _ in SETTINGS if s and not path], n=1)
+        # The keys of that section; at the top level, the top-level keys and section names.
+        known = [k for s, k in SETTINGS if (s or "") == path] + ([s for s, _ in SETTINGS if s] if not path else [])
+        close = difflib.get_close_matches(key, known, n=1)
         full = f"{path}.{key}" if path else key
         return f"{where}: unknown key {full!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
     what = what.replace("`", "")
