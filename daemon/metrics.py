@@ -38,6 +38,8 @@ log = logging.getLogger("noded.metrics")
 ENDED = (str(SessionState.STOPPED), str(SessionState.FAILED))
 INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
 REFRESH_TIMEOUT = 5.0  # seconds a scrape waits for the loop to read edge figures
+# The bounds (seconds) a feeder of update_hop_latency should count in, so that every
+# session's histograms can be summed; 150 us is the p95 target of one hop.
 HOP_BUCKETS = (50e-6, 100e-6, 150e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, float("inf"))
 
 
@@ -61,7 +63,8 @@ class HopLatency:
     """A cumulative histogram of one edge's hop latency (loan to the consumer holding it)."""
 
     edge: str
-    buckets: tuple[tuple[float, int], ...]  # (upper bound in seconds, cumulative count), ending with +Inf
+    buckets: tuple[tuple[float, int], ...]  # (upper bound in seconds, cumulative count), ending with +Inf;
+    # the bounds of HOP_BUCKETS
     sum_seconds: float
 
 
