@@ -14,7 +14,7 @@ from daemon.config import Config, describe
 from daemon.control import BadRequest, Connection, ControlServer
 from daemon.errors import NodedError
 from daemon.manager import SessionManager
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, refresh_from
 from daemon.pipeline import parse_pipeline
 from daemon.protocol import PROTOCOL_VERSION, Event, Request, SessionInfo, to_builtins
 from daemon.session import Session
@@ -42,16 +42,13 @@ class Daemon:
         self.server = ControlServer(config, self.handle, self._on_connect, self._on_disconnect)
         self.notifier = sdnotify.SystemdNotifier()
         self._stop = asyncio.Event()
-<<<<<<< HEAD
         # Prometheus metrics (daemon.metrics), only with metrics_address in noded.toml.
         self.metrics: Metrics | None = None
         if config.metrics_address is not None:
             self.metrics = Metrics(config.max_session_processes)
             self.manager.subscribe(self.metrics.on_session)
-=======
         self._stats_watchers: dict[Connection, float] = {}  # connection -> its period (s)
         self._stats_task: asyncio.Task[None] | None = None
->>>>>>> main
 
     def _on_systemd_event(self, event: Any) -> None:
         self.manager.on_systemd_event(event)
@@ -61,6 +58,10 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)  # the loop acts on it
         self.systemd.open(loop)
+        if self.metrics is not None:  # each scrape reads edge and node figures on this loop
+            metrics = self.metrics
+            metrics.set_refresh(loop, lambda: refresh_from(metrics, self.manager.sessions,
+                                                           lambda s: session_stats(s, self.systemd)))
         try:
             self.notifier.notify("STATUS=cleaning up after an earlier instance")
             await self.manager.cleanup_leftovers(timeout=self.config.node_stop_timeout + 5)
@@ -75,13 +76,10 @@ class Daemon:
             await self.server.close()
             await self.manager.stop_all(timeout=self.config.node_stop_timeout + 5)
         finally:
-<<<<<<< HEAD
             if self.metrics is not None:
                 self.metrics.close()
-=======
             if self._stats_task is not None:
                 self._stats_task.cancel()
->>>>>>> main
             self.systemd.close()
 
     def _on_connect(self, conn: Connection) -> None:

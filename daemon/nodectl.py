@@ -253,11 +253,8 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 def main() -> None:
     import daemon.nodectl_io  # noqa: F401  (registers run and feed)
-<<<<<<< HEAD
     import daemon.nodectl_logs  # noqa: F401  (registers logs)
-=======
     import daemon.top  # noqa: F401  (registers top)
->>>>>>> main
 
     cli(prog_name="nodectl")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.client import Client
 
-from .conftest import Sessions, chain, ended, wait_for
+from .conftest import NODECTL, Sessions, chain, ended, wait_for
 from .service_support import free_port, noded_with
 
 
@@ -47,3 +50,59 @@ def test_a_scrape_shows_sessions_nodes_init_times_and_crashes(sessions: Sessions
         assert after[("noded_sessions_ended_total", (("state", "stopped"),))] == 1
         assert after[("noded_sessions", (("state", "ready"),))] == 0
         assert after[("noded_nodes", (("state", "ready"),))] == 0
+
+
+FED = """
+inputs = ["text"]
+
+[[nodes]]
+id = "a"
+class = "passthrough"
+inputs = ["input.text"]
+
+[[nodes]]
+id = "b"
+class = "passthrough"
+inputs = ["a.out"]
+"""
+
+
+def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_path: Path) -> None:
+    lines = tmp_path / "in.txt"
+    lines.write_text("".join(f"line {i}\n" for i in range(30)))
+    port = free_port()
+    with noded_with({"NODED_METRICS_ADDRESS": f"127.0.0.1:{port}"}):
+        with Client(timeout=60) as c:
+            info = sessions.create(c, FED)
+            wait_for(c, info.sid, lambda i: i.state == "ready", 60)
+            idle = scrape(port)
+            fed = subprocess.run([*NODECTL, "feed", info.sid, "text", str(lines)],
+                                 capture_output=True, text=True, timeout=120)
+            assert fed.returncode == 0, fed
+            # The nodes may still be passing the last lines on: scrape until b has them all.
+            deadline = time.monotonic() + 60
+            while True:
+                busy = scrape(port)
+                done = busy.get(("noded_node_messages_in_total", (("node", "b"), ("session", info.sid))))
+                if done == 31 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            c.request("stop", sid=info.sid, wait=True)
+        gone = scrape(port)
+
+    def edge(got: dict, name: str, port_name: str) -> float:
+        return got[(name, (("edge", port_name), ("session", info.sid)))]
+
+    def node(got: dict, name: str, nid: str) -> float:
+        return got[(name, (("node", nid), ("session", info.sid)))]
+
+    assert edge(idle, "noded_edge_messages_total", "input.text") == 0
+    # 30 lines, then END_OF_STREAM: each edge carried all of them, none lost.
+    assert edge(busy, "noded_edge_messages_total", "input.text") == 31
+    assert edge(busy, "noded_edge_messages_total", "a.out") == 31
+    assert edge(busy, "noded_edge_bytes_total", "a.out") == edge(busy, "noded_edge_bytes_total", "input.text") > 0
+    assert edge(busy, "noded_edge_blocked_seconds_total", "a.out") >= 0
+    assert node(busy, "noded_node_messages_in_total", "b") == 31
+    assert node(busy, "noded_node_memory_bytes", "a") > 1_000_000
+    assert node(busy, "noded_node_errors_total", "a") == 0
+    assert not any(dict(k[1]).get("session") == info.sid for k in gone)  # an ended session's series go
