@@ -20,7 +20,7 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import iox2_base, prepare_session, remove_leftovers, remove_session, session_root
+from daemon.resources import prepare_session, remove_leftovers, remove_session, session_root
 from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
@@ -79,12 +79,12 @@ class SessionManager:
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
         sid = self._new_sid()
-        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(iox2_base(self.config.runtime_dir))))
-        prepare_session(self.config.runtime_dir, sid)
+        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(self.config.iox2_root)))
+        prepare_session(self.config.iox2_root, sid)
         try:
             self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
         except SystemdError:
-            remove_session(self.config.runtime_dir, sid)
+            remove_session(self.config.iox2_root, sid)
             raise
         session.slice_loaded = True
         self._finished[sid] = asyncio.get_running_loop().create_future()
@@ -156,7 +156,7 @@ class SessionManager:
         cgroups = self.oom.remove_leftovers(PARENT_SLICE)
         if cgroups:
             log.warning("removed %d memory cgroups an earlier noded made: %s", len(cgroups), " ".join(cgroups))
-        files = remove_leftovers(self.config.runtime_dir)
+        files = remove_leftovers(self.config.iox2_root)
         if files:
             log.warning("removed %d files of sessions an earlier noded ran", len(files))
         return names
@@ -295,7 +295,7 @@ class SessionManager:
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal
-        left = remove_session(self.config.runtime_dir, session.sid)
+        left = remove_session(self.config.iox2_root, session.sid)
         if left:
             log.info("session %s: removed %d files its nodes left", session.sid, len(left))
         session.apply(AllUnitsGone(failed=session.failure is not None))
@@ -320,7 +320,7 @@ class SessionManager:
         return service_properties(
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
-            iox2_root=session_root(self.config.runtime_dir, session.sid),
+            iox2_root=session_root(self.config.iox2_root, session.sid),
             memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max,
         )
 
