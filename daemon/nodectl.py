@@ -17,9 +17,11 @@ import click
 from rich.console import Console
 
 from daemon.client import DEFAULT_SOCKET, Client, session_info
+from daemon.completion import complete_sid
+from daemon.config import configured_socket
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
-from daemon.render import NodeProgress, print_failure, session_table, sessions_table
+from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table, wide
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 EXIT_INVALID, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_LIMIT = 4, 5, 6, 7
@@ -60,7 +62,7 @@ def reports_errors(func: F) -> F:
             if ctx is not None and ctx.json:
                 print(json.dumps({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
             else:
-                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)  # one line, unwrapped
+                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
                 if exc.hint:
                     err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
             sys.exit(_EXIT_BY_CODE.get(exc.code, EXIT_ERROR))
@@ -70,9 +72,23 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
-@click.option("--socket", default=str(DEFAULT_SOCKET), show_default=True, help="The daemon's control socket.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+class _Group(click.Group):
+    """Global flags may also follow the command: `nodectl session list --json`."""
+
+    MOVABLE = ("--json", "--debug")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in self.MOVABLE]
+        rest = [a for a in args[:end] if a not in self.MOVABLE]
+        return super().parse_args(ctx, moved + rest + args[end:])
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
+@click.option("--socket", default=lambda: str(configured_socket()), show_default=f"socket in /etc/noded/noded.toml, "
+              f"else {DEFAULT_SOCKET}", help="The daemon's control socket.")
+@click.option("--json", "as_json", is_flag=True, envvar="NODED_JSON",
+              help="Machine-readable JSON output (also after the command).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="noded")
 @click.pass_context
@@ -99,6 +115,18 @@ def status(ctx: Ctx) -> None:
         limit = data["limits"]["max_session_processes"]
         out.print(f"noded {data['version']} is running: {data['sessions']} live session(s); "
                   f"node processes per session: {limit if limit is not None else 'unlimited'}")
+        _print_status_details(data)
+
+
+def _print_status_details(data: dict[str, Any]) -> None:
+    """The node defaults and the metrics endpoint (from daemons that report them)."""
+    limits = {k: v for k, v in (data.get("node_limits") or {}).items() if v is not None}
+    if limits:
+        out.print("node limits by default: " + ", ".join(f"{k} {v}" for k, v in limits.items()), markup=False)
+    if data.get("metrics"):
+        out.print(f"metrics: http://{data['metrics']}/metrics", markup=False)
+    if data.get("config"):
+        out.print(f"configuration: {data['config']}", markup=False)
 
 
 @cli.group()
@@ -171,22 +199,25 @@ def list_(ctx: Ctx) -> None:
 
 
 @session.command("show")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def show(ctx: Ctx, sid: str) -> None:
-    """Show a session and its nodes."""
+    """Show a session: its nodes (state, memory, CPU, messages) and channels."""
     with ctx.client() as c:
         info = session_info(c.request("show", sid=sid))
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(session_table(info))
+        console = wide(out)
+        console.print(session_table(info))
+        if info.stats is not None and info.stats.channels:
+            console.print(channels_table(info.stats))
         print_failure(out, info)
 
 
 @session.command("stop")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of when every unit is gone.")
 @click.pass_obj
 @reports_errors
@@ -203,7 +234,7 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
 
 
 @session.command("watch")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def watch(ctx: Ctx, sid: str) -> None:
@@ -222,6 +253,8 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 def main() -> None:
     import daemon.nodectl_io  # noqa: F401  (registers run and feed)
+    import daemon.nodectl_logs  # noqa: F401  (registers logs)
+    import daemon.top  # noqa: F401  (registers top)
 
     cli(prog_name="nodectl")
 

@@ -111,10 +111,12 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     raise PipelineError([Problem(filename, None, None, reason)])
 
 
-def parse_pipeline(text: str, filename: str) -> Pipeline:
+def parse_pipeline(text: str, filename: str, defaults: Resources = Resources()) -> Pipeline:
     """Check a pipeline given as TOML text; ``filename`` names it in problems and gives
-    the default pipeline name (its stem). Raises PipelineError."""
-    checker = _Checker(filename)
+    the default pipeline name (its stem); ``defaults`` are the limits of nodes for which
+    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``).
+    Raises PipelineError."""
+    checker = _Checker(filename, defaults)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -138,8 +140,9 @@ def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
 class _Checker:
     """Collects the problems of one pipeline file while building its Pipeline."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, defaults: Resources = Resources()) -> None:
         self.filename = filename
+        self.defaults = defaults
         self.problems: list[Problem] = []
         self.hints: dict[str, None] = {}  # ordered set
         self.modules: dict[str, set[str] | ValueError | None] = {}
@@ -165,7 +168,7 @@ class _Checker:
         raw_nodes = lists.get("nodes", [])
         if not raw.get("nodes"):
             self.report(None, "nodes", "the pipeline has no nodes", "empty")
-        limits = replace(Resources(), **self.check_resources(doc.limits if doc else LimitsDoc(), None, "limits."))
+        limits = replace(self.defaults, **self.check_resources(doc.limits if doc else LimitsDoc(), None, "limits."))
         dataplane = self.check_dataplane(doc.dataplane if doc else DataplaneDoc())
         name = Path(self.filename).stem
         if doc is not None and isinstance(doc.name, str):

@@ -16,34 +16,35 @@ SHM = Path("/dev/shm")
 
 
 def iox2_base(runtime_dir: Path) -> Path:
+    """The default iceoryx2 root (``Config.iox2_root``, ``iceoryx2_root`` in noded.toml)."""
     return runtime_dir / "iox2"
 
 
-def session_root(runtime_dir: Path, sid: str) -> Path:
-    return iox2_base(runtime_dir) / sid
+def session_root(base: Path, sid: str) -> Path:
+    """``base`` is the iceoryx2 root of all sessions (``Config.iox2_root``)."""
+    return base / sid
 
 
 def session_prefix(sid: str) -> str:
     return f"noded_{sid}_"
 
 
-def prepare_session(runtime_dir: Path, sid: str) -> Path:
-    root = session_root(runtime_dir, sid)
+def prepare_session(base: Path, sid: str) -> Path:
+    root = session_root(base, sid)
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
     return root
 
 
-def remove_session(runtime_dir: Path, sid: str, shm: Path = SHM) -> list[str]:
+def remove_session(base: Path, sid: str, shm: Path = SHM) -> list[str]:
     """Remove the session's root and shared-memory segments; returns what was removed."""
-    return remove_session_resources(session_root(runtime_dir, sid), session_prefix(sid), str(shm))
+    return remove_session_resources(session_root(base, sid), session_prefix(sid), str(shm))
 
 
-def remove_leftovers(runtime_dir: Path, shm: Path = SHM) -> list[str]:
+def remove_leftovers(base: Path, shm: Path = SHM) -> list[str]:
     """Everything of sessions an earlier daemon ran (call before any session starts)."""
     removed: list[str] = []
-    base = iox2_base(runtime_dir)
     sids = {p.name for p in base.iterdir() if p.is_dir()} if base.exists() else set()
     sids |= {p.name.split("_")[1] for p in shm.glob("noded_*_*")}
     for sid in sorted(sids):
-        removed += remove_session(runtime_dir, sid, shm)
+        removed += remove_session(base, sid, shm)
     return removed

@@ -89,8 +89,13 @@ def service_properties(
         ("ProtectSystem", "s", "strict"),
         ("ProtectHome", "s", "yes"),
         # The session's iceoryx2 root (daemon.resources); /dev/shm stays writable.
-        ("ReadWritePaths", "as", [str(iox2_root).encode()]),
+        ("ReadWritePaths", "as", [str(iox2_root).encode(), *(p.encode() for p in config.node_sandbox.read_write_paths)]),
     ]
+    # [node_sandbox] of noded.toml.
+    if config.node_sandbox.read_only_paths:
+        props.append(("ReadOnlyPaths", "as", [p.encode() for p in config.node_sandbox.read_only_paths]))
+    if config.node_sandbox.private_network:
+        props.append(("PrivateNetwork", "b", True))
     if memory_max is not None:
         props.append(("MemoryMax", "t", memory_max))
         # Without swap limits a node could page out instead of hitting its limit.

@@ -25,6 +25,7 @@ that ``nodeworker`` does not depend on the daemon's package.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from nodeworker.dataplane import Endpoint
 from nodeworker.errors import NodeworkerError
 from nodeworker.message import Message
 from nodeworker.spec import DataPlane
+from nodeworker.stats import stats_path
 from nodeworker.wire import Flags, Kind
 
 DEFAULT_SOCKET = Path("/run/noded/control.sock")
@@ -71,7 +73,9 @@ class SessionIO:
         self.plane = plane
         self.inputs = [o.port for o in plane.outputs]  # what the client produces
         self.outputs = [i.source for i in plane.inputs]  # what it consumes
-        self.endpoint = Endpoint(plane, CLIENT)
+        # Its counters go where the daemon shows them when this process may write there.
+        counters = stats_path(plane.root, CLIENT) if os.access(plane.root, os.W_OK) else None
+        self.endpoint = Endpoint(plane, CLIENT, stats_path=counters)
         self._ended: set[str] = set()
 
     def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> Any:

@@ -12,6 +12,8 @@ BUILTINS: dict[str, str] = {
     "source": "nodeworker.builtins.testing_nodes:Source",
     "slow_sink": "nodeworker.builtins.testing_nodes:SlowSink",
     "flaky": "nodeworker.builtins.testing_nodes:Flaky",
+    # crash scenarios (nodeworker/builtins/chaos_nodes.py)
+    "chaos": "nodeworker.builtins.chaos_nodes:Chaos",
     # audio, speech and video (nodeworker/builtins/{audio,vad,asr,responder,tts,video}.py)
     "resample": "nodeworker.builtins.audio:Resample",
     "wav_source": "nodeworker.builtins.audio:WavSource",

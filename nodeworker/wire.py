@@ -261,6 +261,8 @@ class Header:
             object.__setattr__(self, "flags", _FLAGS[flags])
         if kind in BYTE_KINDS and (dt is not _UINT8 or len(shape) != 1):
             raise BadField(f"{kind.name} payloads are uint8 of shape (n,), got {dt} {shape}")
+        if 0 in shape:
+            _check_empty_shape(shape, dt)
         # math.prod(()) == 1: a 0-d array has one element.
         if math.prod(shape) * dt.itemsize != self.payload_len:
             raise BadField(
@@ -291,6 +293,13 @@ class Header:
         bytearray, memoryview, or anything with the buffer protocol."""
         n = memoryview(data).nbytes
         return cls(kind, _UINT8, (n,), n, **kw)
+
+
+def _check_empty_shape(shape: tuple[int, ...], dt: np.dtype) -> None:
+    """An empty array's other dimensions still count for numpy: the product of the
+    nonzero ones times the itemsize must fit in an intp, or no view of it can be made."""
+    if math.prod(d for d in shape if d) * dt.itemsize > _I64_MAX:
+        raise BadField(f"shape {shape} of {dt}: numpy cannot make an array of it (its nonzero dimensions are too big)")
 
 
 def _checked_int(value: Any, what: str) -> int:
@@ -496,6 +505,8 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
     payload_len = f[19]
     if kind in BYTE_KINDS and (dtype is not _UINT8 or ndim != 1):
         raise BadField(f"{kind.name} payloads are uint8 of shape (n,), got {dtype} {shape}")
+    if 0 in shape:
+        _check_empty_shape(shape, dtype)
     if math.prod(shape) * dtype.itemsize != payload_len:
         raise BadField(
             f"shape {shape} of {dtype} is {math.prod(shape) * dtype.itemsize} bytes, "
