@@ -311,7 +311,7 @@ class SessionManager:
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
             iox2_root=session_root(self.config.runtime_dir, session.sid),
-            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max,
+            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max, sandbox=spec.sandbox,
         )
 
     def _publish(self, session: Session) -> None:

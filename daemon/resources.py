@@ -28,8 +28,15 @@ def session_prefix(sid: str) -> str:
 
 
 def prepare_session(runtime_dir: Path, sid: str) -> Path:
+    """Create the session's root: sticky and writable for all (1777), as the nodes'
+    dynamic uid is not known before they start (daemon.sandbox says why that is safe).
+    The base is traverse-only (0711): a node cannot list the sessions."""
+    base = iox2_base(runtime_dir)
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    base.chmod(0o711)
     root = session_root(runtime_dir, sid)
-    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root.mkdir(exist_ok=True)
+    root.chmod(0o1777)
     return root
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Config
+from daemon.sandbox import NodeSandbox, sandbox_properties
 
 UNIT_PREFIX = "noded-"
 PARENT_SLICE = "noded.slice"
@@ -56,6 +57,7 @@ def service_properties(
     memory_max: int | None = None,
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
+    sandbox: NodeSandbox = NodeSandbox(),
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -83,13 +85,9 @@ def service_properties(
         ("MemoryAccounting", "b", True),
         ("CPUAccounting", "b", True),
         ("TasksAccounting", "b", True),
-        # Basic sandbox; the full set is the hardening issue's.
-        ("PrivateTmp", "b", True),
-        ("NoNewPrivileges", "b", True),
-        ("ProtectSystem", "s", "strict"),
-        ("ProtectHome", "s", "yes"),
-        # The session's iceoryx2 root (daemon.resources); /dev/shm stays writable.
-        ("ReadWritePaths", "as", [str(iox2_root).encode()]),
+        # The session's dynamic user and the sandbox (daemon.sandbox); writable: the
+        # session's iceoryx2 root (daemon.resources) and /dev/shm.
+        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
     ]
     if memory_max is not None:
         props.append(("MemoryMax", "t", memory_max))

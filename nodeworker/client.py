@@ -36,6 +36,7 @@ import msgspec
 from nodeworker.dataplane import Endpoint
 from nodeworker.errors import NodeworkerError
 from nodeworker.message import Message
+from nodeworker.sessionuser import SessionUser, as_session_user
 from nodeworker.spec import DataPlane
 from nodeworker.wire import Flags, Kind
 
@@ -71,9 +72,17 @@ class SessionIO:
         self.plane = plane
         self.inputs = [o.port for o in plane.outputs]  # what the client produces
         self.outputs = [i.source for i in plane.inputs]  # what it consumes
-        self.endpoint = Endpoint(plane, CLIENT)
+        # Sandboxed nodes run as the session's user: iceoryx2 calls run as that user
+        # too, so that the nodes can open what they create (nodeworker.sessionuser).
+        self.session_user = SessionUser.of_root(plane.root)
+        self.endpoint = self._endpoint(plane)
         self._ended: set[str] = set()
 
+    @as_session_user
+    def _endpoint(self, plane: DataPlane) -> Endpoint:
+        return Endpoint(plane, CLIENT)
+
+    @as_session_user
     def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> Any:
         """A writable array in shared memory to fill and pass to ``send`` (no copy)."""
         return self.endpoint.loan(port, shape, dtype, kind, **fields)
@@ -82,12 +91,17 @@ class SessionIO:
         if port not in self.inputs:
             raise AttachError(f"the session has no external input {port!r}",
                               hint=f"its inputs: {', '.join(self.inputs) or 'none'}")
+        self._send(port, value, kind, fields)
+
+    @as_session_user
+    def _send(self, port: str, value: Any, kind: Kind | int | None, fields: dict[str, Any]) -> None:
         self.endpoint.send(port, value, kind=kind, **fields)
 
     def end(self, port: str) -> None:
         """Tell the consumers of ``port`` that nothing more will come on it."""
         self.send(port, b"", kind=Kind.CONTROL, flags=Flags.END_OF_STREAM)
 
+    @as_session_user
     def receive(self, timeout: float | None = None) -> Message | None:
         """The next message of an external output, or None after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -117,6 +131,7 @@ class SessionIO:
     def all_ended(self) -> bool:
         return set(self.outputs) <= self._ended
 
+    @as_session_user
     def close(self) -> None:
         self.endpoint.close()
 
