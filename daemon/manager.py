@@ -20,7 +20,9 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import iox2_base, prepare_session, remove_leftovers, remove_session, session_root
+from daemon.resources import (
+    iox2_base, prepare_session, remove_leftovers, remove_session, seal_session, session_root,
+)
 from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
@@ -233,8 +235,17 @@ class SessionManager:
         changed = node.apply(event)
         if changed:
             session.apply(NodesChanged(tuple(n.state for n in session.nodes.values())))
+            if isinstance(event, Activated):
+                self._seal(session)
         if changed or always_publish:
             self._publish(session)
+
+    def _seal(self, session: Session) -> None:
+        """Make the session's iceoryx2 root its nodes' uid's alone (daemon.resources)."""
+        try:
+            seal_session(self.config.runtime_dir, session.sid)
+        except OSError as exc:
+            log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
 
     # -- failure and cleanup ------------------------------------------------------
 

@@ -8,6 +8,8 @@ removes whatever an earlier daemon left.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from nodeworker.sessionfiles import remove_session_resources
@@ -38,6 +40,24 @@ def prepare_session(runtime_dir: Path, sid: str) -> Path:
     root.mkdir(exist_ok=True)
     root.chmod(0o1777)
     return root
+
+
+def seal_session(runtime_dir: Path, sid: str) -> int | None:
+    """Hand the session's root to its nodes' uid, private (0700), once a node has made
+    the root's ``nodes/`` folder (iceoryx2 does, as that uid); returns the uid, or None
+    while it is not known. Until then the root is 1777 (see prepare_session)."""
+    root = session_root(runtime_dir, sid)
+    try:
+        nodes = os.lstat(root / "nodes")
+        if not stat.S_ISDIR(nodes.st_mode) or nodes.st_uid == 0:
+            return None
+        current = os.lstat(root)
+        if current.st_uid != nodes.st_uid:
+            os.chown(root, nodes.st_uid, nodes.st_gid, follow_symlinks=False)
+            os.chmod(root, 0o700)
+    except FileNotFoundError:
+        return None
+    return nodes.st_uid
 
 
 def remove_session(runtime_dir: Path, sid: str, shm: Path = SHM) -> list[str]:

@@ -26,6 +26,7 @@ shared memory the uid still owns (the daemon removes the rest, see daemon.resour
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -44,6 +45,8 @@ FORBIDDEN_READ_ONLY = (PurePosixPath("/proc"), PurePosixPath("/sys"), PurePosixP
 SYSCALL_ALLOW = ["@system-service"]
 SYSCALL_DENY = ["@privileged", "@resources"]
 EPERM = 1
+# IPAddressDeny=any: (address family, address, prefix length).
+IP_ANY = [(socket.AF_INET, b"\0" * 4, 0), (socket.AF_INET6, b"\0" * 16, 0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeSandbox 
         ("PrivateTmp", "b", True),
         ("PrivateDevices", "b", True),
         ("PrivateNetwork", "b", not sandbox.network),
+        ("PrivateUsers", "b", True),
         ("ProtectProc", "s", "invisible"),
         ("NoNewPrivileges", "b", True),
         ("CapabilityBoundingSet", "t", 0),
@@ -92,9 +96,15 @@ def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeSandbox 
         ("ProtectHostname", "b", True),
         ("RestrictRealtime", "b", True),
         ("RestrictSUIDSGID", "b", True),
+        # numpy, onnxruntime, pocketsphinx, iceoryx2, ctypes callbacks and espeak-ng work
+        # without writable+executable memory (benchmarks/sandbox_check.py); cffi's
+        # old-style ffi.callback() does not.
+        ("MemoryDenyWriteExecute", "b", True),
         ("KeyringMode", "s", "private"),
         ("DevicePolicy", "s", "closed"),
     ]
+    if not sandbox.network:
+        props.append(("IPAddressDeny", "a(iayu)", IP_ANY))
     if sandbox.read_only_paths:
         # (source, destination, ignore a missing source, flags): a missing model is an
         # error the pipeline check reports before any unit starts.
