@@ -48,23 +48,21 @@ class SessionUser:
         """Whom a client must act as to use the session whose iceoryx2 root is ``root``;
         None when it needs no change (it is that user, or the nodes run as root)."""
         nodes = os.path.join(root, "nodes")
+        euid = os.geteuid()
         try:
             st = os.stat(nodes)
+        except PermissionError:  # the root is the session user's alone (daemon.resources.seal_session)
+            raise _cannot_join(os.stat(root).st_uid, euid) from None
         except FileNotFoundError:
             raise JoinError(f"the session's nodes have not opened their channels yet ({nodes} is missing)",
                             hint="attach once the session is ready") from None
         except OSError as exc:
             raise JoinError(f"cannot use the session's iceoryx2 root {os.fspath(root)}: {exc.strerror}",
                             hint="is the session still running ('nodectl session list')?") from exc
-        euid = os.geteuid()
         if st.st_uid in (euid, 0):
             return None
         if euid != 0:
-            raise JoinError(
-                f"the session's shared memory belongs to its sandboxed user (uid {st.st_uid}); "
-                f"this process (uid {euid}) cannot open it",
-                hint="attach as root (e.g. 'sudo nodectl run ...'): only root can join a session's user",
-            )
+            raise _cannot_join(st.st_uid, euid)
         return cls(st.st_uid, st.st_gid)
 
     @contextmanager
@@ -79,6 +77,14 @@ class SessionUser:
         finally:
             _libc.setfsuid(old_uid)
             _libc.setfsgid(old_gid)
+
+
+def _cannot_join(owner: int, euid: int) -> JoinError:
+    return JoinError(
+        f"the session's shared memory belongs to its sandboxed user (uid {owner}); this process (uid {euid}) "
+        "cannot open it",
+        hint="attach as root (e.g. 'sudo nodectl run ...'): only root can join a session's user",
+    )
 
 
 def as_session_user(method: Callable[P, R]) -> Callable[P, R]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import grp
 import json
+import os
 import pwd
 import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -196,3 +198,24 @@ def test_connections_cut_mid_request_leave_the_daemon_serving(prefix: bytes) -> 
         sock.sendall(prefix.replace(b"\n", b" "))
     with Client(timeout=60) as c:
         assert c.request("status")["version"]
+
+
+def test_a_group_member_that_is_not_root_cannot_join_a_sandboxed_session(
+    stranger: pwd.struct_passwd, client: Client, sessions: Sessions,
+) -> None:
+    """Only root can take on a session's dynamic user (nodeworker/sessionuser.py): a member
+    of group noded may manage sessions but gets one clear line, not a traceback, when it
+    tries to exchange data with one."""
+    info = sessions.create(client, 'inputs = ["go"]\n[[nodes]]\nid = "p"\nclass = "passthrough"\n'
+                                   'inputs = ["input.go"]\n')
+    wait_for(client, info.sid, lambda i: i.state == "ready", 30)
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as folder:  # readable by the user, unlike tmp_path
+        os.chmod(folder, 0o755)
+        data = os.path.join(folder, "in.txt")
+        with open(data, "w") as f:
+            f.write("hello\n")
+        os.chmod(data, 0o644)
+        fed = as_user(stranger, [*NODECTL, "feed", info.sid, "go", data], groups=[grp.getgrnam("noded").gr_gid])
+    assert fed.returncode == 1, fed
+    assert "sandboxed user" in fed.stderr and "Traceback" not in fed.stderr, fed.stderr
+    assert "hint: attach as root" in fed.stderr
