@@ -46,6 +46,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from daemon.client import Client, session_info  # noqa: E402
 from nodeworker.client import attach  # noqa: E402
+from raw_iceoryx2 import run_raw  # noqa: E402
 
 SIZES = {"1 KB": 1_000, "64 KB": 64_000, "1 MB": 1_000_000, "3.84 MB": 3_840_000, "10 MB": 10_000_000}
 TARGET_P95_US = 150.0  # noded in-place, every size
@@ -283,7 +284,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(res: dict[str, Any]) -> None:
-    m, noded, pipe, dora = res["machine"], res["noded"], res["pipe"], res["dora"]
+    m, noded, pipe, dora, raw = res["machine"], res["noded"], res["pipe"], res["dora"], res["raw"]
     p = res["params"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
           f"numpy {m['numpy']}, iceoryx2 {m['iceoryx2']}; loadavg before {' '.join(m['loadavg'])}, "
@@ -307,6 +308,12 @@ def report(res: dict[str, Any]) -> None:
     print(table(["size", "in-place p50", "p95", "p99", "copy p50", "p95", "p99", "pickle p50", "p95",
                  "dora p50", "p95", "dora/in-place p95", "pickle/in-place p95",
                  f"in-place p95 <= {TARGET_P95_US:.0f} us"], body))
+    print("\nthe floor: the same hop with iceoryx2's binding and almost no code (benchmarks/raw_iceoryx2.py), us:")
+    print(table(["size", "raw p50", "p95", "p99", "in-place/raw p50", "in-place/raw p95", f"raw p95 <= {TARGET_P95_US:.0f} us"],
+                [[label, f(raw[label]["p50"]), f(raw[label]["p95"]), f(raw[label]["p99"]),
+                  ratio(noded["inplace"][label]["p50"], raw[label]["p50"]),
+                  ratio(noded["inplace"][label]["p95"], raw[label]["p95"]),
+                  "yes" if raw[label]["p95"] <= TARGET_P95_US else "no"] for label in SIZES]))
     print("\nnoded, inside the source (t0 to ctx.send returned) and the sink (taking msg.array), p50/p95 us:")
     both = lambda st: f"{f(st['p50'])}/{f(st['p95'])}"  # noqa: E731
     print(table(["size", "in-place send", "copy send", "msg.array"],
@@ -346,6 +353,7 @@ def main() -> int:
                            "params": {"count": count, "warmup": warmup, "interval": args.interval}}
     res["noded"] = run_noded(count, warmup, args.interval, rss_messages)
     res["pipe"] = run_pipe(count, warmup, args.interval)
+    res["raw"] = {label: stats_us(ns) for label, ns in run_raw(SIZES, count, warmup, args.interval).items()}
     try:
         res["dora"] = "skipped (--no-dora)" if args.no_dora else run_dora(count, warmup, args.interval)
     except RuntimeError as e:

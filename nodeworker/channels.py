@@ -58,6 +58,36 @@ _SOCKET_NAME_LEN = 48  # iceoryx2 puts "<prefix><32 digits>.event" sockets into 
 _SUN_PATH_MAX = 107
 
 
+# iceoryx2's Python layer wraps each Slice publisher's loan and each sample's assume_init
+# in a function that asserts on typing.get_origin of the payload type, per call. The
+# payload type here is always Slice[c_uint8], so the per-message path calls the binding's
+# methods underneath (iceoryx2 is pinned in pyproject.toml; the public name is the
+# fallback if a release renames them).
+_RAW_LOAN = "__loan_slice_uninit"
+_RAW_ASSUME_INIT = "__assume_init"
+_HAS_RAW_ASSUME_INIT = hasattr(iox.SampleMutUninit, _RAW_ASSUME_INIT)
+
+
+def _assume_init(sample: Any) -> Any:
+    return getattr(sample, _RAW_ASSUME_INIT)() if _HAS_RAW_ASSUME_INIT else sample.assume_init()
+
+
+class _EventIds:
+    """iox.EventId objects, made once per id (EventId.new per notify costs a binding call)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, Any] = {}
+
+    def __getitem__(self, value: int) -> Any:
+        event = self._ids.get(value)
+        if event is None:
+            event = self._ids[value] = iox.EventId.new(value)
+        return event
+
+
+_EVENT_IDS = _EventIds()
+
+
 class ChannelError(NodeworkerError):
     """An iceoryx2 channel cannot be set up or used."""
 
@@ -190,12 +220,20 @@ class Inbox:
 
     def wait(self, timeout: float) -> list[int]:
         """Sleep (GIL released) until an event, a wake(), the extra fd or ``timeout``
-        seconds; then return the pending event ids (maybe none). A signal ends it early."""
-        with contextlib.suppress(iox.WaitSetRunError):
+        seconds; then return the pending event ids (maybe none). A signal ends it early.
+        The wake-up pipe is drained only when no event came (a syscall, and an exception
+        when empty, saved per message): a wake() left in it costs one spare wake-up."""
+        try:  # try/except, not contextlib.suppress: this runs once per message
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._wake_r, 4096)
-        return self.take()
+        except iox.WaitSetRunError:
+            pass
+        events = [activation.id.as_value for activation in self._listener.try_wait()]
+        if not events:  # woken by wake() (or the extra fd, the caller's to drain): drain the pipe
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+        return events
 
     def take(self) -> list[int]:
         """The pending event ids, without waiting."""
@@ -242,6 +280,8 @@ class OutPort:
             .max_loaned_samples(MAX_LOANS)
             .create()
         )
+        self._loan = getattr(self.publisher, _RAW_LOAN, None) or self.publisher.loan_slice_uninit
+        self._data_event = _EVENT_IDS[EVENT_DATA]
         self.hello = [False] * n
         self.sent = [0] * n
         self.released = [0] * n
@@ -260,6 +300,8 @@ class OutPort:
     def blocking(self) -> list[int]:
         """The consumers that keep the next send from going out: no hello yet, or
         ``depth`` messages in flight."""
+        if len(self.sent) == 1:  # the common case, without a comprehension per send
+            return [] if self.hello[0] and self.sent[0] - self.released[0] < self.depth else [0]
         return [
             i for i, (hello, s, r) in enumerate(zip(self.hello, self.sent, self.released))
             if not hello or s - r >= self.depth
@@ -271,21 +313,24 @@ class OutPort:
             raise ValueError(
                 f"port {self.spec.port!r}: a {length}-byte message exceeds its max of {self.max_message_len} bytes"
             )
-        return self.publisher.loan_slice_uninit(length)
+        return self._loan(length)
 
     def send(self, sample: Any) -> None:
         """Send a loaned, written sample to every consumer and notify their inboxes.
         The caller has checked ``blocking()`` is empty."""
-        delivered = sample.assume_init().send()
+        delivered = _assume_init(sample).send()
         n = len(self.sent)
         if delivered < n:
             self.check_consumers()
             raise ConsumerGone(f"port {self.spec.port!r}: delivered to {delivered} of {n} consumers")
+        sent, notifiers, event = self.sent, self._notifiers, self._data_event
         for i in range(n):
-            self.sent[i] += 1
-            notifier = self._notifier(i)
+            sent[i] += 1
+            notifier = notifiers[i]
+            if notifier is None:
+                notifier = self._notifier(i)
             if notifier is not None:
-                notifier.notify_with_custom_event_id(iox.EventId.new(EVENT_DATA))
+                notifier.notify_with_custom_event_id(event)
 
     def announce(self) -> None:
         """Tell consumers whose inbox already exists that this port is up (EVENT_CONNECT);
@@ -293,7 +338,7 @@ class OutPort:
         for i in range(len(self.sent)):
             notifier = self._notifier(i)
             if notifier is not None:
-                notifier.notify_with_custom_event_id(iox.EventId.new(EVENT_CONNECT))
+                notifier.notify_with_custom_event_id(_EVENT_IDS[EVENT_CONNECT])
 
     def _notifier(self, i: int) -> Any | None:
         notifier = self._notifiers[i]
@@ -361,7 +406,7 @@ class InPort:
         """Tell the producer the current released count; True if it was delivered."""
         event_id = credit_event_id(self.spec.port_index, self.spec.consumer_index, self.released)
         notifier = self._chan.notifier(self.spec.producer_inbox, event_id)
-        if notifier is None or notifier.notify_with_custom_event_id(iox.EventId.new(event_id)) < 1:
+        if notifier is None or notifier.notify_with_custom_event_id(_EVENT_IDS[event_id]) < 1:
             return False
         self.credited = self.released
         return True

@@ -33,12 +33,11 @@ sends nothing before this endpoint's hello, so nothing is lost at start-up.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -51,13 +50,15 @@ from nodeworker.node import Stopped
 from nodeworker.rejects import RejectLog
 from nodeworker.spec import DataPlane
 from nodeworker.wire import HEADER_SIZE, Flags, Header, Kind, WireError, pack_header_into, payload_checksum
-from nodeworker.wire import pack_header_patched_into
-from nodeworker.wire import unpack_header, verify_payload
+from nodeworker.wire import pack_header, pack_header_patched_into, patch_template
+from nodeworker.wire import unpack_head, unpack_header, verify_payload
 
 __all__ = ["ChannelError", "ConsumerGone", "Endpoint", "Stopped"]
 
 DEAD_CHECK = 0.25  # s between dead-consumer checks while a send is blocked
 HOUSEKEEPING = 1.0  # s: the longest wait(); retries connecting inputs and undelivered credits
+MAX_TEMPLATES = 64  # header templates kept per endpoint (see Endpoint._template)
+_PER_MESSAGE = frozenset({"timestamp_ns", "seq"})  # loan fields a template leaves open
 
 log = logging.getLogger("noded.dataplane")
 
@@ -70,21 +71,29 @@ class Endpoint:
         *,
         extra_fd: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        stop_event: threading.Event | None = None,
         rejects: RejectLog | None = None,
         send_timeout: float | None = None,
     ) -> None:
         """``name``: this endpoint's name (node id, or "client"); ``extra_fd``: another fd
         that wakes ``wait`` (the worker's signal pipe; ``should_stop`` must drain it);
-        ``send_timeout``: the default ``timeout`` of ``send`` (None: wait as needed)."""
+        ``stop_event``: set whenever ``should_stop`` would say True, checked instead of
+        calling it on every send (a ``select`` per message); ``send_timeout``: the default
+        ``timeout`` of ``send`` (None: wait as needed)."""
         self.name = name
         self.send_timeout = send_timeout
         self.verify = plane.verify_payload
         self.stats: Counter[str] = Counter()
         self.rejects = rejects if rejects is not None else RejectLog(logger=log)
         self._should_stop = should_stop or (lambda: False)
+        self._stop_event = stop_event if stop_event is not None else threading.Event()
+        # (kind, dtype, shape) -> (Header, its packed bytes): loans of a geometry seen
+        # before skip building and validating a Header (see loan()).
+        self._templates: dict[Any, tuple[Header, bytes]] = {}
         self._stopped = False
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._locked_cm = _Locked(self)
         self._pumping = False
         self._released: deque[tuple[int, Any]] = deque()  # (input index, sample) from Leases
         self._next_input = 0
@@ -120,8 +129,9 @@ class Endpoint:
     def receive(self) -> Message | None:
         """The next message (inputs in turn, each in order), or None. Malformed samples
         are rejected (counted, logged once per burst, released and credited)."""
-        with self._locked():
-            self._flush_credits()
+        with self._locked_cm:
+            if self._released:
+                self._flush_credits()
             if not self._all_connected and self._inbox is not None:  # a client that only polls
                 self._apply(self._inbox.take())
             n = len(self._inputs)
@@ -136,16 +146,19 @@ class Endpoint:
                 if msg is not None:
                     self._next_input = (port.index + 1) % n
                     return msg
-            self._flush_credits()
+            if self._released:
+                self._flush_credits()
             return None
 
     def _accept(self, port: InPort, sample: Any) -> Message | None:
         lease = Lease(sample, sample.header.number_of_elements, port.index, self._on_release)
         try:
-            buf = lease.bytes()
-            header = unpack_header(buf, lease.length)
             if self.verify:
+                buf = lease.bytes()
+                header = unpack_header(buf, lease.length)
                 verify_payload(buf, header)
+            else:
+                header = unpack_head(lease.head(), lease.length)
         except WireError as e:
             self.stats["rejected"] += 1
             self.rejects.record(e, port.spec.source)
@@ -168,19 +181,17 @@ class Endpoint:
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            self._flush_credits()
+            if self._released:
+                self._flush_credits()
         finally:
             self._lock.release()
         return True
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The lock; on leaving, flush what a Lease handed over while it was held (its
-        finalizer found the lock taken, and appended before this check)."""
-        with self._lock:
-            yield
-        if self._released:
-            self._try_flush()
+    def _locked(self) -> _Locked:
+        """The lock, as a context manager; on leaving, flush what a Lease handed over
+        while it was held (its finalizer found the lock taken, and appended before this
+        check). One object, not a generator per use: it is on every message's path."""
+        return self._locked_cm
 
     def _flush_credits(self) -> None:
         """With the lock held: release the samples Leases let go, then credit them."""
@@ -201,8 +212,9 @@ class Endpoint:
         """Sleep until a message, a credit or a wake-up may have arrived, or ``timeout``
         seconds (at most HOUSEKEEPING) have passed. Returns early on signals."""
         limit = HOUSEKEEPING if timeout is None else min(timeout, HOUSEKEEPING)
-        with self._locked():
-            self._flush_credits()
+        with self._locked_cm:
+            if self._released:
+                self._flush_credits()
             self._pump(limit)
 
     def _pump(self, timeout: float) -> None:
@@ -218,11 +230,15 @@ class Endpoint:
         finally:
             self._lock.acquire()
             self._pumping = False
-        self._flush_credits()
-        if self._should_stop():  # also drains the extra fd, which would keep waking us
+        if self._released:
+            self._flush_credits()
+        # should_stop() also drains the extra fd, which would keep waking us; a wake-up
+        # that brought events needs it only if a stop is known (stop_event) already.
+        if (not events or self._stop_event.is_set()) and self._should_stop():
             self._stopped = True
         self._apply(events)
-        self._cond.notify_all()
+        if self._cond._waiters:  # type: ignore[attr-defined]  # Condition.notify_all is Python code: skip it when nobody waits
+            self._cond.notify_all()
 
     def _apply(self, events: list[int]) -> None:
         """With the lock held: apply credits; connect inputs on EVENT_CONNECT or when due."""
@@ -259,13 +275,40 @@ class Endpoint:
         pass to ``send(port, array)``; header fields (seq, timestamp_ns, sample_rate,
         channels, pixel_format, flags) are given here. Dropped unsent, the sample returns
         to the pool. On a port nobody consumes it is an ordinary array."""
-        header, seq_given = make_header(Kind.TENSOR if kind is None else kind, dtype, shape, fields)
+        kind = Kind.TENSOR if kind is None else kind
+        template = None
+        if not fields or (not fields.keys() - _PER_MESSAGE and all(map(_fits_i64, fields.values()))):
+            template = self._template(kind, dtype, shape)
+        if template is None:
+            header, seq_given = make_header(kind, dtype, shape, fields)
+        else:
+            header, seq_given = template[0], "seq" in fields
         out = self._outputs.get(port)
         if out is None:
             return np.empty(header.shape, header.dtype)
-        with self._locked():
+        with self._locked_cm:
             sample = out.loan(HEADER_SIZE + header.payload_len)
-        return Loan(port, sample, header, seq_given).array()
+        loan = Loan(port, sample, header, seq_given)
+        if template is not None:
+            loan.template = template[1]
+            loan.timestamp_ns = fields.get("timestamp_ns", 0)
+            loan.seq = fields.get("seq", 0)
+        return loan.array()
+
+    def _template(self, kind: Any, dtype: Any, shape: Any) -> tuple[Header, bytes] | None:
+        """The header (timestamp_ns and seq 0) and packed template for a loan of this
+        geometry, made and validated once; None if the key is not hashable (a list)."""
+        key = (kind, dtype, shape)
+        try:
+            template = self._templates.get(key)
+        except TypeError:
+            return None
+        if template is None:
+            header, _ = make_header(kind, dtype, shape, {})
+            if len(self._templates) >= MAX_TEMPLATES:
+                self._templates.clear()  # geometries that change every message: no cache
+            template = self._templates[key] = (header, pack_header(header))
+        return template
 
     def send(
         self, port: str, value: Any, *, kind: Kind | int | None = None, timeout: float | None = None, **fields: Any
@@ -293,10 +336,26 @@ class Endpoint:
                 changes["kind"] = kind
         else:
             header, seq_given, payload = outgoing(value, kind, fields)
-            with self._locked():
+            with self._locked_cm:
                 sample = out.loan(HEADER_SIZE + header.payload_len)
             loan = Loan(port, sample, header, seq_given)
             np.copyto(loan.array(), payload, casting="no")
+        if loan.template is not None and not changes and not self.verify:
+            # The loan's header is a template: write it with this message's timestamp and
+            # seq (and its crc) in one go; no Header is built.
+            with self._locked_cm:
+                self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
+                seq = loan.seq if loan.seq_given else self._seq[port]
+                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq))
+                self._seq[port] = seq + 1
+                sample, loan.sample = loan.sample, None
+                out.send(sample)
+                self.stats["sent"] += 1
+            value.flags.writeable = False  # the consumers own it now
+            return
+        if loan.template is not None:  # the header this loan stands for, with its timestamp and seq
+            fixed = {"timestamp_ns": loan.timestamp_ns, **({"seq": loan.seq} if loan.seq_given else {})}
+            loan.header, loan.template = _with(loan.header, fixed), None
         header = loan.header
         # Fast path: only seq (and, verifying, flags/payload_crc) change, which need no
         # second Header: the same bytes as pack_header_into(buf, _with(header, changes)).
@@ -304,7 +363,7 @@ class Endpoint:
         if self.verify:
             changes["flags"] = Flags(changes.get("flags", header.flags)) | Flags.PAYLOAD_CHECKSUM
             changes["payload_crc"] = payload_checksum(loan.payload_bytes())
-        with self._locked():
+        with self._locked_cm:
             self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
             if not (loan.seq_given or "seq" in changes):
                 changes["seq"] = self._seq[port]
@@ -333,11 +392,12 @@ class Endpoint:
             log.info("%s: nothing consumes port %r: what is sent on it goes nowhere", self.name, port)
 
     def _wait_for_credit(self, out: OutPort, deadline: float | None) -> None:
-        next_check = time.monotonic() + DEAD_CHECK
+        if self._stopped or self._stop_event.is_set():
+            raise Stopped()
+        next_check = None
         while True:
-            if self._stopped or self._should_stop():
-                raise Stopped()
-            self._flush_credits()
+            if self._released:
+                self._flush_credits()
             blocking = out.blocking()
             if blocking and not self._pumping and self._inbox is not None:
                 # Credits already pending in the inbox: apply them without a WaitSet cycle
@@ -349,7 +409,11 @@ class Endpoint:
                     blocking = out.blocking()
             if not blocking:
                 return
+            if self._stopped or self._should_stop():  # drains the extra fd before sleeping
+                raise Stopped()
             now = time.monotonic()
+            if next_check is None:
+                next_check = now + DEAD_CHECK
             if deadline is not None and now >= deadline:
                 names = [out.spec.consumers[i] for i in blocking]
                 raise TimeoutError(f"port {out.spec.port!r}: no credit from {', '.join(names)}")
@@ -361,7 +425,7 @@ class Endpoint:
 
     def in_flight(self, port: str) -> list[int]:
         """Per consumer of ``port``: messages sent and not credited back yet."""
-        with self._locked():
+        with self._locked_cm:
             out = self._outputs[port]
             return [s - r for s, r in zip(out.sent, out.released)]
 
@@ -407,6 +471,22 @@ class Endpoint:
         self.close()
 
 
+class _Locked:
+    __slots__ = ("_ep",)
+
+    def __init__(self, ep: Endpoint) -> None:
+        self._ep = ep
+
+    def __enter__(self) -> None:
+        self._ep._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        ep = self._ep
+        ep._lock.release()
+        if ep._released:
+            ep._try_flush()
+
+
 def _loan_of(value: np.ndarray, port: str) -> Loan | None:
     """The Loan of ``port`` whose whole payload ``value`` is (sent without a copy), or
     None. First the cheap check (the very array the loan made), then owner_of + covers."""
@@ -419,6 +499,12 @@ def _loan_of(value: np.ndarray, port: str) -> Loan | None:
     if isinstance(owner, Loan) and owner.port == port and owner.covers(value):
         return owner
     return None
+
+
+def _fits_i64(value: Any) -> bool:
+    """A timestamp_ns or seq a template can take without validating a Header (others go
+    through make_header, which accepts or rejects them as it always did)."""
+    return type(value) is int and 0 <= value < 1 << 63
 
 
 def _with(header: Header, changes: dict[str, Any]) -> Header:

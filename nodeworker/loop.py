@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,9 +44,15 @@ log = logging.getLogger("noded.worker")
 
 
 class Loop:
-    def __init__(self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool],
+        stop_event: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        """``should_stop`` is asked before sleeping (it may drain a pipe); ``stop_event``,
+        set whenever it would say True, is checked between messages instead."""
         self.node, self.ctx, self.endpoint = node, ctx, endpoint
         self.should_stop = should_stop
+        self.stop_event = stop_event
         self.processed = 0
         self.errors = 0
         self._unlogged = 0
@@ -56,9 +63,12 @@ class Loop:
         try:
             if type(self.node).run is not Node.run:
                 self.node.run(self.ctx)
-            while not self.should_stop():
+            stopping = self.stop_event.is_set if self.stop_event is not None else self.should_stop
+            while not stopping():
                 msg = self.endpoint.receive()
                 if msg is None:
+                    if self.should_stop():
+                        break
                     self.endpoint.wait()
                     continue
                 self.dispatch(msg)

@@ -19,6 +19,7 @@ a header and the payload to copy once into a fresh loan.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import weakref
 from collections.abc import Callable
@@ -73,6 +74,10 @@ class Lease:
         self.index = index
         self.ptr: int = sample.payload_ptr
         self.length = length
+
+    def head(self) -> bytes:
+        """A copy of the sample's first HEADER_SIZE bytes (fewer if it is shorter)."""
+        return ctypes.string_at(self.ptr, min(self.length, HEADER_SIZE))
 
     def bytes(self) -> np.ndarray:
         """The whole sample (header and payload) as a read-only uint8 array."""
@@ -141,7 +146,8 @@ class Loan:
     """A loaned sample of ``port`` and the header it will be sent with. ``array`` (made
     by ``map_array``, writable) is where the payload goes; ``sample`` is None once sent."""
 
-    __slots__ = ("port", "sample", "header", "seq_given", "ptr", "_array_ref", "__weakref__")
+    __slots__ = ("port", "sample", "header", "seq_given", "ptr", "_array_ref", "template", "timestamp_ns", "seq",
+                 "__weakref__")
 
     def __init__(self, port: str, sample: Any, header: Header, seq_given: bool) -> None:
         self.port = port
@@ -150,12 +156,21 @@ class Loan:
         self.seq_given = seq_given
         self.ptr: int = sample.payload_ptr
         self._array_ref: weakref.ref[np.ndarray] | None = None  # the last array() made
+        # Set by Endpoint.loan when ``header`` is a cached template (timestamp_ns and seq
+        # 0): its packed bytes, and this message's timestamp_ns and seq.
+        self.template: bytes | None = None
+        self.timestamp_ns = 0
+        self.seq = 0
 
     def array(self) -> np.ndarray:
         h = self.header
         arr = map_array(self, self.ptr + HEADER_SIZE, h.shape, h.dtype, readonly=False)
         self._array_ref = weakref.ref(arr)  # weak: the array keeps this loan alive, not back
         return arr
+
+    def write_header(self, header: bytes) -> None:
+        """Copy packed header bytes to the start of the sample."""
+        ctypes.memmove(self.ptr, header, HEADER_SIZE)
 
     def header_bytes(self) -> np.ndarray:
         return map_array(self, self.ptr, (HEADER_SIZE,), _U1, readonly=False)

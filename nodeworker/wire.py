@@ -360,6 +360,24 @@ def pack_header_patched_into(buf: Any, header: Header, seq: int, flags: int, pay
     _LAYOUT.pack_into(buf, 0, *fields, crc)
 
 
+_TIMESTAMP_SEQ = struct.Struct("<qQ")
+TIMESTAMP_OFFSET = 68
+
+
+def patch_template(template: bytes, timestamp_ns: int, seq: int) -> bytes:
+    """``template`` (``pack_header`` of a header with timestamp_ns and seq 0) with these
+    two fields and its crc: the bytes ``pack_header`` makes of the header with them.
+    BadField if one does not fit (timestamp_ns i64, seq u64)."""
+    buf = bytearray(template)
+    try:
+        _TIMESTAMP_SEQ.pack_into(buf, TIMESTAMP_OFFSET, timestamp_ns, seq)
+    except struct.error as e:
+        raise BadField(f"a header field does not fit its width: {e}") from None
+    _HEADER_CRC.pack_into(buf, HEADER_CRC_OFFSET, 0)
+    _HEADER_CRC.pack_into(buf, HEADER_CRC_OFFSET, zlib.crc32(buf))
+    return bytes(buf)
+
+
 def pack_header(header: Header) -> bytes:
     buf = bytearray(HEADER_SIZE)
     pack_header_into(buf, header)
@@ -432,6 +450,21 @@ def unpack_header(buf: Any, total_len: int) -> Header:
         raise Truncated(f"buffer of {mv.nbytes} bytes is shorter than the message ({total_len})")
     if mv.itemsize != 1 or mv.ndim != 1:
         mv = mv.cast("B")
+    return _unpack(mv, total_len)
+
+
+def unpack_head(head: bytes, total_len: int) -> Header:
+    """``unpack_header`` given only the first HEADER_SIZE bytes of a ``total_len``-byte
+    message (a receiver copies them out of the sample in one call): the caller vouches
+    that the message is ``total_len`` bytes long."""
+    if total_len < HEADER_SIZE:
+        raise Truncated(f"message of {total_len} bytes is shorter than the header ({HEADER_SIZE})")
+    if len(head) != HEADER_SIZE:
+        raise Truncated(f"{len(head)} header bytes, expected {HEADER_SIZE}")
+    return _unpack(memoryview(head), total_len)
+
+
+def _unpack(mv: memoryview, total_len: int) -> Header:
     f = _LAYOUT.unpack_from(mv)
     # f: 0 magic, 1 version, 2 kind, 3 dtype, 4 ndim, 5 flags, 6 pixel_format, 7 reserved,
     # 8..13 shape, 14 sample_rate, 15 channels, 16 reserved, 17 timestamp_ns, 18 seq,

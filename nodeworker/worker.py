@@ -90,7 +90,9 @@ class _Signals:
             raise SetupInterrupted(self.received)
 
     def wake(self) -> None:
-        """Make wait() return 0; callable from any thread."""
+        """Make wait() return 0 and the worker stop (as poll() would say); callable from
+        any thread."""
+        self.stopping.set()
         try:
             os.write(self._w, _WAKE)
         except BlockingIOError:
@@ -214,14 +216,15 @@ class Worker:
         from nodeworker.dataplane import Endpoint  # numpy and iceoryx2: only when needed
 
         self.endpoint = Endpoint(
-            self.spec.dataplane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll
+            self.spec.dataplane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
+            stop_event=self.signals.stopping,
         )
         self.ctx.endpoint = self.endpoint
 
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
         from nodeworker.loop import Loop
 
-        loop = Loop(node, self.ctx, endpoint, self.signals.poll)
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping)
         try:
             loop.run()
         finally:

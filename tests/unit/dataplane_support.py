@@ -128,10 +128,10 @@ class Session:
         self.workers.append(w)
         return w
 
-    def endpoint(self, name: str, plane: DataPlane, send_timeout: float = 20.0) -> Endpoint:
+    def endpoint(self, name: str, plane: DataPlane, send_timeout: float = 20.0, **kw: Any) -> Endpoint:
         """An endpoint in this process; its sends give up after ``send_timeout`` s (a
-        test that would hang fails instead)."""
-        ep = Endpoint(plane, name, send_timeout=send_timeout)
+        test that would hang fails instead); ``kw`` goes to Endpoint."""
+        ep = Endpoint(plane, name, send_timeout=send_timeout, **kw)
         self.endpoints.append(ep)
         return ep
 

@@ -8,8 +8,8 @@ one copy of the payload. Messages are 50 ms apart, so nothing queues.
 
     PYTHONPATH=. python tests/unit/test_dataplane_perf.py [messages]   # prints the numbers
 
-The asserted bounds are loose (a loaded CI machine must pass); the printed numbers are
-what matters.
+The tests assert what arrives, never how fast (timings belong to benchmarks/, which
+compare against a baseline in the same run); run the file to print the numbers.
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ def time_to_ready(n: int) -> float:
         session.close()
 
 
-def test_one_hop_is_well_under_a_millisecond_at_any_size() -> None:
+def test_one_hop_delivers_every_timed_message_at_any_size() -> None:
     for size in (KB, 10 * MB):
         lat = latencies_us(size, via_passthrough=False, count=25)
-        assert statistics.median(lat) < 1000, (size, sorted(lat))
+        assert len(lat) == 23 and all(x > 0 for x in lat), (size, sorted(lat))
 
 
-def test_five_workers_with_a_data_plane_start_within_a_second() -> None:
-    assert min(time_to_ready(5) for _ in range(3)) < 1.0
+def test_five_workers_with_a_data_plane_all_get_ready() -> None:
+    assert time_to_ready(5) > 0  # wait_ready raises (after its timeout) if one does not
 
 
 def _summary(values: list[float]) -> str:

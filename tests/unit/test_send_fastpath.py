@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 
 import numpy as np
 import pytest
 
 from nodeworker import dataplane
 from nodeworker.wire import (
-    DTYPE_CODES, MAX_NDIM, BadField, Flags, Header, Kind, PixelFormat, pack_header_into, pack_header_patched_into,
-    unpack_header,
+    DTYPE_CODES, MAX_NDIM, BadField, Flags, Header, Kind, PixelFormat, pack_header, pack_header_into,
+    HeaderChecksum, LengthMismatch, Truncated, pack_header_patched_into, patch_template, unpack_head, unpack_header,
 )  # fmt: skip
 from tests.unit.dataplane_support import Session, receive
 
@@ -149,3 +150,78 @@ def test_pending_credits_are_applied_without_a_waitset_cycle(session: Session) -
     src._pump = lambda timeout: (pumps.append(timeout), real(timeout))[1]  # type: ignore[method-assign]
     src.send("out", "two", timeout=5)
     assert pumps == [] and receive(sink).text == "two"
+
+
+def test_patched_templates_are_the_bytes_pack_header_writes() -> None:
+    rng = random.Random(99)
+    for _ in range(3000):
+        h = dataclasses.replace(random_header(rng), seq=0, timestamp_ns=0)
+        ts, seq = rng.choice([0, 1, (1 << 63) - 1, rng.randrange(1 << 63)]), rng.randrange(U64 + 1)
+        assert patch_template(pack_header(h), ts, seq) == pack_header(dataclasses.replace(h, timestamp_ns=ts, seq=seq))
+    with pytest.raises(BadField):
+        patch_template(pack_header(h), 0, U64 + 1)
+
+
+def test_loans_from_templates_send_the_header_they_stand_for(session: Session) -> None:
+    planes = session.plan([("src.out", "sink")], depth=8)
+    src = session.endpoint("src", planes["src"])
+    sink = session.endpoint("sink", planes["sink"])
+    sent = [
+        dict(shape=(2, 3), dtype=np.float32, kind=Kind.AUDIO, timestamp_ns=123),
+        dict(shape=(2, 3), dtype="float32", kind=Kind.AUDIO, timestamp_ns=124, seq=50),  # seq given
+        dict(shape=[4], dtype=np.uint8),  # a list: not hashable, no template
+        dict(shape=5, dtype=np.int64, timestamp_ns=-5),  # negative: validated by a Header
+        dict(shape=(2, 3), dtype=np.float32, kind=Kind.AUDIO),  # the cached template again
+    ]
+    for i, fields in enumerate(sent):
+        fields = dict(fields)
+        arr = src.loan("out", fields.pop("shape"), fields.pop("dtype"), **fields)
+        arr[...] = i
+        src.send("out", arr)
+        assert not arr.flags.writeable
+    msgs = [receive(sink) for _ in sent]
+    assert [m.seq for m in msgs] == [0, 50, 51, 52, 53]
+    assert [m.timestamp_ns for m in msgs] == [123, 124, 0, -5, 0]
+    assert [m.kind for m in msgs] == [Kind.AUDIO, Kind.AUDIO, Kind.TENSOR, Kind.TENSOR, Kind.AUDIO]
+    assert [m.array.shape for m in msgs] == [(2, 3), (2, 3), (4,), (5,), (2, 3)]
+    assert [int(m.array.flat[0]) for m in msgs] == [0, 1, 2, 3, 4]
+    assert len(src._templates) == 2  # (AUDIO, np.float32, (2, 3)) and (AUDIO, "float32", (2, 3))
+    del msgs
+
+
+def test_templates_are_bounded(session: Session) -> None:
+    planes = session.plan([("src.out", "sink")], depth=4)
+    src = session.endpoint("src", planes["src"])
+    for n in range(dataplane.MAX_TEMPLATES * 2 + 1):
+        arr = src.loan("out", (n + 1,), np.uint8)
+        del arr  # unsent: back to the pool
+        assert len(src._templates) <= dataplane.MAX_TEMPLATES
+
+
+def test_a_stop_event_makes_sends_raise_stopped_without_asking_should_stop(session: Session) -> None:
+    planes = session.plan([("src.out", "sink")], depth=4)
+    asked = []
+    stop = threading.Event()
+    src = session.endpoint("src", planes["src"], should_stop=lambda: asked.append(1) or False, stop_event=stop)
+    sink = session.endpoint("sink", planes["sink"])
+    src.send("out", "one")  # not blocked: should_stop is not asked
+    assert asked == [] and receive(sink).text == "one"
+    stop.set()
+    with pytest.raises(dataplane.Stopped):
+        src.send("out", "two")
+
+
+def test_unpack_head_reads_what_unpack_header_reads() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        h = random_header(rng)
+        msg = pack_header(h) + bytes(h.payload_len)
+        assert unpack_head(msg[:128], len(msg)) == unpack_header(msg, len(msg)) == h
+        with pytest.raises(LengthMismatch):
+            unpack_head(msg[:128], len(msg) + 1)
+    with pytest.raises(Truncated):
+        unpack_head(msg[:100], len(msg))
+    with pytest.raises(Truncated):
+        unpack_head(msg[:128], 127)
+    with pytest.raises(HeaderChecksum):
+        unpack_head(msg[:60] + bytes([msg[60] ^ 0xFF]) + msg[61:128], len(msg))  # sample_rate; crc as it was
