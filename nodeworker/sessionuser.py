@@ -30,6 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_setfsuid, _setfsgid = _libc.setfsuid, _libc.setfsgid
 _QUERY = ctypes.c_uint(-1 & 0xFFFFFFFF).value  # setfs[ug]id(-1) changes nothing and returns the current id
 
 
@@ -63,20 +64,24 @@ class SessionUser:
             return None
         if euid != 0:
             raise _cannot_join(st.st_uid, euid)
-        return cls(st.st_uid, st.st_gid)
+        user = cls(st.st_uid, st.st_gid)
+        user.check()
+        return user
+
+    def check(self) -> None:
+        """Raise JoinError unless this thread can take on the user (done once, up front)."""
+        with self.joined():
+            if _setfsuid(_QUERY) != self.uid:
+                raise JoinError(f"cannot act as the session's user (uid {self.uid})", hint="attach as root")
 
     @contextmanager
     def joined(self) -> Iterator[None]:
-        old_gid = _libc.setfsgid(self.gid)
-        old_uid = _libc.setfsuid(self.uid)
-        if _libc.setfsuid(_QUERY) != self.uid:
-            _libc.setfsgid(old_gid)
-            raise JoinError(f"cannot act as the session's user (uid {self.uid})", hint="attach as root")
+        old_gid, old_uid = _setfsgid(self.gid), _setfsuid(self.uid)
         try:
             yield
         finally:
-            _libc.setfsuid(old_uid)
-            _libc.setfsgid(old_gid)
+            _setfsuid(old_uid)
+            _setfsgid(old_gid)
 
 
 def _cannot_join(owner: int, euid: int) -> JoinError:
@@ -95,7 +100,12 @@ def as_session_user(method: Callable[P, R]) -> Callable[P, R]:
         user: SessionUser | None = getattr(args[0], "session_user", None)
         if user is None:
             return method(*args, **kwargs)
-        with user.joined():
+        # joined(), spelt out: this wraps every send and receive of a client.
+        old_gid, old_uid = _setfsgid(user.gid), _setfsuid(user.uid)
+        try:
             return method(*args, **kwargs)
+        finally:
+            _setfsuid(old_uid)
+            _setfsgid(old_gid)
 
     return wrapper
