@@ -37,6 +37,8 @@ from nodeworker.status import parse_status
 log = logging.getLogger("noded.sessions")
 
 HEARTBEAT_SECONDS = 2.0
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
 
 Listener = Callable[[SessionInfo], None]
@@ -236,15 +238,17 @@ class SessionManager:
         if changed:
             session.apply(NodesChanged(tuple(n.state for n in session.nodes.values())))
             if isinstance(event, Activated):
-                self._seal(session)
+                self._seal(session, node)
         if changed or always_publish:
             self._publish(session)
 
-    def _seal(self, session: Session) -> None:
-        """Make the session's iceoryx2 root its nodes' uid's alone (daemon.resources)."""
+    def _seal(self, session: Session, node: NodeRuntime) -> None:
+        """Make the session's iceoryx2 root its nodes' dynamic user's alone (daemon.resources)."""
         try:
-            seal_session(self.config.runtime_dir, session.sid)
-        except OSError as exc:
+            uid, gid = (self.sd.get_unit_property(node.unit, SERVICE_IFACE, name, "u") for name in ("UID", "GID"))
+            if uid not in (0, UINT32_MAX):  # UINT32_MAX: unknown (the unit is gone again)
+                seal_session(self.config.runtime_dir, session.sid, uid, gid)
+        except (OSError, SystemdError) as exc:
             log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
 
     # -- failure and cleanup ------------------------------------------------------

@@ -42,22 +42,19 @@ def prepare_session(runtime_dir: Path, sid: str) -> Path:
     return root
 
 
-def seal_session(runtime_dir: Path, sid: str) -> int | None:
-    """Hand the session's root to its nodes' uid, private (0700), once a node has made
-    the root's ``nodes/`` folder (iceoryx2 does, as that uid); returns the uid, or None
-    while it is not known. Until then the root is 1777 (see prepare_session)."""
+def seal_session(runtime_dir: Path, sid: str, uid: int, gid: int) -> bool:
+    """Hand the session's root to its nodes' dynamic user, private (0700); True when it
+    changed. Called once the first node is up, with the uid systemd reports for it
+    (not the owner of a file in the root: until now anyone could have made that)."""
     root = session_root(runtime_dir, sid)
-    try:
-        nodes = os.lstat(root / "nodes")
-        if not stat.S_ISDIR(nodes.st_mode) or nodes.st_uid == 0:
-            return None
-        current = os.lstat(root)
-        if current.st_uid != nodes.st_uid:
-            os.chown(root, nodes.st_uid, nodes.st_gid, follow_symlinks=False)
-            os.chmod(root, 0o700)
-    except FileNotFoundError:
-        return None
-    return nodes.st_uid
+    current = os.lstat(root)
+    if not stat.S_ISDIR(current.st_mode):
+        raise OSError(f"{root} is not a directory")
+    if (current.st_uid, current.st_gid, stat.S_IMODE(current.st_mode)) == (uid, gid, 0o700):
+        return False
+    os.chown(root, uid, gid, follow_symlinks=False)
+    os.chmod(root, 0o700)
+    return True
 
 
 def remove_session(runtime_dir: Path, sid: str, shm: Path = SHM) -> list[str]:

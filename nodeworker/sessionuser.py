@@ -2,8 +2,9 @@
 
 The nodes of a session run as its dynamic user (``User=noded-<sid>``,
 ``DynamicUser=yes``), and iceoryx2 makes every file and shared-memory segment
-owner-only; the first node makes the ``nodes/`` folder of the session's iceoryx2 root,
-which tells a client the session's uid. A root client could open the nodes' files anyway
+owner-only; once the first node is up, the daemon hands the session's iceoryx2 root to
+that user (``daemon.resources.seal_session``), which tells a client whom to act as. A root
+client could open the nodes' files anyway
 (CAP_DAC_OVERRIDE), but the nodes could not open the ones the client creates (its
 node, inbox, external-input services, connections): so the client makes its iceoryx2
 calls with its *file-system* uid and gid set to the session's (``setfsuid(2)``), and
@@ -46,21 +47,19 @@ class SessionUser:
 
     @classmethod
     def of_root(cls, root: str | os.PathLike[str]) -> SessionUser | None:
-        """Whom a client must act as to use the session whose iceoryx2 root is ``root``;
-        None when it needs no change (it is that user, or the nodes run as root)."""
-        nodes = os.path.join(root, "nodes")
-        euid = os.geteuid()
+        """Whom a client must act as to use the session whose iceoryx2 root is ``root``
+        (once its first node is up, the daemon hands the root to the session's user);
+        None when this process is that user."""
         try:
-            st = os.stat(nodes)
-        except PermissionError:  # the root is the session user's alone (daemon.resources.seal_session)
-            raise _cannot_join(os.stat(root).st_uid, euid) from None
-        except FileNotFoundError:
-            raise JoinError(f"the session's nodes have not opened their channels yet ({nodes} is missing)",
-                            hint="attach once the session is ready") from None
+            st = os.stat(root)
         except OSError as exc:
             raise JoinError(f"cannot use the session's iceoryx2 root {os.fspath(root)}: {exc.strerror}",
                             hint="is the session still running ('nodectl session list')?") from exc
-        if st.st_uid in (euid, 0):
+        euid = os.geteuid()
+        if st.st_uid == 0:
+            raise JoinError(f"the session's nodes are not up yet ({os.fspath(root)} is not their user's yet)",
+                            hint="attach once the session is ready")
+        if st.st_uid == euid:
             return None
         if euid != 0:
             raise _cannot_join(st.st_uid, euid)

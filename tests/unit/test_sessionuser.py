@@ -28,13 +28,14 @@ def tmp_path() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def root_of(tmp_path: Path, owner: int | None) -> Path:
+def root_of(tmp_path: Path, owner: int) -> Path:
+    """A session's iceoryx2 root: 1777 and root's until the daemon seals it for ``owner``."""
     root = tmp_path / "iox2"
     root.mkdir(parents=True)
     root.chmod(0o1777)
-    if owner is not None:
-        (root / "nodes").mkdir()
-        os.chown(root / "nodes", owner, owner)
+    if owner:
+        os.chown(root, owner, owner)
+        root.chmod(0o700)
     return root
 
 
@@ -70,7 +71,8 @@ def test_while_joined_root_has_no_dac_override(tmp_path: Path) -> None:
     assert secret.read_bytes() == b"x"
 
 
-def test_whom_to_join(tmp_path: Path) -> None:
-    assert SessionUser.of_root(root_of(tmp_path / "a", 0)) is None  # nodes running as root
-    with pytest.raises(JoinError, match="not opened their channels"):
-        SessionUser.of_root(root_of(tmp_path / "b", None))
+def test_a_client_waits_for_the_sessions_root_to_be_sealed(tmp_path: Path) -> None:
+    with pytest.raises(JoinError, match="not up yet"):
+        SessionUser.of_root(root_of(tmp_path / "a", 0))
+    with pytest.raises(JoinError, match="still running"):
+        SessionUser.of_root(tmp_path / "gone")
