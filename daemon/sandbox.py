@@ -11,7 +11,8 @@ The session's iceoryx2 root, ``/run/noded/iox2/<sid>``, is the one writable dire
 of its units (``ReadWritePaths=``; everything else under / is read-only). The daemon
 creates it sticky and writable for all (1777) because the uid is not known before the
 first unit starts; no other session can write there (it is read-only in their mount
-namespaces) or read what iceoryx2 makes there (owner-only). ``RuntimeDirectory=``
+namespaces) or read what iceoryx2 makes there (owner-only), and once the first node is
+up the daemon makes it that uid's alone (``daemon.resources.seal_session``). ``RuntimeDirectory=``
 would chown it, but with ``DynamicUser=`` systemd 252 moves it below /run/private
 (0700, root's), where a client acting as the session's user cannot reach it. Local
 clients join the session as its uid (``nodeworker.sessionuser``).

@@ -12,7 +12,9 @@ The pipeline declares the ports: top-level ``inputs = [...]`` (this client produ
 them) and ``outputs = ["node.port", ...]`` (this client consumes them). Sending blocks
 while a consumer's buffer is full, exactly as between nodes; receiving hands out
 read-only views of shared memory (``Message``), valid while the message is referenced.
-Only root and members of the ``noded`` group can attach.
+Only root can attach: the nodes run as the session's sandboxed user, and each call into
+the data plane runs as that user (``nodeworker.sessionuser``); members of the ``noded``
+group may ask for the channels but cannot open them.
 
 Send from one thread and receive in another (as ``nodectl run`` does): a single thread
 that sends more than the pipeline can buffer before it reads waits on itself, because
