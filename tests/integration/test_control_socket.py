@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,8 +51,14 @@ else:
 def stranger() -> Iterator[pwd.struct_passwd]:
     """A real system user that is neither root nor in group noded."""
     name = f"ndtest{secrets.token_hex(3)}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True)
+    for attempt in range(5):  # /etc is shared with other sandboxes: its lock may be taken a moment
+        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                              capture_output=True, text=True)
+        if made.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"useradd failed: {made.stderr}")
     try:
         yield pwd.getpwnam(name)
     finally:
