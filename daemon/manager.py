@@ -59,6 +59,7 @@ class SessionManager:
         self._gone_waiters: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finishing: set[str] = set()
+        self._sealed: set[str] = set()  # sessions whose iceoryx2 root is their user's
 
     # -- public API ---------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class SessionManager:
         changed = node.apply(event)
         if changed:
             session.apply(NodesChanged(tuple(n.state for n in session.nodes.values())))
-            if isinstance(event, Activated):
+            if isinstance(event, Activated) and session.sid not in self._sealed:
                 self._seal(session, node)
         if changed or always_publish:
             self._publish(session)
@@ -248,6 +249,7 @@ class SessionManager:
             uid, gid = (self.sd.get_unit_property(node.unit, SERVICE_IFACE, name, "u") for name in ("UID", "GID"))
             if uid not in (0, UINT32_MAX):  # UINT32_MAX: unknown (the unit is gone again)
                 seal_session(self.config.runtime_dir, session.sid, uid, gid)
+                self._sealed.add(session.sid)
         except (OSError, SystemdError) as exc:
             log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
 
@@ -311,6 +313,7 @@ class SessionManager:
         self._slices.pop(session.slice, None)
         self._publish(session)
         self._finishing.discard(session.sid)
+        self._sealed.discard(session.sid)
         fut = self._finished.pop(session.sid)
         if not fut.done():
             fut.set_result(None)
