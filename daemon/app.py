@@ -15,11 +15,15 @@ from daemon.control import BadRequest, Connection, ControlServer
 from daemon.errors import NodedError
 from daemon.manager import SessionManager
 from daemon.pipeline import parse_pipeline
-from daemon.protocol import PROTOCOL_VERSION, Request, to_builtins
-from daemon.states import SessionState
+from daemon.protocol import PROTOCOL_VERSION, Event, Request, SessionInfo, to_builtins
+from daemon.session import Session
+from daemon.states import SESSION_TERMINAL, SessionState
+from daemon.stats import session_stats, with_live_states
 from daemon.systemd import Systemd
 
 log = logging.getLogger("noded")
+
+STATS_INTERVAL = 1.0  # s between stats events for a watcher that asked for them (default)
 
 
 def _arg(req: Request, name: str, kind: type = str) -> Any:
@@ -37,6 +41,8 @@ class Daemon:
         self.server = ControlServer(config, self.handle, self._on_connect, self._on_disconnect)
         self.notifier = sdnotify.SystemdNotifier()
         self._stop = asyncio.Event()
+        self._stats_watchers: dict[Connection, float] = {}  # connection -> its period (s)
+        self._stats_task: asyncio.Task[None] | None = None
 
     def _on_systemd_event(self, event: Any) -> None:
         self.manager.on_systemd_event(event)
@@ -58,6 +64,8 @@ class Daemon:
             await self.server.close()
             await self.manager.stop_all(timeout=self.config.node_stop_timeout + 5)
         finally:
+            if self._stats_task is not None:
+                self._stats_task.cancel()
             self.systemd.close()
 
     def _on_connect(self, conn: Connection) -> None:
@@ -65,6 +73,48 @@ class Daemon:
 
     def _on_disconnect(self, conn: Connection) -> None:
         self.manager.unsubscribe(conn.on_session)
+        self._stats_watchers.pop(conn, None)
+
+    # -- live figures -------------------------------------------------------------
+
+    def _with_stats(self, session: Session) -> SessionInfo:
+        """The session with its figures; a node that is up shows the state its worker
+        reports (processing, idle) instead of plain "ready"."""
+        info = session.info()
+        if session.state not in SESSION_TERMINAL:
+            info.stats = with_live_states(info, session_stats(session, self.systemd))
+        return info
+
+    def _watch_stats(self, conn: Connection, interval: float) -> None:
+        """Send ``conn`` its watched sessions with their figures every ``interval`` s
+        (one reading per session per round, shared by every watcher)."""
+        self._stats_watchers[conn] = interval
+        if self._stats_task is None or self._stats_task.done():
+            self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
+
+    async def _publish_stats(self) -> None:
+        due: dict[Connection, float] = {}
+        while self._stats_watchers:
+            now = asyncio.get_running_loop().time()
+            readings: dict[str, SessionInfo] = {}
+            for conn, interval in list(self._stats_watchers.items()):
+                if due.get(conn, 0.0) > now:
+                    continue
+                due[conn] = now + interval
+                for session in list(self.manager.sessions.values()):
+                    if session.state in SESSION_TERMINAL or not (None in conn.watching or session.sid in conn.watching):
+                        continue
+                    if session.sid not in readings:
+                        try:
+                            readings[session.sid] = self._with_stats(session)
+                        except Exception:
+                            log.exception("reading the figures of session %s failed", session.sid)
+                            continue
+                    conn.send(Event(session=readings[session.sid]))
+            for conn in list(due):
+                if conn not in self._stats_watchers:
+                    del due[conn]
+            await asyncio.sleep(max(min(due.values(), default=now + STATS_INTERVAL) - now, 0.05))
 
     # -- requests -----------------------------------------------------------------
 
@@ -87,7 +137,7 @@ class Daemon:
             case "list":
                 return [to_builtins(s.info()) for s in self.manager.sessions.values()]
             case "show":
-                return to_builtins(self.manager.get(_arg(req, "sid")).info())
+                return to_builtins(self._with_stats(self.manager.get(_arg(req, "sid"))))
             case "stop":
                 sid = _arg(req, "sid")
                 session = self.manager.stop(sid)
@@ -103,14 +153,23 @@ class Daemon:
                 return {"session": session.sid, "dataplane": to_builtins(session.topology.client)}
             case "watch":
                 sid = req.args.get("sid")
+                interval = req.args.get("stats")  # seconds between stats events, or true (1 s)
+                if interval is not None and interval is not False:
+                    if interval is True:
+                        interval = STATS_INTERVAL
+                    if not isinstance(interval, (int, float)) or not 0.2 <= interval <= 60:
+                        raise BadRequest("'watch' takes 'stats': true or a period of 0.2 to 60 seconds")
                 if sid is None:
                     conn.watching.add(None)
-                    return [to_builtins(s.info()) for s in self.manager.sessions.values()]
-                if not isinstance(sid, str):
-                    raise BadRequest("'watch' takes an optional session id string 'sid'")
-                info = self.manager.get(sid).info()
-                conn.watching.add(sid)
-                return to_builtins(info)
+                    result = [to_builtins(s.info()) for s in self.manager.sessions.values()]
+                else:
+                    if not isinstance(sid, str):
+                        raise BadRequest("'watch' takes an optional session id string 'sid'")
+                    result = to_builtins(self.manager.get(sid).info())
+                    conn.watching.add(sid)
+                if interval:
+                    self._watch_stats(conn, float(interval))
+                return result
             case _:
                 raise BadRequest(f"unknown operation {req.op!r}",
                                  hint="operations: status, create, list, show, stop, watch, attach")

@@ -19,7 +19,7 @@ from rich.console import Console
 from daemon.client import DEFAULT_SOCKET, Client, session_info
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
-from daemon.render import NodeProgress, print_failure, session_table, sessions_table
+from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table, wide
 from nodeworker.errors import NodeworkerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -177,13 +177,16 @@ def list_(ctx: Ctx) -> None:
 @click.pass_obj
 @reports_errors
 def show(ctx: Ctx, sid: str) -> None:
-    """Show a session and its nodes."""
+    """Show a session: its nodes (state, memory, CPU, messages) and channels."""
     with ctx.client() as c:
         info = session_info(c.request("show", sid=sid))
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(session_table(info))
+        console = wide(out)
+        console.print(session_table(info))
+        if info.stats is not None and info.stats.channels:
+            console.print(channels_table(info.stats))
         print_failure(out, info)
 
 
@@ -224,6 +227,7 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 def main() -> None:
     import daemon.nodectl_io  # noqa: F401  (registers run and feed)
+    import daemon.top  # noqa: F401  (registers top)
 
     cli(prog_name="nodectl")
 

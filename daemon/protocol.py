@@ -2,7 +2,9 @@
 
 A client writes one ``Request`` per line. The daemon answers each with one
 ``Reply`` carrying the same ``id``; after a ``watch`` request it also streams
-``Event`` lines for the watched session(s) until the client hangs up.
+``Event`` lines for the watched session(s) until the client hangs up. A ``watch`` with
+``stats`` (true, or a period in seconds) also gets each watched live session with its
+figures (``SessionInfo.stats``, ``daemon.stats``) once a period; ``show`` always has them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,51 @@ class Failure(msgspec.Struct, kw_only=True):
     journal: list[str] = []
 
 
+class NodeStats(msgspec.Struct, kw_only=True):
+    """A node's live figures (daemon.stats): the unit's cgroup as systemd reports it,
+    and the worker's counters (nodeworker.stats). None: not known (yet)."""
+
+    id: str
+    state: str  # as `nodectl session show` shows it: the worker's processing/idle when up
+    state_seconds: float  # time in that state
+    memory_bytes: int | None = None  # MemoryCurrent
+    memory_limit: int | None = None  # MemoryMax / MemoryLimit (None: no limit)
+    cpu_seconds: float | None = None  # CPUUsageNSec, or the cgroup's cpu.stat (cpu_source)
+    cpu_source: str | None = None  # "systemd" or "cgroup2"
+    tasks: int | None = None  # TasksCurrent
+    messages_in: int | None = None
+    messages_out: int | None = None
+    errors: int | None = None  # process() failures
+    rejected: int | None = None  # malformed messages dropped
+    busy_seconds: float | None = None  # total time processing, less waits for credits
+    blocked_on: list[str] = []  # output ports whose send waits for a consumer now
+
+
+class ChannelStats(msgspec.Struct, kw_only=True):
+    """One iceoryx2 publish-subscribe service: a producer's port and its consumers."""
+
+    name: str  # "node.port" or "input.<name>"
+    service: str
+    producer: str
+    consumers: list[str]
+    depth: int  # messages in flight per consumer
+    slice_bytes: int  # largest sample: header + max payload
+    occupancy: list[int] = []  # per consumer: sent and not yet released
+    full: bool = False  # some consumer holds `depth`: the producer cannot send
+    publishers: int = 0
+    subscribers: int = 0
+    messages: int | None = None
+    bytes: int | None = None
+    blocked_seconds: float | None = None  # total time the producer waited on this port
+    blocked_now_seconds: float = 0.0  # the wait in progress (0: not waiting)
+
+
+class SessionStats(msgspec.Struct, kw_only=True):
+    at: float  # epoch seconds of the reading
+    nodes: list[NodeStats] = []
+    channels: list[ChannelStats] = []
+
+
 class SessionInfo(msgspec.Struct, kw_only=True):
     sid: str
     pipeline: str
@@ -48,6 +95,7 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     ready_seconds: float | None = None
     nodes: list[NodeInfo] = []
     failure: Failure | None = None
+    stats: SessionStats | None = None  # with `show`, and `watch` with stats=true (daemon.stats)
 
 
 class ErrorInfo(msgspec.Struct, kw_only=True):

@@ -69,6 +69,30 @@ class UnitGone:
 
 SystemdEvent = UnitChange | JobDone | UnitGone
 
+_UINT64_MAX = 2**64 - 1  # systemd's "not set" / "infinity" for a t property
+
+
+@dataclass(frozen=True)
+class UnitResources:
+    """What systemd reports of a unit's cgroup; None where it reports nothing.
+
+    Under hybrid cgroups (v1 controllers, systemd 252) MemoryCurrent is the v1
+    memory.usage_in_bytes, MemoryMax the configured limit (systemd applies it as
+    memory.limit_in_bytes; MemoryLimit is the older name of it), and CPUUsageNSec needs
+    the v1 cpuacct controller realized for the unit: where it is not (as in
+    tests/sandbox), systemd reports none.
+    """
+
+    memory_current: int | None
+    memory_limit: int | None  # the smaller of MemoryMax and MemoryLimit; None: infinity
+    cpu_usage_ns: int | None
+    tasks_current: int | None
+    control_group: str  # read only when cpu_usage_ns is None ("" otherwise)
+
+
+def _t(value: Any) -> int | None:
+    return None if value is None or int(value) >= _UINT64_MAX else int(value)
+
 
 def unit_path(name: str) -> str:
     """D-Bus object path of a unit (sd_bus_path_encode)."""
@@ -301,3 +325,26 @@ class Systemd:
             if self._loop is not None:
                 self._loop.call_soon(self.drain)
         return _decode(value)
+
+    def unit_resources(self, unit: str) -> UnitResources | None:
+        """The unit's memory, CPU and task figures (UnitResources); None when the unit
+        is not loaded."""
+        values: dict[str, Any] = {}
+        try:
+            for prop in ("MemoryCurrent", "MemoryMax", "MemoryLimit", "CPUUsageNSec", "TasksCurrent"):
+                values[prop] = self.get_unit_property(unit, _SERVICE_IFACE, prop, "t")
+            # (one call each: about 0.2 ms, where GetAll of the interface took 4 ms)
+            values["ControlGroup"] = (
+                self.get_unit_property(unit, _SERVICE_IFACE, "ControlGroup", "s")
+                if _t(values["CPUUsageNSec"]) is None else ""
+            )  # only needed to read the CPU time elsewhere
+        except SystemdError as exc:
+            if isinstance(exc.__cause__, DBusNoSuchUnitError) or "not loaded" in exc.message:
+                return None
+            raise
+        limits = [v for v in (_t(values["MemoryMax"]), _t(values["MemoryLimit"])) if v is not None]
+        return UnitResources(
+            memory_current=_t(values["MemoryCurrent"]), memory_limit=min(limits) if limits else None,
+            cpu_usage_ns=_t(values["CPUUsageNSec"]), tasks_current=_t(values["TasksCurrent"]),
+            control_group=str(values["ControlGroup"] or ""),
+        )

@@ -27,6 +27,7 @@ that ``nodeworker`` does not depend on the daemon's package.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from nodeworker.errors import NodeworkerError
 from nodeworker.message import Message
 from nodeworker.sessionuser import SessionUser, as_session_user
 from nodeworker.spec import DataPlane
+from nodeworker.stats import stats_path
 from nodeworker.wire import Flags, Kind
 
 DEFAULT_SOCKET = Path("/run/noded/control.sock")
@@ -82,7 +84,9 @@ class SessionIO:
 
     @as_session_user
     def _endpoint(self, plane: DataPlane) -> Endpoint:
-        return Endpoint(plane, CLIENT)
+        # Its counters go where the daemon shows them when this process may write there.
+        counters = stats_path(plane.root, CLIENT) if os.access(plane.root, os.W_OK) else None
+        return Endpoint(plane, CLIENT, stats_path=counters)
 
     @as_session_user
     def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> Any:

@@ -38,6 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,10 @@ from nodeworker.message import Lease, Loan, Message, _Mapping, make_header, outg
 from nodeworker.node import Stopped
 from nodeworker.rejects import RejectLog
 from nodeworker.spec import DataPlane
+from nodeworker.stats import (
+    H_REJECTED, H_UNCONSUMED, I_BYTES, I_RECEIVED, I_RELEASED, I_SUBSCRIBED, O_BLOCKED_NS, O_BLOCKED_SINCE, O_BYTES,
+    O_OPEN, O_SENT, StatsBlock,
+)  # fmt: skip
 from nodeworker.wire import HEADER_SIZE, Flags, Header, Kind, WireError, pack_header_into, payload_checksum
 from nodeworker.wire import pack_header, pack_header_patched_into, patch_template
 from nodeworker.wire import unpack_head, unpack_header, verify_payload
@@ -74,16 +79,22 @@ class Endpoint:
         stop_event: threading.Event | None = None,
         rejects: RejectLog | None = None,
         send_timeout: float | None = None,
+        stats_path: Path | None = None,
     ) -> None:
         """``name``: this endpoint's name (node id, or "client"); ``extra_fd``: another fd
         that wakes ``wait`` (the worker's signal pipe; ``should_stop`` must drain it);
         ``stop_event``: set whenever ``should_stop`` would say True, checked instead of
         calling it on every send (a ``select`` per message); ``send_timeout``: the default
-        ``timeout`` of ``send`` (None: wait as needed)."""
+        ``timeout`` of ``send`` (None: wait as needed); ``stats_path``: where to keep the
+        live counters the daemon reads (``nodeworker.stats``; None, or a place this process
+        may not write: anonymous)."""
         self.name = name
         self.send_timeout = send_timeout
         self.verify = plane.verify_payload
-        self.stats: Counter[str] = Counter()
+        self.block = _stats_block(len(plane.outputs), len(plane.inputs), stats_path)
+        self._slots = self.block.slots
+        self._out_base = [self.block.out_base(i) for i in range(len(plane.outputs))]
+        self._in_base = [self.block.in_base(i) for i in range(len(plane.inputs))]
         self.rejects = rejects if rejects is not None else RejectLog(logger=log)
         self._should_stop = should_stop or (lambda: False)
         self._stop_event = stop_event if stop_event is not None else threading.Event()
@@ -115,6 +126,7 @@ class Endpoint:
             for i, spec in enumerate(plane.outputs):
                 self._outputs[spec.port] = OutPort(self._chan, spec, i, HEADER_SIZE + spec.max_payload)
                 self._seq[spec.port] = 0
+                self._slots[self._out_base[i] + O_OPEN] = 1
             self._by_index = list(self._outputs.values())
             self._inputs = [InPort(self._chan, spec, i) for i, spec in enumerate(plane.inputs)]
             for out in self._by_index:
@@ -160,10 +172,12 @@ class Endpoint:
             else:
                 header = unpack_head(lease.head(), lease.length)
         except WireError as e:
-            self.stats["rejected"] += 1
+            self._slots[H_REJECTED] += 1
             self.rejects.record(e, port.spec.source)
             return None  # the lease goes: released and credited
-        self.stats["received"] += 1
+        slots, base = self._slots, self._in_base[port.index]
+        slots[base + I_RECEIVED] += 1
+        slots[base + I_BYTES] += header.payload_len
         return Message(port.spec.source, header, lease)
 
     def _on_release(self, index: int, sample: Any) -> None:
@@ -206,6 +220,7 @@ class Endpoint:
             if index < len(self._inputs):
                 port = self._inputs[index]
                 port.released += n
+                self._slots[self._in_base[index] + I_RELEASED] = port.released
                 port.credit()  # undelivered (producer gone): retried by housekeeping
 
     def wait(self, timeout: float | None = None) -> None:
@@ -257,6 +272,7 @@ class Endpoint:
         for port in self._inputs:
             if not port.connected:
                 port.connect()
+                self._slots[self._in_base[port.index] + I_SUBSCRIBED] = port.subscriber is not None
             elif port.credited != port.released:
                 port.credit()
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING
@@ -350,7 +366,9 @@ class Endpoint:
                 self._seq[port] = seq + 1
                 sample, loan.sample = loan.sample, None
                 out.send(sample)
-                self.stats["sent"] += 1
+                slots, base = self._slots, self._out_base[out.index]
+                slots[base + O_SENT] += 1
+                slots[base + O_BYTES] += loan.header.payload_len
             value.flags.writeable = False  # the consumers own it now
             return
         if loan.template is not None:  # the header this loan stands for, with its timestamp and seq
@@ -381,47 +399,72 @@ class Endpoint:
                 pack_header_into(loan.header_bytes(), header)
             sample, loan.sample = loan.sample, None
             out.send(sample)
-            self.stats["sent"] += 1
+            slots, base = self._slots, self._out_base[out.index]
+            slots[base + O_SENT] += 1
+            slots[base + O_BYTES] += header.payload_len
         if owner is loan:
             value.flags.writeable = False  # the consumers own it now
 
+    @property
+    def stats(self) -> Counter[str]:
+        """Totals of this endpoint: received, sent, rejected, unconsumed (the per-port
+        counters: ``self.block``, ``nodeworker.stats``)."""
+        s = self._slots
+        return Counter({
+            "received": sum(s[b + I_RECEIVED] for b in self._in_base),
+            "sent": sum(s[b + O_SENT] for b in self._out_base),
+            "rejected": s[H_REJECTED], "unconsumed": s[H_UNCONSUMED],
+        })  # fmt: skip
+
     def _drop_unconsumed(self, port: str) -> None:
-        self.stats["unconsumed"] += 1
+        self._slots[H_UNCONSUMED] += 1
         if port not in self._unconsumed:
             self._unconsumed.add(port)
             log.info("%s: nothing consumes port %r: what is sent on it goes nowhere", self.name, port)
 
     def _wait_for_credit(self, out: OutPort, deadline: float | None) -> None:
+        """Until ``out`` may send. While it waits (pumps), the port's BLOCKED_SINCE slot
+        says since when; the wait is added to BLOCKED_NS when it ends (``nodeworker.stats``)."""
         if self._stopped or self._stop_event.is_set():
             raise Stopped()
         next_check = None
-        while True:
-            if self._released:
-                self._flush_credits()
-            blocking = out.blocking()
-            if blocking and not self._pumping and self._inbox is not None:
-                # Credits already pending in the inbox: apply them without a WaitSet cycle
-                # (no thread sleeps in the inbox, so its listener is free).
-                events = self._inbox.take()
-                if events:
-                    self._apply(events)
-                    self._cond.notify_all()
-                    blocking = out.blocking()
-            if not blocking:
-                return
-            if self._stopped or self._should_stop():  # drains the extra fd before sleeping
-                raise Stopped()
-            now = time.monotonic()
-            if next_check is None:
-                next_check = now + DEAD_CHECK
-            if deadline is not None and now >= deadline:
-                names = [out.spec.consumers[i] for i in blocking]
-                raise TimeoutError(f"port {out.spec.port!r}: no credit from {', '.join(names)}")
-            if now >= next_check:
-                if any(out.hello[i] for i in blocking):
-                    out.check_consumers()
-                next_check = now + DEAD_CHECK
-            self._pump(DEAD_CHECK if deadline is None else max(min(DEAD_CHECK, deadline - now), 0.0))
+        blocked_at = 0
+        try:
+            while True:
+                if self._released:
+                    self._flush_credits()
+                blocking = out.blocking()
+                if blocking and not self._pumping and self._inbox is not None:
+                    # Credits already pending in the inbox: apply them without a WaitSet cycle
+                    # (no thread sleeps in the inbox, so its listener is free).
+                    events = self._inbox.take()
+                    if events:
+                        self._apply(events)
+                        self._cond.notify_all()
+                        blocking = out.blocking()
+                if not blocking:
+                    return
+                if self._stopped or self._should_stop():  # drains the extra fd before sleeping
+                    raise Stopped()
+                now = time.monotonic()
+                if next_check is None:
+                    next_check = now + DEAD_CHECK
+                if deadline is not None and now >= deadline:
+                    names = [out.spec.consumers[i] for i in blocking]
+                    raise TimeoutError(f"port {out.spec.port!r}: no credit from {', '.join(names)}")
+                if now >= next_check:
+                    if any(out.hello[i] for i in blocking):
+                        out.check_consumers()
+                    next_check = now + DEAD_CHECK
+                if not blocked_at:
+                    blocked_at = time.monotonic_ns()
+                    self._slots[self._out_base[out.index] + O_BLOCKED_SINCE] = blocked_at
+                self._pump(DEAD_CHECK if deadline is None else max(min(DEAD_CHECK, deadline - now), 0.0))
+        finally:
+            if blocked_at:
+                slots, base = self._slots, self._out_base[out.index]
+                slots[base + O_BLOCKED_NS] += time.monotonic_ns() - blocked_at
+                slots[base + O_BLOCKED_SINCE] = 0
 
     def in_flight(self, port: str) -> list[int]:
         """Per consumer of ``port``: messages sent and not credited back yet."""
@@ -462,6 +505,11 @@ class Endpoint:
                 if self._chan is not None:
                     self._chan.close()
                     self._chan = None  # type: ignore[assignment]
+                for base in self._out_base:
+                    self._slots[base + O_OPEN] = 0
+                for base in self._in_base:
+                    self._slots[base + I_SUBSCRIBED] = 0
+                self.block.remove()
         self.rejects.flush()
 
     def __enter__(self) -> Endpoint:
@@ -469,6 +517,17 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stats_block(n_out: int, n_in: int, path: Path | None) -> StatsBlock:
+    """The endpoint's counters: in a file at ``path`` when it can be made, else anonymous
+    (counting goes on; only the daemon cannot see them)."""
+    if path is not None:
+        try:
+            return StatsBlock(n_out, n_in, path)
+        except OSError as e:
+            log.warning("no live counters for the daemon: cannot create %s: %s", path, e)
+    return StatsBlock(n_out, n_in)
 
 
 class _Locked:

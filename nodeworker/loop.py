@@ -18,6 +18,11 @@ A value is what ``ctx.send`` takes: an array from ``ctx.loan`` (no copy), an nda
 ``Message`` (forwarded with its header). Send with ``ctx.send`` directly to choose
 ``kind`` or header fields.
 
+State (``nodeworker.stats``, read by the daemon when asked): READY once serving,
+PROCESSING while ``run`` runs and from the first message of a burst until there is
+nothing left to take, then IDLE while the loop sleeps. A transition is two stores and a
+clock read per burst; messages, errors and busy time are counted in the same block.
+
 Failures: an exception from ``process`` (or from sending its outputs) is logged with
 its traceback, counted in ``errors``, and the loop goes on with the next message; the
 log is throttled to one traceback per ``ERROR_LOG_INTERVAL`` seconds (with the number
@@ -37,8 +42,10 @@ from typing import Any
 from nodeworker.dataplane import ChannelError, Endpoint, Stopped
 from nodeworker.message import Message
 from nodeworker.node import Context, Node
+from nodeworker.stats import H_BUSY_NS, H_ERRORS, H_PROCESSED, H_SERVING_SINCE, H_STATE, H_STATE_SINCE, State
 
 ERROR_LOG_INTERVAL = 5.0
+_IDLE, _PROCESSING = int(State.IDLE), int(State.PROCESSING)  # plain ints: the cheapest stores
 
 log = logging.getLogger("noded.worker")
 
@@ -53,28 +60,58 @@ class Loop:
         self.node, self.ctx, self.endpoint = node, ctx, endpoint
         self.should_stop = should_stop
         self.stop_event = stop_event
-        self.processed = 0
-        self.errors = 0
+        self.block = endpoint.block
+        self._slots = self.block.slots
         self._unlogged = 0
         self._logged_at = -ERROR_LOG_INTERVAL
 
+    @property
+    def processed(self) -> int:
+        return self._slots[H_PROCESSED]
+
+    @property
+    def errors(self) -> int:
+        return self._slots[H_ERRORS]
+
     def run(self) -> None:
         """Run until a stop is requested (or Stopped is raised)."""
+        slots, monotonic_ns = self._slots, time.monotonic_ns
+        now = monotonic_ns()
+        slots[H_SERVING_SINCE] = now
+        if not slots[H_STATE]:
+            self.block.set_state(State.READY, now)
+        busy = False
         try:
             if type(self.node).run is not Node.run:
+                self.block.set_state(State.PROCESSING)
+                busy = True
                 self.node.run(self.ctx)
             stopping = self.stop_event.is_set if self.stop_event is not None else self.should_stop
             while not stopping():
                 msg = self.endpoint.receive()
                 if msg is None:
+                    if busy:  # the burst is over
+                        now = monotonic_ns()
+                        slots[H_BUSY_NS] += now - slots[H_STATE_SINCE]
+                        slots[H_STATE_SINCE] = now
+                        slots[H_STATE] = _IDLE
+                        busy = False
                     if self.should_stop():
                         break
                     self.endpoint.wait()
                     continue
+                if not busy:
+                    slots[H_STATE_SINCE] = monotonic_ns()
+                    slots[H_STATE] = _PROCESSING
+                    busy = True
                 self.dispatch(msg)
                 del msg  # not held while idle: the producer gets its credit now
         except Stopped:
             pass
+        finally:
+            if busy:
+                slots[H_BUSY_NS] += monotonic_ns() - slots[H_STATE_SINCE]
+            self.block.set_state(State.STOPPING)
 
     def dispatch(self, msg: Message) -> None:
         """Call process(msg) and send its outputs; count and log a failure."""
@@ -89,7 +126,7 @@ class Loop:
             raise
         except Exception as e:
             self.failed(msg, e)
-        self.processed += 1
+        self._slots[H_PROCESSED] += 1
 
     def emit(self, item: Any) -> None:
         if item is None:
@@ -100,7 +137,7 @@ class Loop:
             self.ctx.send("out", item)
 
     def failed(self, msg: Message, exc: Exception) -> None:
-        self.errors += 1
+        self._slots[H_ERRORS] += 1
         now = time.monotonic()
         if now - self._logged_at < ERROR_LOG_INTERVAL:
             self._unlogged += 1

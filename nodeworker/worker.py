@@ -196,6 +196,10 @@ class Worker:
             return self._stop(self.signals.received)
         if self.fatal is not None:
             return self._fail(self.fatal, logged=True)
+        if self.endpoint is not None:  # the daemon's view agrees with READY=1 from now on
+            from nodeworker.stats import State  # (imported with the data plane)
+
+            self.endpoint.block.set_state(State.READY)
         notify.ready()
         self.ctx.ready.set()
         log.info("node %s ready after %.0f ms (import and setup)", self.spec.node, (time.monotonic() - started) * 1e3)
@@ -214,11 +218,13 @@ class Worker:
         if self.spec.dataplane is None:
             return
         from nodeworker.dataplane import Endpoint  # numpy and iceoryx2: only when needed
+        from nodeworker.stats import stats_path
 
+        plane = self.spec.dataplane
         self.endpoint = Endpoint(
-            self.spec.dataplane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
-            stop_event=self.signals.stopping,
-        )
+            plane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
+            stop_event=self.signals.stopping, stats_path=stats_path(plane.root, self.spec.node),
+        )  # fmt: skip
         self.ctx.endpoint = self.endpoint
 
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
