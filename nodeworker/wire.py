@@ -267,6 +267,8 @@ class Header:
                 f"shape {shape} of {dt} is {math.prod(shape) * dt.itemsize} bytes, "
                 f"payload_len says {self.payload_len}"
             )
+        if self.payload_len == 0:
+            _check_addressable(shape, dt)
         if not (
             0 <= self.seq <= _U64
             and _I64_MIN <= self.timestamp_ns <= _I64_MAX
@@ -298,6 +300,13 @@ def _checked_int(value: Any, what: str) -> int:
         return operator.index(value)  # ints, numpy integers; not floats
     except TypeError:
         raise BadField(f"{what}: {value!r} is not an integer") from None
+
+
+def _check_addressable(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """A zero-size shape passes the payload_len check whatever its other dimensions; numpy
+    refuses one whose nonzero dimensions multiply past its index range (found by hypothesis)."""
+    if math.prod(d for d in shape if d) * dtype.itemsize > _I64_MAX:
+        raise BadField(f"shape {shape} of {dtype} has dimensions numpy cannot address")
 
 
 def _checked_shape(shape: Any) -> tuple[int, ...]:
@@ -501,6 +510,8 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
             f"shape {shape} of {dtype} is {math.prod(shape) * dtype.itemsize} bytes, "
             f"payload_len says {payload_len}"
         )
+    if payload_len == 0:
+        _check_addressable(shape, dtype)
     if HEADER_SIZE + payload_len != total_len:
         raise LengthMismatch(
             f"payload_len {payload_len} + header {HEADER_SIZE} != message length {total_len}"

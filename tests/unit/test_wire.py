@@ -538,7 +538,9 @@ def headers(draw):
             # Big dimensions, with a zero elsewhere so that the payload stays empty.
             i = draw(st.integers(0, len(shape) - 1))
             if shape[i] != 0 or shape.count(0) > 1:
-                shape = shape[:i] + (draw(st.integers(0, 2**60)),) + shape[i + 1:]
+                # As big as numpy can address (Header refuses more: test below).
+                rest = math.prod(d for j, d in enumerate(shape) if d and j != i) * dtype.itemsize
+                shape = shape[:i] + (draw(st.integers(0, min(2**60, (2**63 - 1) // rest))),) + shape[i + 1:]
     return Header(
         kind, dtype, shape, math.prod(shape) * dtype.itemsize,
         seq=draw(st.integers(0, U64)),
@@ -549,6 +551,12 @@ def headers(draw):
         flags=draw(st.integers(0, 255)),
         payload_crc=draw(st.integers(0, U32)),
     )
+
+
+def test_a_zero_size_shape_numpy_cannot_address_is_refused():
+    with pytest.raises(BadField, match="cannot address"):
+        Header(Kind.AUDIO, np.dtype(np.uint32), (329_406_144_173_384_851, 0, 7), 0)
+    Header(Kind.AUDIO, np.dtype(np.uint32), (2**61 - 1, 0), 0)  # addressable: fine
 
 
 @given(headers())
