@@ -76,7 +76,7 @@ def libraries(python: str) -> dict[str, str]:
     """sandbox_libraries.py's results in a unit with a node's properties, run by ``python``."""
     config, sid = Config(), "s" + secrets.token_hex(4)
     unit = service_name(sid, "libraries")
-    root = prepare_session(config.runtime_dir, sid)
+    root = prepare_session(config.iox2_root, sid)
     script = root / "check.py"  # readable by the unit's dynamic user, wherever the checkout is
     shutil.copyfile(LIBRARY_CHECK, script)
     script.chmod(0o644)
@@ -103,7 +103,7 @@ def libraries(python: str) -> dict[str, str]:
     finally:
         sd.close()
         loop.close()
-        remove_session(config.runtime_dir, sid)
+        remove_session(config.iox2_root, sid)
 
 
 def main() -> None:

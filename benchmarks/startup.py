@@ -31,8 +31,8 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))
 from daemon.client import Client, session_info  # noqa: E402
 from daemon.config import Config  # noqa: E402
 from daemon.pipeline import parse_pipeline  # noqa: E402
-from daemon.resources import iox2_base, prepare_session, remove_session  # noqa: E402
-from daemon.sandbox import NodeSandbox, sandbox_properties  # noqa: E402
+from daemon.resources import prepare_session, remove_session  # noqa: E402
+from daemon.sandbox import NodeGrants, sandbox_properties  # noqa: E402
 from daemon.topology import plan  # noqa: E402
 from daemon.systemd import JobDone, Systemd, UnitGone  # noqa: E402
 from daemon.units import service_name, service_properties, slice_name, slice_properties, worker_argv  # noqa: E402
@@ -43,7 +43,7 @@ TIMEOUT = 60.0
 TARGETS = {"noded ready, 5 nodes": ("p50", 0.5), "kill -> first failure event": ("p95", 0.1)}
 # Everything daemon.sandbox adds (identity included), whatever a node is granted.
 SANDBOX_PROPS = {name for net in (False, True) for name, _, _ in sandbox_properties(
-    "x", PurePosixPath("/run/x"), NodeSandbox(network=net, read_only_paths=("/x",)))}
+    "x", PurePosixPath("/run/x"), NodeGrants(network=net, read_only_paths=("/x",)))}
 BARE_PY = ("import os,socket,signal;a=os.environ['NOTIFY_SOCKET'];s=socket.socket(socket.AF_UNIX,"
            "socket.SOCK_DGRAM);s.connect('\\0'+a[1:] if a[0]=='@' else a);s.send(b'READY=1');signal.pause()")
 CG = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/init.scope").exists() else Path("/sys/fs/cgroup")
@@ -126,12 +126,12 @@ def noded_kill(c: Client, w: Window) -> dict[str, float]:
 
 def raw_props(config: Config, sid: str, i: int, n: int, variant: str):  # type: ignore[no-untyped-def]
     # The same data plane noded would give the node: its channels are part of start-up.
-    topology = plan(parse_pipeline(chain(n), "raw.toml"), sid, root_base=str(iox2_base(config.runtime_dir)))
+    topology = plan(parse_pipeline(chain(n), "raw.toml"), sid, root_base=str(config.iox2_root))
     spec = encode_spec(WorkerSpec(session=sid, node=f"n{i}", cls=BUILTINS["passthrough"],
                                   dataplane=topology.nodes[f"n{i}"]))
     argv = [sys.executable, "-c", BARE_PY] if variant == "bare python" else worker_argv(config, spec)
     props = service_properties(sid=sid, node_id=f"n{i}", node_class="passthrough", argv=argv, config=config,
-                               iox2_root=prepare_session(config.runtime_dir, sid))
+                               iox2_root=prepare_session(config.iox2_root, sid))
     return [p for p in props if p[0] not in SANDBOX_PROPS] if variant == "no sandboxing" else props
 
 
@@ -165,7 +165,7 @@ def raw_units(n: int, w: Window, variant: str = "") -> dict[str, float]:
             sd.reset_failed(unit)
         sd.stop(slice_name(sid))  # stops the units in it first
         await until(lambda: gone.issuperset([*units, slice_name(sid)]))
-        remove_session(config.runtime_dir, sid)
+        remove_session(config.iox2_root, sid)
         if bad:
             raise RuntimeError(f"start jobs did not complete: {bad}")
         return times

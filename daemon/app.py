@@ -10,10 +10,11 @@ from typing import Any
 import sdnotify
 
 from daemon import __version__
-from daemon.config import Config
+from daemon.config import Config, describe
 from daemon.control import BadRequest, Connection, ControlServer
 from daemon.errors import NodedError
 from daemon.manager import SessionManager
+from daemon.metrics import Metrics, refresh_from
 from daemon.pipeline import parse_pipeline
 from daemon.protocol import PROTOCOL_VERSION, Event, Request, SessionInfo, to_builtins
 from daemon.session import Session
@@ -41,6 +42,11 @@ class Daemon:
         self.server = ControlServer(config, self.handle, self._on_connect, self._on_disconnect)
         self.notifier = sdnotify.SystemdNotifier()
         self._stop = asyncio.Event()
+        # Prometheus metrics (daemon.metrics), only with metrics_address in noded.toml.
+        self.metrics: Metrics | None = None
+        if config.metrics_address is not None:
+            self.metrics = Metrics(config.max_session_processes)
+            self.manager.subscribe(self.metrics.on_session)
         self._stats_watchers: dict[Connection, float] = {}  # connection -> its period (s)
         self._stats_task: asyncio.Task[None] | None = None
 
@@ -52,10 +58,16 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)  # the loop acts on it
         self.systemd.open(loop)
+        if self.metrics is not None:  # each scrape reads edge and node figures on this loop
+            metrics = self.metrics
+            metrics.set_refresh(loop, lambda: refresh_from(metrics, self.manager.sessions,
+                                                           lambda s: session_stats(s, self.systemd)))
         try:
             self.notifier.notify("STATUS=cleaning up after an earlier instance")
             await self.manager.cleanup_leftovers(timeout=self.config.node_stop_timeout + 5)
             await self.server.start()
+            if self.metrics is not None and self.config.metrics_address is not None:
+                self.metrics.serve(self.config.metrics_address)
             self.notifier.notify(f"READY=1\nSTATUS=listening on {self.config.socket_path}")
             log.info("noded %s ready on %s", __version__, self.config.socket_path)
             await self._stop.wait()
@@ -64,6 +76,8 @@ class Daemon:
             await self.server.close()
             await self.manager.stop_all(timeout=self.config.node_stop_timeout + 5)
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             if self._stats_task is not None:
                 self._stats_task.cancel()
             self.systemd.close()
@@ -127,9 +141,13 @@ class Daemon:
                     "version": __version__, "protocol": PROTOCOL_VERSION,
                     "sessions": len(live),
                     "limits": {"max_session_processes": self.config.max_session_processes},
+                    # noded.toml's node defaults and endpoints (nodectl status shows them)
+                    "node_limits": describe(self.config)["node_limits"],
+                    "metrics": describe(self.config)["metrics_address"],
+                    "config": self.config.source,
                 }
             case "create":
-                pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"))
+                pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"), defaults=self.config.node_limits)
                 session = self.manager.create(pipeline)
                 if req.args.get("watch"):
                     conn.watching.add(session.sid)

@@ -19,6 +19,7 @@ class ExitFacts:
     status_text: str = ""
     memory_max: int | None = None
     oom_killed: bool = False
+    tasks_max: int | None = None
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,26 @@ class ExitReason:
     reason: str
     exit_status: int | None
     signal: str | None
+
+
+# Exit statuses of systemd's own start-up steps for the service (systemd.exec(5), "Process
+# exit codes"): the node's code never ran.
+SYSTEMD_EXIT = {
+    200: ("CHDIR", "could not change to the working directory"),
+    202: ("FDS", "could not set up its file descriptors"),
+    203: ("EXEC", "the executable is missing or cannot be executed"),
+    204: ("MEMORY", "out of memory while setting up the process"),
+    205: ("LIMITS", "could not apply its resource limits"),
+    214: ("SETSCHEDULER", "could not set its scheduling policy"),
+    217: ("USER", "could not set up its user"),
+    218: ("CAPABILITIES", "could not apply its capabilities"),
+    226: ("NAMESPACE", "could not set up its file-system sandbox (a ReadWritePaths= or similar path?)"),
+    228: ("SECCOMP", "could not apply its system call filter"),
+    231: ("CGROUP", "could not join its control group (a tasks_max or memory limit already reached?)"),
+}
+# What a node process says when it cannot make a thread or process (EAGAIN from the pids
+# controller once TasksMax= is reached).
+_NO_TASKS = ("can't start new thread", "Resource temporarily unavailable", "BlockingIOError")
 
 
 def _signame(num: int) -> str:
@@ -47,6 +68,9 @@ def describe_exit(f: ExitFacts) -> ExitReason:
         what = f"exited with status {exit_status}"
         if exit_status == 0:
             what += " although it should have kept running"
+        elif exit_status in SYSTEMD_EXIT and f.result == "exit-code":
+            name, meaning = SYSTEMD_EXIT[exit_status]
+            what = f"could not be started by systemd: {exit_status}/{name}, {meaning}"
     elif f.exec_main_code in (CLD_KILLED, CLD_DUMPED):
         sig = _signame(f.exec_main_status)
         what = f"was killed by {sig}"
@@ -66,6 +90,8 @@ def describe_exit(f: ExitFacts) -> ExitReason:
     status = parse_status(f.status_text)
     if status is not None and status.phase is Phase.ERROR and status.text:
         what += f": {status.text}"
+        if f.tasks_max is not None and any(s in status.text for s in _NO_TASKS):
+            what += f" (its tasks_max of {f.tasks_max} threads and processes is reached)"
     if f.result:
         what += f" [Result={f.result}]"
     return ExitReason(what, exit_status, sig)

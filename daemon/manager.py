@@ -20,9 +20,7 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import (
-    iox2_base, prepare_session, remove_leftovers, remove_session, seal_session, session_root,
-)
+from daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
@@ -30,7 +28,7 @@ from daemon.states import (
     NodeState, SessionState, SessionStopRequested, Starting, StatusReported, StopRequested,
 )
 from daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
-from daemon.units import UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
+from daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from nodeworker.spec import WorkerSpec, encode_spec
 from nodeworker.status import parse_status
 
@@ -84,12 +82,12 @@ class SessionManager:
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
         sid = self._new_sid()
-        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(iox2_base(self.config.runtime_dir))))
-        prepare_session(self.config.runtime_dir, sid)
+        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(self.config.iox2_root)))
+        prepare_session(self.config.iox2_root, sid)
         try:
             self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
         except SystemdError:
-            remove_session(self.config.runtime_dir, sid)
+            remove_session(self.config.iox2_root, sid)
             raise
         session.slice_loaded = True
         self._finished[sid] = asyncio.get_running_loop().create_future()
@@ -99,6 +97,8 @@ class SessionManager:
             self._units[node.unit] = (session, node)
         log.info("session %s: starting %d nodes of %s", sid, len(session.nodes), pipeline.name)
         for node in session.nodes.values():
+            if node.spec.resources.memory_max is not None:  # before it starts: see OomWatcher.watch
+                self.oom.watch(node.unit, cgroup_path(sid, node.unit), create=True)
             try:
                 node.start_job = self.sd.start_transient(node.unit, self._node_properties(session, node))
             except SystemdError as exc:
@@ -152,7 +152,14 @@ class SessionManager:
         names = [r[0] for r in rows]
         if names:
             log.warning("stopped %d units left by an earlier noded: %s", len(names), " ".join(names))
-        files = remove_leftovers(self.config.runtime_dir)
+            stuck = [r[0] for r in self.sd.list_units([f"{UNIT_PREFIX}*"])]
+            if stuck:  # still stopping after the timeout; on_systemd_event lets them go later
+                log.error("%d units left by an earlier noded are not gone after %.0f s: %s",
+                          len(stuck), timeout, " ".join(stuck))
+        cgroups = self.oom.remove_leftovers(PARENT_SLICE)
+        if cgroups:
+            log.warning("removed %d memory cgroups an earlier noded made: %s", len(cgroups), " ".join(cgroups))
+        files = remove_leftovers(self.config.iox2_root)
         if files:
             log.warning("removed %d files of sessions an earlier noded ran", len(files))
         return names
@@ -228,7 +235,7 @@ class SessionManager:
                 result=str(p.get("Result", "")), exec_main_code=int(p.get("ExecMainCode", 0) or 0),
                 exec_main_status=int(p.get("ExecMainStatus", 0) or 0),
                 status_text=str(p.get("StatusText", "")), memory_max=node.spec.resources.memory_max,
-                oom_killed=oom_killed,
+                oom_killed=oom_killed, tasks_max=node.spec.resources.tasks_max,
             )
             self._fail(session, node, describe_exit(facts))
         else:
@@ -248,7 +255,7 @@ class SessionManager:
         try:
             uid, gid = (self.sd.get_unit_property(node.unit, SERVICE_IFACE, name, "u") for name in ("UID", "GID"))
             if uid not in (0, UINT32_MAX):  # UINT32_MAX: unknown (the unit is gone again)
-                seal_session(self.config.runtime_dir, session.sid, uid, gid)
+                seal_session(self.config.iox2_root, session.sid, uid, gid)
                 self._sealed.add(session.sid)
         except (OSError, SystemdError) as exc:
             log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
@@ -303,13 +310,14 @@ class SessionManager:
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal
-        left = remove_session(self.config.runtime_dir, session.sid)
+        left = remove_session(self.config.iox2_root, session.sid)
         if left:
             log.info("session %s: removed %d files its nodes left", session.sid, len(left))
         session.apply(AllUnitsGone(failed=session.failure is not None))
         log.info("session %s: %s", session.sid, session.state)
         for node in session.nodes.values():
             self._units.pop(node.unit, None)
+            self.oom.forget(node.unit)  # also for nodes that never started
         self._slices.pop(session.slice, None)
         self._publish(session)
         self._finishing.discard(session.sid)
@@ -328,7 +336,7 @@ class SessionManager:
         return service_properties(
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
-            iox2_root=session_root(self.config.runtime_dir, session.sid),
+            iox2_root=session_root(self.config.iox2_root, session.sid),
             memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max, sandbox=spec.sandbox,
         )
 

@@ -17,6 +17,8 @@ import click
 from rich.console import Console
 
 from daemon.client import DEFAULT_SOCKET, Client, session_info
+from daemon.completion import complete_sid
+from daemon.config import configured_socket
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
 from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table, wide
@@ -62,9 +64,9 @@ def reports_errors(func: F) -> F:
             if ctx is not None and ctx.json:
                 print(json.dumps({"error": {"code": code, "message": exc.message, "hint": exc.hint or None}}))
             else:
-                err.print(f"nodectl: {exc.message}", markup=False)
+                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
                 if exc.hint:
-                    err.print(f"hint: {exc.hint}", markup=False, style="dim")
+                    err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
             sys.exit(_EXIT_BY_CODE.get(code, EXIT_ERROR))
         except KeyboardInterrupt:
             sys.exit(130)
@@ -72,9 +74,23 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
-@click.option("--socket", default=str(DEFAULT_SOCKET), show_default=True, help="The daemon's control socket.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+class _Group(click.Group):
+    """Global flags may also follow the command: `nodectl session list --json`."""
+
+    MOVABLE = ("--json", "--debug")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in self.MOVABLE]
+        rest = [a for a in args[:end] if a not in self.MOVABLE]
+        return super().parse_args(ctx, moved + rest + args[end:])
+
+
+@click.group(cls=_Group, context_settings={"auto_envvar_prefix": "NODED", "help_option_names": ["-h", "--help"]})
+@click.option("--socket", default=lambda: str(configured_socket()), show_default=f"socket in /etc/noded/noded.toml, "
+              f"else {DEFAULT_SOCKET}", help="The daemon's control socket.")
+@click.option("--json", "as_json", is_flag=True, envvar="NODED_JSON",
+              help="Machine-readable JSON output (also after the command).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="noded")
 @click.pass_context
@@ -101,6 +117,18 @@ def status(ctx: Ctx) -> None:
         limit = data["limits"]["max_session_processes"]
         out.print(f"noded {data['version']} is running: {data['sessions']} live session(s); "
                   f"node processes per session: {limit if limit is not None else 'unlimited'}")
+        _print_status_details(data)
+
+
+def _print_status_details(data: dict[str, Any]) -> None:
+    """The node defaults and the metrics endpoint (from daemons that report them)."""
+    limits = {k: v for k, v in (data.get("node_limits") or {}).items() if v is not None}
+    if limits:
+        out.print("node limits by default: " + ", ".join(f"{k} {v}" for k, v in limits.items()), markup=False)
+    if data.get("metrics"):
+        out.print(f"metrics: http://{data['metrics']}/metrics", markup=False)
+    if data.get("config"):
+        out.print(f"configuration: {data['config']}", markup=False)
 
 
 @cli.group()
@@ -173,7 +201,7 @@ def list_(ctx: Ctx) -> None:
 
 
 @session.command("show")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def show(ctx: Ctx, sid: str) -> None:
@@ -191,7 +219,7 @@ def show(ctx: Ctx, sid: str) -> None:
 
 
 @session.command("stop")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.option("--no-wait", is_flag=True, help="Return at once instead of when every unit is gone.")
 @click.pass_obj
 @reports_errors
@@ -208,7 +236,7 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
 
 
 @session.command("watch")
-@click.argument("sid")
+@click.argument("sid", shell_complete=complete_sid)
 @click.pass_obj
 @reports_errors
 def watch(ctx: Ctx, sid: str) -> None:
@@ -227,6 +255,7 @@ def watch(ctx: Ctx, sid: str) -> None:
 
 def main() -> None:
     import daemon.nodectl_io  # noqa: F401  (registers run and feed)
+    import daemon.nodectl_logs  # noqa: F401  (registers logs)
     import daemon.top  # noqa: F401  (registers top)
 
     cli(prog_name="nodectl")

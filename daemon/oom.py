@@ -34,13 +34,24 @@ class OomWatcher:
         self.available = (root / "memory.oom_control").exists() and (root / "cgroup.event_control").exists()
         self._watches: dict[str, _Watch] = {}
         self._killed: set[str] = set()
+        self._created: dict[str, Path] = {}  # cgroups made by watch(create=True)
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, unit: str, cgroup: str) -> None:
+    def watch(self, unit: str, cgroup: str, create: bool = False) -> None:
+        """Watch the unit's memory cgroup. With ``create``, make the cgroup first (call it
+        before the unit starts: systemd adopts an existing cgroup), so that a node killed
+        within milliseconds of its start, before the daemon has heard that it started,
+        is still seen (a memory_max too small to even import Python's modules)."""
         if not self.available or unit in self._watches:
             return
         self._loop = asyncio.get_running_loop()
         cg = self.root / cgroup.lstrip("/")
+        if create:
+            try:
+                cg.mkdir(parents=True, exist_ok=True)
+                self._created[unit] = cg
+            except OSError as exc:
+                log.warning("cannot make %s's memory cgroup before it starts: %s", unit, exc)
         efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             cfd = os.open(cg / "memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
@@ -93,5 +104,36 @@ class OomWatcher:
             os.close(w.control_fd)
 
     def forget(self, unit: str) -> None:
+        """Stop watching; remove the cgroup if watch() made it and systemd has not (the
+        unit never started, say). Call it once the unit's processes are gone."""
         self.unwatch(unit)
         self._killed.discard(unit)
+        cg = self._created.pop(unit, None)
+        if cg is not None:
+            try:
+                cg.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove %s's memory cgroup %s: %s", unit, cg, exc)
+            try:  # the session's slice, once its last unit is gone (else: not empty, fine)
+                cg.parent.rmdir()
+            except OSError:
+                pass
+
+    def remove_leftovers(self, parent: str) -> list[str]:
+        """Remove the empty memory cgroups under ``parent`` (e.g. "noded.slice") that an
+        earlier daemon made for units that never started; call once no session runs."""
+        base = self.root / parent.lstrip("/")
+        if not self.available or not base.is_dir():
+            return []
+        removed = []
+        for cg in sorted(base.glob("*/**/"), key=lambda p: len(p.parts), reverse=True):
+            if cg == base:
+                continue
+            try:
+                cg.rmdir()
+                removed.append(str(cg))
+            except OSError:
+                pass
+        return removed

@@ -33,7 +33,7 @@ from msgspec import UNSET
 
 from daemon.errors import PipelineError, Problem
 from daemon.pipeline_classes import module_names
-from daemon.sandbox import NodeSandbox, check_read_only_path
+from daemon.sandbox import NodeGrants, check_read_only_path
 from daemon.pipeline_schema import (
     CLIENT,
     EXTERNAL_INPUT,
@@ -114,10 +114,12 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     raise PipelineError([Problem(filename, None, None, reason)])
 
 
-def parse_pipeline(text: str, filename: str) -> Pipeline:
+def parse_pipeline(text: str, filename: str, defaults: Resources = Resources()) -> Pipeline:
     """Check a pipeline given as TOML text; ``filename`` names it in problems and gives
-    the default pipeline name (its stem). Raises PipelineError."""
-    checker = _Checker(filename)
+    the default pipeline name (its stem); ``defaults`` are the limits of nodes for which
+    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``).
+    Raises PipelineError."""
+    checker = _Checker(filename, defaults)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -141,8 +143,9 @@ def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
 class _Checker:
     """Collects the problems of one pipeline file while building its Pipeline."""
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, defaults: Resources = Resources()) -> None:
         self.filename = filename
+        self.defaults = defaults
         self.problems: list[Problem] = []
         self.hints: dict[str, None] = {}  # ordered set
         self.modules: dict[str, set[str] | ValueError | None] = {}
@@ -168,7 +171,7 @@ class _Checker:
         raw_nodes = lists.get("nodes", [])
         if not raw.get("nodes"):
             self.report(None, "nodes", "the pipeline has no nodes", "empty")
-        limits = replace(Resources(), **self.check_resources(doc.limits if doc else LimitsDoc(), None, "limits."))
+        limits = replace(self.defaults, **self.check_resources(doc.limits if doc else LimitsDoc(), None, "limits."))
         dataplane = self.check_dataplane(doc.dataplane if doc else DataplaneDoc())
         name = Path(self.filename).stem
         if doc is not None and isinstance(doc.name, str):
@@ -300,7 +303,7 @@ class _Checker:
             resources=replace(limits, **self.check_resources(doc, label, "")),
             max_payload=self.parsed(label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload,
                                     "payload"),
-            sandbox=NodeSandbox(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc)),
+            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc)),
         )
 
     def check_read_only_paths(self, label: str, doc: NodeDoc) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from daemon.sandbox import NodeSandbox
+from daemon.sandbox import NodeGrants
 from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_DEPTH
 
 # Node ids and port names end up in systemd unit names and iceoryx2 service names.
@@ -157,7 +157,7 @@ class NodeSpec:
     inputs: tuple[InputRef, ...] = ()  # in the order written
     resources: Resources = Resources()
     max_payload: int = DEFAULT_MAX_PAYLOAD  # of each of its outputs, bytes
-    sandbox: NodeSandbox = NodeSandbox()  # what it is granted beyond the default sandbox
+    sandbox: NodeGrants = NodeGrants()  # what it is granted beyond the default sandbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ IP_ANY = [(socket.AF_INET, b"\0" * 4, 0), (socket.AF_INET6, b"\0" * 16, 0)]
 
 
 @dataclass(frozen=True, slots=True)
-class NodeSandbox:
+class NodeGrants:
     """What a pipeline file may grant one node beyond the default sandbox."""
 
     network: bool = False  # AF_INET/AF_INET6 sockets and the host's network
@@ -63,7 +63,7 @@ def dynamic_user(sid: str) -> str:
     return f"noded-{sid}"
 
 
-def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeSandbox = NodeSandbox()) -> list[Property]:
+def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants = NodeGrants()) -> list[Property]:
     """The identity and sandbox properties of one node's service."""
     families = ["AF_UNIX", "AF_INET", "AF_INET6"] if sandbox.network else ["AF_UNIX"]
     under_home = any(_is_below(PurePosixPath(p), HOME_DIRS) for p in sandbox.read_only_paths)

@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Config
-from daemon.sandbox import NodeSandbox, sandbox_properties
+from daemon.sandbox import NodeGrants, sandbox_properties
 
 UNIT_PREFIX = "noded-"
 PARENT_SLICE = "noded.slice"
@@ -57,7 +57,7 @@ def service_properties(
     memory_max: int | None = None,
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
-    sandbox: NodeSandbox = NodeSandbox(),
+    sandbox: NodeGrants = NodeGrants(),
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -88,7 +88,15 @@ def service_properties(
         # The session's dynamic user and the sandbox (daemon.sandbox); writable: the
         # session's iceoryx2 root (daemon.resources) and /dev/shm.
         *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
+        # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
+        *([("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]
+          if config.node_sandbox.read_write_paths else []),
     ]
+    # [node_sandbox] of noded.toml.
+    if config.node_sandbox.read_only_paths:
+        props.append(("ReadOnlyPaths", "as", [p.encode() for p in config.node_sandbox.read_only_paths]))
+    if config.node_sandbox.private_network:
+        props.append(("PrivateNetwork", "b", True))
     if memory_max is not None:
         props.append(("MemoryMax", "t", memory_max))
         # Without swap limits a node could page out instead of hitting its limit.

@@ -12,6 +12,8 @@ BUILTINS: dict[str, str] = {
     "source": "nodeworker.builtins.testing_nodes:Source",
     "slow_sink": "nodeworker.builtins.testing_nodes:SlowSink",
     "flaky": "nodeworker.builtins.testing_nodes:Flaky",
+    # crash scenarios (nodeworker/builtins/chaos_nodes.py)
+    "chaos": "nodeworker.builtins.chaos_nodes:Chaos",
     # tries what the sandbox forbids (nodeworker/builtins/probe.py)
     "probe": "nodeworker.builtins.probe:Probe",
 }

@@ -261,14 +261,14 @@ class Header:
             object.__setattr__(self, "flags", _FLAGS[flags])
         if kind in BYTE_KINDS and (dt is not _UINT8 or len(shape) != 1):
             raise BadField(f"{kind.name} payloads are uint8 of shape (n,), got {dt} {shape}")
+        if 0 in shape:
+            _check_empty_shape(shape, dt)
         # math.prod(()) == 1: a 0-d array has one element.
         if math.prod(shape) * dt.itemsize != self.payload_len:
             raise BadField(
                 f"shape {shape} of {dt} is {math.prod(shape) * dt.itemsize} bytes, "
                 f"payload_len says {self.payload_len}"
             )
-        if self.payload_len == 0:
-            _check_addressable(shape, dt)
         if not (
             0 <= self.seq <= _U64
             and _I64_MIN <= self.timestamp_ns <= _I64_MAX
@@ -295,18 +295,18 @@ class Header:
         return cls(kind, _UINT8, (n,), n, **kw)
 
 
+def _check_empty_shape(shape: tuple[int, ...], dt: np.dtype) -> None:
+    """An empty array's other dimensions still count for numpy: the product of the
+    nonzero ones times the itemsize must fit in an intp, or no view of it can be made."""
+    if math.prod(d for d in shape if d) * dt.itemsize > _I64_MAX:
+        raise BadField(f"shape {shape} of {dt}: numpy cannot make an array of it (its nonzero dimensions are too big)")
+
+
 def _checked_int(value: Any, what: str) -> int:
     try:
         return operator.index(value)  # ints, numpy integers; not floats
     except TypeError:
         raise BadField(f"{what}: {value!r} is not an integer") from None
-
-
-def _check_addressable(shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """A zero-size shape passes the payload_len check whatever its other dimensions; numpy
-    refuses one whose nonzero dimensions multiply past its index range (found by hypothesis)."""
-    if math.prod(d for d in shape if d) * dtype.itemsize > _I64_MAX:
-        raise BadField(f"shape {shape} of {dtype} has dimensions numpy cannot address")
 
 
 def _checked_shape(shape: Any) -> tuple[int, ...]:
@@ -505,13 +505,13 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
     payload_len = f[19]
     if kind in BYTE_KINDS and (dtype is not _UINT8 or ndim != 1):
         raise BadField(f"{kind.name} payloads are uint8 of shape (n,), got {dtype} {shape}")
+    if 0 in shape:
+        _check_empty_shape(shape, dtype)
     if math.prod(shape) * dtype.itemsize != payload_len:
         raise BadField(
             f"shape {shape} of {dtype} is {math.prod(shape) * dtype.itemsize} bytes, "
             f"payload_len says {payload_len}"
         )
-    if payload_len == 0:
-        _check_addressable(shape, dtype)
     if HEADER_SIZE + payload_len != total_len:
         raise LengthMismatch(
             f"payload_len {payload_len} + header {HEADER_SIZE} != message length {total_len}"

@@ -90,3 +90,28 @@ class LatencySink(Node):
                    "view_ns": self.view[:k].tolist(), "send_ns": end["send_ns"]}
         self.n = self.bad = 0
         return summary
+
+
+class LatencyRelay(LatencySink):
+    """The middle of a 3-node chain (benchmarks/concurrent_sessions.py): records each
+    TENSOR message's latency like ``LatencySink`` (the hop into it), then sends a fresh
+    in-place message of the same size on "out" with a new timestamp_ns, taken before the
+    loan (the hop out of it is measured downstream). On the end marker it forwards the
+    marker on "out" and returns its own summary on "stats"."""
+
+    def setup(self, ctx: Context) -> None:
+        super().setup(ctx)
+        self.ctx = ctx
+
+    def process(self, msg: Any) -> Any:
+        if msg.kind is not Kind.TENSOR:
+            summary = super().process(msg)
+            self.ctx.send("out", msg)
+            return ("stats", summary)
+        super().process(msg)
+        a = msg.array
+        t0 = time.monotonic_ns()
+        out = self.ctx.loan("out", a.shape, np.uint8, timestamp_ns=t0)
+        out[0], out[-1] = a[0], a[-1]
+        self.ctx.send("out", out)
+        return None

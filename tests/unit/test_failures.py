@@ -31,3 +31,22 @@ def test_setup_exception_text_is_included():
     r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=1,
                                 status_text="error: RuntimeError: model file missing"))
     assert "RuntimeError: model file missing" in r.reason
+
+
+def test_systemd_start_up_failures_are_named():
+    r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=203))
+    assert r.exit_status == 203
+    assert "203/EXEC" in r.reason and "executable is missing" in r.reason and "systemd" in r.reason
+    # The same status from the node's own code (Result=success is impossible, but a plain
+    # exit-code with a status systemd does not use) stays a plain exit.
+    r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=201))
+    assert r.reason.startswith("exited with status 201")
+
+
+def test_tasks_max_is_named_when_threads_cannot_start():
+    facts = dict(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=1,
+                 status_text="error: RuntimeError: can't start new thread")
+    r = describe_exit(ExitFacts(**facts, tasks_max=4))
+    assert "can't start new thread" in r.reason and "tasks_max of 4" in r.reason
+    r = describe_exit(ExitFacts(**facts))  # no limit set: no such claim
+    assert "tasks_max" not in r.reason

@@ -9,13 +9,13 @@ import pytest
 from daemon.config import Config
 from daemon.errors import PipelineError
 from daemon.pipeline import parse_pipeline
-from daemon.sandbox import NodeSandbox, sandbox_properties
+from daemon.sandbox import NodeGrants, sandbox_properties
 from daemon.units import service_properties, worker_argv
 
 ROOT = PurePosixPath("/run/noded/iox2/ab12cd34")
 
 
-def props(sid: str = "ab12cd34", node: str = "asr", sandbox: NodeSandbox = NodeSandbox()) -> dict[str, list]:
+def props(sid: str = "ab12cd34", node: str = "asr", sandbox: NodeGrants = NodeGrants()) -> dict[str, list]:
     cfg = Config(worker_python="/opt/noded/venv/bin/python")
     out: dict[str, list] = {}
     for name, sig, value in service_properties(sid=sid, node_id=node, node_class="passthrough",
@@ -56,7 +56,7 @@ def test_default_sandbox_is_strict_and_offline() -> None:
 
 
 def test_network_and_read_only_paths_are_granted_per_node() -> None:
-    p = props(sandbox=NodeSandbox(network=True, read_only_paths=("/home/u/models", "/srv/m")))
+    p = props(sandbox=NodeGrants(network=True, read_only_paths=("/home/u/models", "/srv/m")))
     assert one(p, "RestrictAddressFamilies") == ("(bas)", (True, ["AF_UNIX", "AF_INET", "AF_INET6"]))
     assert one(p, "PrivateNetwork") == ("b", False)
     assert "IPAddressDeny" not in p
@@ -64,7 +64,7 @@ def test_network_and_read_only_paths_are_granted_per_node() -> None:
                                                        ("/srv/m", "/srv/m", False, 0)])
     # A bind below /home needs a traversable (tmpfs) /home instead of an inaccessible one.
     assert one(p, "ProtectHome") == ("s", "tmpfs")
-    assert one(props(sandbox=NodeSandbox(read_only_paths=("/srv/m",))), "ProtectHome") == ("s", "yes")
+    assert one(props(sandbox=NodeGrants(read_only_paths=("/srv/m",))), "ProtectHome") == ("s", "yes")
 
 
 def test_sandbox_properties_are_the_ones_the_unit_gets() -> None:
@@ -79,9 +79,9 @@ def node(extra: str) -> str:
 def test_pipeline_grants_network_and_read_only_paths() -> None:
     (spec,) = parse_pipeline(node('network = true\nread_only_paths = ["/usr/share/", "/usr/share", "/opt"]'),
                              "p.toml").nodes
-    assert spec.sandbox == NodeSandbox(network=True, read_only_paths=("/usr/share", "/opt"))
+    assert spec.sandbox == NodeGrants(network=True, read_only_paths=("/usr/share", "/opt"))
     (spec,) = parse_pipeline(node(""), "p.toml").nodes
-    assert spec.sandbox == NodeSandbox()
+    assert spec.sandbox == NodeGrants()
 
 
 @pytest.mark.parametrize(("value", "reason"), [

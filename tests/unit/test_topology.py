@@ -150,7 +150,7 @@ def test_root_and_prefix() -> None:
 def test_root_and_prefix_are_those_the_daemon_creates_and_removes() -> None:
     runtime_dir = Path("/run/noded")
     topology = plan(parse(node("a")), SID, root_base=str(iox2_base(runtime_dir)))
-    assert topology.root == f"{session_root(runtime_dir, SID)}/"
+    assert topology.root == f"{session_root(iox2_base(runtime_dir), SID)}/"
     assert topology.prefix == session_prefix(SID)
 
 

@@ -538,9 +538,9 @@ def headers(draw):
             # Big dimensions, with a zero elsewhere so that the payload stays empty.
             i = draw(st.integers(0, len(shape) - 1))
             if shape[i] != 0 or shape.count(0) > 1:
-                # As big as numpy can address (Header refuses more: test below).
-                rest = math.prod(d for j, d in enumerate(shape) if d and j != i) * dtype.itemsize
-                shape = shape[:i] + (draw(st.integers(0, min(2**60, (2**63 - 1) // rest))),) + shape[i + 1:]
+                shape = shape[:i] + (draw(st.integers(0, 2**60)),) + shape[i + 1:]
+                # numpy's own limit (wire rejects shapes beyond it: see the test below)
+                assume(math.prod(d for d in shape if d) * dtype.itemsize < 2**63)
     return Header(
         kind, dtype, shape, math.prod(shape) * dtype.itemsize,
         seq=draw(st.integers(0, U64)),
@@ -551,12 +551,6 @@ def headers(draw):
         flags=draw(st.integers(0, 255)),
         payload_crc=draw(st.integers(0, U32)),
     )
-
-
-def test_a_zero_size_shape_numpy_cannot_address_is_refused():
-    with pytest.raises(BadField, match="cannot address"):
-        Header(Kind.AUDIO, np.dtype(np.uint32), (329_406_144_173_384_851, 0, 7), 0)
-    Header(Kind.AUDIO, np.dtype(np.uint32), (2**61 - 1, 0), 0)  # addressable: fine
 
 
 @given(headers())
@@ -722,3 +716,18 @@ def test_man_page_example_is_what_the_code_writes():
     h = unpack_header(example, len(example))
     assert f"payload_crc {h.payload_crc:#010x}" in text
     assert f"header_crc {struct.unpack_from('<I', example, 96)[0]:#010x}" in text
+
+
+@pytest.mark.parametrize("shape", [(1_024_819_115_206_086_201, 0, 9), (2**40, 2**30, 0), (2**62, 0, 4)])
+def test_empty_shapes_numpy_cannot_view_are_rejected(shape):
+    with pytest.raises(BadField, match="numpy cannot"):
+        Header(Kind.TENSOR, np.dtype("u1"), shape, 0)
+    ok = Header(Kind.TENSOR, np.dtype("u1"), (0,), 0)
+    buf = bytearray(pack_header(ok))
+    struct.pack_into("<3Q", buf, 12, *shape)  # forge the shape, then fix ndim and the crc
+    buf[8] = len(shape)
+    struct.pack_into("<I", buf, 96, 0)
+    struct.pack_into("<I", buf, 96, zlib.crc32(buf))
+    with pytest.raises(BadField, match="numpy cannot"):
+        unpack_header(bytes(buf), len(buf))
+    assert payload_array(bytes(pack_header(ok)), ok).shape == (0,)

@@ -1,0 +1,143 @@
+"""Resource exhaustion: nodes that cannot start (a memory limit too small to even import
+the worker, TasksMax reached, a missing module or class, a missing executable) fail with
+an error that names the node and the cause, while another session keeps streaming and
+the daemon keeps answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.client import Client, RemoteError
+from daemon.protocol import Failure
+
+from .conftest import chain, ended, systemctl, wait_for
+from .load_support import DEADLINE, Streamer, all_leftovers, session_leftovers
+from .test_dataplane import io_chain
+
+
+@pytest.fixture
+def bystander() -> Iterator[Streamer]:
+    """A session streaming through 3 nodes the whole time; checked to be unharmed after."""
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=io_chain(3), filename="bystander.toml", watch=True)["sid"]
+        wait_for(c, sid, lambda i: i.state == "ready", DEADLINE)
+    streamer = Streamer(sid)
+    streamer.wait_flowing()
+    yield streamer
+    before = streamer.received
+    streamer.wait_flowing(before + 20)  # still flowing after everything the test did
+    with Client(timeout=60) as c:
+        assert c.request("show", sid=sid)["state"] == "ready"
+        c.request("stop", sid=sid, wait=True)
+    streamer.join()
+
+
+def fails(toml: str) -> Failure:
+    """Create a session, wait until it ends; it must have failed and left nothing.
+    Returns its failure."""
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=toml, filename="exhaust.toml", watch=True)["sid"]
+        done = wait_for(c, sid, ended, DEADLINE)
+        assert done.state == "failed", done
+    with Client(timeout=5) as c:
+        assert c.request("status")["version"]  # the daemon answers at once
+    assert session_leftovers(sid) == []
+    assert done.failure is not None
+    return done.failure
+
+
+def test_memory_limit_too_small_to_import_names_node_and_memory(bystander: Streamer) -> None:
+    failure = fails(chain(2) + '\n[[nodes]]\nid = "tiny"\nclass = "passthrough"\nmemory_max = "2M"\n')
+    assert failure.node == "tiny"
+    assert "out of memory" in failure.reason and "2 MiB" in failure.reason, failure.reason
+
+
+def test_tasks_max_reached_names_node_and_limit(bystander: Streamer) -> None:
+    failure = fails(chain(1) + '\n[[nodes]]\nid = "threads"\nclass = "chaos"\nparams = { threads = 8 }\n'
+                    'tasks_max = 3\n')
+    assert failure.node == "threads"
+    assert "can't start new thread" in failure.reason and "tasks_max of 3" in failure.reason, failure.reason
+
+
+@pytest.mark.parametrize("cls,expect", [
+    ("nosuch_pkg.nodes:Model", "module 'nosuch_pkg.nodes' not found"),
+    ("nodeworker.builtins.testing_nodes:Nope", "has no top-level class 'Nope'"),
+])
+def test_missing_module_or_class_is_refused_naming_node(bystander: Streamer, cls: str, expect: str) -> None:
+    with Client(timeout=60) as c:
+        with pytest.raises(RemoteError) as exc:
+            c.request("create", text=chain(1) + f'\n[[nodes]]\nid = "model"\nclass = "{cls}"\n',
+                      filename="missing.toml")
+    assert exc.value.code == "invalid_pipeline"
+    assert "node 'model'" in str(exc.value) and expect in str(exc.value), str(exc.value)
+
+
+def test_many_failing_sessions_at_once_do_not_disturb_the_daemon(bystander: Streamer) -> None:
+    failures: list[Failure | BaseException] = []
+
+    def one() -> None:
+        try:
+            failures.append(fails(chain(3) + '\n[[nodes]]\nid = "tiny"\nclass = "passthrough"\nmemory_max = "2M"\n'))
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(2 * DEADLINE)
+    assert not any(t.is_alive() for t in threads), "a failing session hung"
+    assert all(getattr(f, "node", None) == "tiny" and "out of memory" in f.reason for f in failures), failures
+
+
+# -- a missing executable ----------------------------------------------------------------
+
+DROPIN = Path("/run/systemd/system/noded.service.d/50-test-missing-python.conf")
+
+
+@pytest.fixture
+def daemon_on_a_removable_python() -> Iterator[Path]:
+    """noded run by a Python reached through a symlink of its own (a venv look-alike in
+    /var/lib/noded-tests that shares the real venv's packages): removing the link while noded runs is
+    the worker's executable going missing (a broken upgrade, say)."""
+    venv = Path(os.environ.get("NODED_VENV", "/opt/noded/venv"))
+    # Not under /tmp or /var/tmp: noded.service and node units have PrivateTmp=yes.
+    home = Path(f"/var/lib/noded-tests/{os.environ.get('NODED_SANDBOX', 'sandbox')}-python")
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "python").symlink_to((venv / "bin" / "python").resolve())
+    shutil.copy(venv / "pyvenv.cfg", home / "pyvenv.cfg")
+    (home / "lib").symlink_to(venv / "lib")
+    DROPIN.parent.mkdir(parents=True, exist_ok=True)
+    DROPIN.write_text(f'[Service]\nExecStart=\nExecStart={home}/bin/python -c "from daemon.main import main; main()"\n')
+    try:
+        systemctl("daemon-reload", check=True)
+        systemctl("restart", "noded.service", check=True)
+        yield home / "bin" / "python"
+    finally:
+        DROPIN.unlink(missing_ok=True)
+        systemctl("daemon-reload", check=True)
+        systemctl("restart", "noded.service", check=True)
+        shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            home.parent.rmdir()
+
+
+def test_missing_executable_names_node_and_cause(daemon_on_a_removable_python: Path) -> None:
+    pid = systemctl("show", "-P", "MainPID", "noded.service").stdout.strip()
+    exe = subprocess.run(["readlink", f"/proc/{pid}/exe"], capture_output=True, text=True).stdout
+    assert exe.strip(), "noded is not running"
+    daemon_on_a_removable_python.unlink()
+    failure = fails(chain(1))
+    assert failure.node == "n0"
+    assert "203/EXEC" in failure.reason and "executable is missing" in failure.reason, failure.reason
+    assert all_leftovers() == []

@@ -1,0 +1,149 @@
+"""daemon.metrics from session infos and edge statistics (pure: no daemon, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason, refresh_from
+from daemon.protocol import Failure, NodeInfo, SessionInfo
+
+
+def node(nid: str, state: str, init: float | None = None) -> NodeInfo:
+    return NodeInfo(id=nid, cls="passthrough", unit=f"u-{nid}", state=state, since=0.0, init_seconds=init)
+
+
+def session(sid: str, state: str, *nodes: NodeInfo, ready: float | None = None,
+            failure: Failure | None = None) -> SessionInfo:
+    return SessionInfo(sid=sid, pipeline="p", state=state, created=0.0, slice="s", nodes=list(nodes),
+                       ready_seconds=ready, failure=failure)
+
+
+def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(m.text().decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(m: Metrics, name: str, **labels: str) -> float:
+    return samples(m)[(name, tuple(sorted(labels.items())))]
+
+
+def test_sessions_and_nodes_by_state_init_and_ready_durations() -> None:
+    m = Metrics(max_session_processes=4)
+    m.on_session(session("a", "creating", node("x", "initializing"), node("y", "idle")))
+    assert value(m, "noded_sessions", state="creating") == 1
+    assert value(m, "noded_nodes", state="initializing") == 1 and value(m, "noded_nodes", state="idle") == 1
+    m.on_session(session("a", "ready", node("x", "ready", 0.5), node("y", "ready", 2.0), ready=2.1))
+    m.on_session(session("a", "ready", node("x", "processing", 0.5), node("y", "ready", 2.0), ready=2.1))
+    assert value(m, "noded_sessions", state="creating") == 0 and value(m, "noded_sessions", state="ready") == 1
+    assert value(m, "noded_nodes", state="processing") == 1 and value(m, "noded_nodes", state="ready") == 1
+    assert value(m, "noded_node_init_seconds_count") == 2  # each node once, however often published
+    assert value(m, "noded_node_init_seconds_sum") == 2.5
+    assert value(m, "noded_node_init_seconds_bucket", le="1.0") == 1
+    assert value(m, "noded_session_ready_seconds_count") == 1
+    assert value(m, "noded_sessions_created_total") == 1
+    assert value(m, "noded_max_session_processes") == 4
+
+    m.on_session(session("a", "stopping", node("x", "stopping", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    m.on_session(session("a", "stopped", node("x", "stopped", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    m.on_session(session("a", "stopped", node("x", "stopped", 0.5), node("y", "stopped", 2.0), ready=2.1))
+    assert value(m, "noded_sessions", state="ready") == 0 and value(m, "noded_nodes", state="stopped") == 0
+    assert value(m, "noded_sessions_ended_total", state="stopped") == 1
+    assert value(m, "noded_sessions_created_total") == 1
+
+
+def test_crashes_by_reason_counted_once_per_session() -> None:
+    m = Metrics()
+    oom = Failure(node="x", reason="ran out of memory (memory_max 64 MiB): ... [Result=signal]", result="signal")
+    m.on_session(session("a", "creating", node("x", "initializing")))
+    for state in ("stopping", "stopping", "failed", "failed"):
+        m.on_session(session("a", state, node("x", "error"), failure=oom))
+    m.on_session(session("b", "creating", node("x", "initializing")))
+    m.on_session(session("b", "failed", node("x", "error"),
+                         failure=Failure(node="x", reason="exited with status 3", result="exit-code", exit_status=3)))
+    assert value(m, "noded_node_crashes_total", reason="oom-kill") == 1
+    assert value(m, "noded_node_crashes_total", reason="exit-code") == 1
+    assert value(m, "noded_node_crashes_total", reason="signal") == 0
+    assert value(m, "noded_sessions_ended_total", state="failed") == 2
+    assert crash_reason(Failure(node="x", reason="?", result="weird")) == "other"
+
+
+def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
+    m = Metrics()
+    m.on_session(session("a", "ready", node("x", "ready")))
+    m.update_edges("a", [EdgeStats(edge="x.out", messages=10, bytes=10240, blocked_seconds=0.25)])
+    m.update_hop_latency("a", [HopLatency(edge="x.out", sum_seconds=0.004,
+                                          buckets=((250e-6, 4), (1e-3, 9), (float("inf"), 10)))])
+    m.update_edges("zzz", [EdgeStats(edge="q.out", messages=1, bytes=1, blocked_seconds=0)])
+    labels = {"session": "a", "edge": "x.out"}
+    assert value(m, "noded_edge_messages_total", **labels) == 10
+    assert value(m, "noded_edge_bytes_total", **labels) == 10240
+    assert value(m, "noded_edge_blocked_seconds_total", **labels) == 0.25
+    assert value(m, "noded_hop_latency_seconds_bucket", le="0.001", **labels) == 9
+    assert value(m, "noded_hop_latency_seconds_count", **labels) == 10
+    assert not any(dict(k[1]).get("session") == "zzz" for k in samples(m))
+    m.on_session(session("a", "stopped", node("x", "stopped")))
+    assert not any(dict(k[1]).get("session") == "a" for k in samples(m))
+
+
+@dataclass
+class Channel:  # the fields of daemon.protocol.ChannelStats the metrics read
+    name: str
+    messages: int | None
+    bytes: int | None
+    blocked_seconds: float | None
+
+
+@dataclass
+class NodeFig:  # the fields of daemon.protocol.NodeStats the metrics read
+    id: str
+    memory_bytes: int | None
+    cpu_seconds: float | None
+    messages_in: int | None
+    messages_out: int | None
+    errors: int | None
+
+
+@dataclass
+class Figures:
+    nodes: list[NodeFig]
+    channels: list[Channel]
+
+
+def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
+    m = Metrics()
+    m.on_session(session("a", "ready", node("x", "ready")))
+    m.on_session(session("b", "ready", node("x", "ready")))
+    m.on_session(session("b", "stopped", node("x", "stopped")))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    calls: list[str] = []
+
+    def read(sess: str) -> Figures:
+        calls.append(threading.current_thread().name)
+        return Figures(nodes=[NodeFig("x", 2**20, 1.5, 5 * len(calls), 5 * len(calls), 1),
+                              NodeFig("y", None, None, None, None, None)],
+                       channels=[Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)])
+
+    try:
+        m.set_refresh(loop, lambda: refresh_from(m, {"a": "a", "b": "b"}, read))
+        assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 5
+        assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 10
+        assert calls == [thread.name, thread.name]  # on the loop's thread, live sessions only, once per scrape
+        got = samples(m)
+        assert not any(dict(k[1]).get("edge") == "input.audio" for k in got)
+        assert value(m, "noded_node_memory_bytes", session="a", node="x") == 2**20
+        assert value(m, "noded_node_cpu_seconds_total", session="a", node="x") == 1.5
+        assert value(m, "noded_node_errors_total", session="a", node="x") == 1
+        assert not any(dict(k[1]).get("node") == "y" for k in got)  # unknown figures are left out
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
