@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from daemon.config import Config
 from daemon.errors import LimitError, SessionNotFound, SystemdError
-from daemon.failures import ExitFacts, ExitReason, describe_exit
+from daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
 from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
@@ -53,6 +53,10 @@ class SessionManager:
         self._listeners: set[Listener] = set()
         self._heartbeats: dict[str, asyncio.TimerHandle] = {}
         self._journal: dict[str, asyncio.Task[list[str]]] = {}
+        # Sessions whose failure names a node that only exited because a peer died
+        # (PEER_GONE): a failed exit seen later, of a node that is not such a consequence,
+        # takes the blame (it was the cause; its signal merely came second).
+        self._consequential: set[str] = set()
         self._finished: dict[str, asyncio.Future[None]] = {}
         self._gone_waiters: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -228,7 +232,9 @@ class SessionManager:
             self.sd.reset_failed(node.unit)
         oom_killed = self.oom.was_oom_killed(node.unit)
         self.oom.forget(node.unit)
-        node.apply(Exited(stop_requested=node.stop_requested))
+        # A failure after a consequential one may be its cause, though we asked it to stop.
+        blame = failed and session.sid in self._consequential
+        node.apply(Exited(stop_requested=node.stop_requested and not blame))
         if node.state is NodeState.ERROR:
             p = node.props
             facts = ExitFacts(
@@ -237,7 +243,7 @@ class SessionManager:
                 status_text=str(p.get("StatusText", "")), memory_max=node.spec.resources.memory_max,
                 oom_killed=oom_killed, tasks_max=node.spec.resources.tasks_max,
             )
-            self._fail(session, node, describe_exit(facts))
+            self._fail(session, node, describe_exit(facts), consequence=is_consequence(facts))
         else:
             self._publish(session)
 
@@ -262,20 +268,35 @@ class SessionManager:
 
     # -- failure and cleanup ------------------------------------------------------
 
-    def _fail(self, session: Session, node: NodeRuntime, why: ExitReason) -> None:
+    def _fail(self, session: Session, node: NodeRuntime, why: ExitReason, consequence: bool = False) -> None:
+        """``consequence``: the node exited because a peer died (see _consequential)."""
         node.error = why.reason
-        if session.failure is None and session.state not in SESSION_TERMINAL and session.state is not SessionState.STOPPING:
+        first = session.failure is None and session.state not in SESSION_TERMINAL
+        if first and session.state is not SessionState.STOPPING:
             log.error("session %s: node %s %s", session.sid, node.spec.id, why.reason)
-            session.failure = Failure(
-                node=node.spec.id, reason=why.reason, result=str(node.props.get("Result", "")),
-                exit_status=why.exit_status, signal=why.signal,
-                status_text=str(node.props.get("StatusText", "")),
-            )
-            self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
+            self._blame(session, node, why)
+            if consequence:
+                self._consequential.add(session.sid)
             session.apply(NodeFailed())
+        elif session.sid in self._consequential and not consequence and session.state not in SESSION_TERMINAL:
+            log.error("session %s: node %s %s (which ended %s)", session.sid, node.spec.id, why.reason,
+                      session.failure.node if session.failure else "?")
+            self._consequential.discard(session.sid)
+            old = self._journal.pop(session.sid, None)
+            if old is not None:
+                old.cancel()
+            self._blame(session, node, why)
         self._stop_units(session)
         self._publish(session)
         self._check_cleanup(session)
+
+    def _blame(self, session: Session, node: NodeRuntime, why: ExitReason) -> None:
+        session.failure = Failure(
+            node=node.spec.id, reason=why.reason, result=str(node.props.get("Result", "")),
+            exit_status=why.exit_status, signal=why.signal,
+            status_text=str(node.props.get("StatusText", "")),
+        )
+        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
 
     def _stop_units(self, session: Session) -> None:
         for node in session.nodes.values():
@@ -307,6 +328,7 @@ class SessionManager:
             task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, session: Session) -> None:
+        self._consequential.discard(session.sid)
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal

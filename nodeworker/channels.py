@@ -40,7 +40,7 @@ from typing import Any
 
 import iceoryx2 as iox
 
-from nodeworker.errors import NodeworkerError
+from nodeworker.errors import ExitCode, NodeworkerError
 from nodeworker.sessionfiles import remove_session_resources  # noqa: F401  (re-exported)
 from nodeworker.sessionfiles import restrict_shared_files
 from nodeworker.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
@@ -93,7 +93,10 @@ class ChannelError(NodeworkerError):
 
 
 class ConsumerGone(ChannelError):
-    """A consumer of an output port died or left: the producer cannot deliver to it."""
+    """A consumer of an output port died or left: the producer cannot deliver to it. The
+    worker exits with PEER_GONE, which tells the daemon to blame the consumer if it failed."""
+
+    exit_code = ExitCode.PEER_GONE
 
 
 def credit_event_id(port_index: int, consumer_index: int, released: int) -> int:
