@@ -20,7 +20,7 @@ from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import prepare_session, remove_leftovers, remove_session, session_root
+from daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
@@ -35,6 +35,8 @@ from nodeworker.status import parse_status
 log = logging.getLogger("noded.sessions")
 
 HEARTBEAT_SECONDS = 2.0
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
 
 Listener = Callable[[SessionInfo], None]
@@ -59,6 +61,7 @@ class SessionManager:
         self._gone_waiters: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finishing: set[str] = set()
+        self._sealed: set[str] = set()  # sessions whose iceoryx2 root is their user's
 
     # -- public API ---------------------------------------------------------------
 
@@ -248,8 +251,20 @@ class SessionManager:
         changed = node.apply(event)
         if changed:
             session.apply(NodesChanged(tuple(n.state for n in session.nodes.values())))
+            if isinstance(event, Activated) and session.sid not in self._sealed:
+                self._seal(session, node)
         if changed or always_publish:
             self._publish(session)
+
+    def _seal(self, session: Session, node: NodeRuntime) -> None:
+        """Make the session's iceoryx2 root its nodes' dynamic user's alone (daemon.resources)."""
+        try:
+            uid, gid = (self.sd.get_unit_property(node.unit, SERVICE_IFACE, name, "u") for name in ("UID", "GID"))
+            if uid not in (0, UINT32_MAX):  # UINT32_MAX: unknown (the unit is gone again)
+                seal_session(self.config.iox2_root, session.sid, uid, gid)
+                self._sealed.add(session.sid)
+        except (OSError, SystemdError) as exc:
+            log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
 
     # -- failure and cleanup ------------------------------------------------------
 
@@ -328,6 +343,7 @@ class SessionManager:
         self._slices.pop(session.slice, None)
         self._publish(session)
         self._finishing.discard(session.sid)
+        self._sealed.discard(session.sid)
         fut = self._finished.pop(session.sid)
         if not fut.done():
             fut.set_result(None)
@@ -343,7 +359,7 @@ class SessionManager:
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
             iox2_root=session_root(self.config.iox2_root, session.sid),
-            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max,
+            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max, sandbox=spec.sandbox,
         )
 
     def _publish(self, session: Session) -> None:

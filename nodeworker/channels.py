@@ -42,6 +42,7 @@ import iceoryx2 as iox
 
 from nodeworker.errors import ExitCode, NodeworkerError
 from nodeworker.sessionfiles import remove_session_resources  # noqa: F401  (re-exported)
+from nodeworker.sessionfiles import restrict_shared_files
 from nodeworker.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
 
 log = logging.getLogger("noded.channels")
@@ -143,6 +144,7 @@ class Channels:
             )
         except iox.NodeCreationFailure as e:
             raise ChannelError(f"cannot create iceoryx2 node {name!r} under {root}: {e}") from e
+        restrict_shared_files(prefix)  # iceoryx2's node counter is 0666
         self._notifiers: dict[str, Any] = {}  # inbox service name -> Notifier
 
     def notifier(self, inbox: str, event_id_max: int) -> Any | None:
