@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
@@ -32,6 +32,7 @@ from daemon.client import Client, session_info  # noqa: E402
 from daemon.config import Config  # noqa: E402
 from daemon.pipeline import parse_pipeline  # noqa: E402
 from daemon.resources import prepare_session, remove_session  # noqa: E402
+from daemon.sandbox import NodeGrants, sandbox_properties  # noqa: E402
 from daemon.topology import plan  # noqa: E402
 from daemon.systemd import JobDone, Systemd, UnitGone  # noqa: E402
 from daemon.units import service_name, service_properties, slice_name, slice_properties, worker_argv  # noqa: E402
@@ -40,7 +41,9 @@ from nodeworker.spec import WorkerSpec, encode_spec  # noqa: E402
 
 TIMEOUT = 60.0
 TARGETS = {"noded ready, 5 nodes": ("p50", 0.5), "kill -> first failure event": ("p95", 0.1)}
-SANDBOX_PROPS = {"PrivateTmp", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "ReadWritePaths"}
+# Everything daemon.sandbox adds (identity included), whatever a node is granted.
+SANDBOX_PROPS = {name for net in (False, True) for name, _, _ in sandbox_properties(
+    "x", PurePosixPath("/run/x"), NodeGrants(network=net, read_only_paths=("/x",)))}
 BARE_PY = ("import os,socket,signal;a=os.environ['NOTIFY_SOCKET'];s=socket.socket(socket.AF_UNIX,"
            "socket.SOCK_DGRAM);s.connect('\\0'+a[1:] if a[0]=='@' else a);s.send(b'READY=1');signal.pause()")
 CG = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/init.scope").exists() else Path("/sys/fs/cgroup")

@@ -127,7 +127,8 @@ class ControlServer:
         try:
             try:
                 req = decode_request(line)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                # msgspec lets invalid UTF-8 inside a string through as UnicodeDecodeError.
                 raise BadRequest(f"malformed request: {exc}", hint="one JSON object per line: "
                                  '{"op": ..., "id": ..., "args": {...}}') from exc
             req_id = req.id

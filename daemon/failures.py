@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal as _signal
 from dataclasses import dataclass
 
+from nodeworker.errors import ExitCode
 from nodeworker.status import Phase, parse_status
 
 # ExecMainCode is a siginfo si_code.
@@ -58,6 +59,12 @@ def _signame(num: int) -> str:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
+
+
+def is_consequence(f: ExitFacts) -> bool:
+    """True if the node exited because a data-plane peer died (nodeworker's PEER_GONE):
+    the session's failure should name that peer, whose own exit may be seen later."""
+    return f.exec_main_code == CLD_EXITED and f.exec_main_status == ExitCode.PEER_GONE
 
 
 def describe_exit(f: ExitFacts) -> ExitReason:

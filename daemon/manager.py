@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 from daemon.config import Config
 from daemon.errors import LimitError, SessionNotFound, SystemdError
-from daemon.failures import ExitFacts, ExitReason, describe_exit
+from daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
 from daemon.journal import journal_tail
 from daemon.oom import OomWatcher
 from daemon.pipeline import Pipeline
 from daemon.protocol import Failure, SessionInfo
-from daemon.resources import prepare_session, remove_leftovers, remove_session, session_root
+from daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from daemon.topology import plan
 from daemon.session import NodeRuntime, Session
 from daemon.states import (
@@ -35,6 +35,8 @@ from nodeworker.status import parse_status
 log = logging.getLogger("noded.sessions")
 
 HEARTBEAT_SECONDS = 2.0
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
 
 Listener = Callable[[SessionInfo], None]
@@ -51,10 +53,15 @@ class SessionManager:
         self._listeners: set[Listener] = set()
         self._heartbeats: dict[str, asyncio.TimerHandle] = {}
         self._journal: dict[str, asyncio.Task[list[str]]] = {}
+        # Sessions whose failure names a node that only exited because a peer died
+        # (PEER_GONE): a failed exit seen later, of a node that is not such a consequence,
+        # takes the blame (it was the cause; its signal merely came second).
+        self._consequential: set[str] = set()
         self._finished: dict[str, asyncio.Future[None]] = {}
         self._gone_waiters: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._finishing: set[str] = set()
+        self._sealed: set[str] = set()  # sessions whose iceoryx2 root is their user's
 
     # -- public API ---------------------------------------------------------------
 
@@ -225,7 +232,9 @@ class SessionManager:
             self.sd.reset_failed(node.unit)
         oom_killed = self.oom.was_oom_killed(node.unit)
         self.oom.forget(node.unit)
-        node.apply(Exited(stop_requested=node.stop_requested))
+        # A failure after a consequential one may be its cause, though we asked it to stop.
+        blame = failed and session.sid in self._consequential
+        node.apply(Exited(stop_requested=node.stop_requested and not blame))
         if node.state is NodeState.ERROR:
             p = node.props
             facts = ExitFacts(
@@ -234,7 +243,7 @@ class SessionManager:
                 status_text=str(p.get("StatusText", "")), memory_max=node.spec.resources.memory_max,
                 oom_killed=oom_killed, tasks_max=node.spec.resources.tasks_max,
             )
-            self._fail(session, node, describe_exit(facts))
+            self._fail(session, node, describe_exit(facts), consequence=is_consequence(facts))
         else:
             self._publish(session)
 
@@ -242,25 +251,52 @@ class SessionManager:
         changed = node.apply(event)
         if changed:
             session.apply(NodesChanged(tuple(n.state for n in session.nodes.values())))
+            if isinstance(event, Activated) and session.sid not in self._sealed:
+                self._seal(session, node)
         if changed or always_publish:
             self._publish(session)
 
+    def _seal(self, session: Session, node: NodeRuntime) -> None:
+        """Make the session's iceoryx2 root its nodes' dynamic user's alone (daemon.resources)."""
+        try:
+            uid, gid = (self.sd.get_unit_property(node.unit, SERVICE_IFACE, name, "u") for name in ("UID", "GID"))
+            if uid not in (0, UINT32_MAX):  # UINT32_MAX: unknown (the unit is gone again)
+                seal_session(self.config.iox2_root, session.sid, uid, gid)
+                self._sealed.add(session.sid)
+        except (OSError, SystemdError) as exc:
+            log.warning("session %s: cannot hand its iceoryx2 root to its user: %s", session.sid, exc)
+
     # -- failure and cleanup ------------------------------------------------------
 
-    def _fail(self, session: Session, node: NodeRuntime, why: ExitReason) -> None:
+    def _fail(self, session: Session, node: NodeRuntime, why: ExitReason, consequence: bool = False) -> None:
+        """``consequence``: the node exited because a peer died (see _consequential)."""
         node.error = why.reason
-        if session.failure is None and session.state not in SESSION_TERMINAL and session.state is not SessionState.STOPPING:
+        first = session.failure is None and session.state not in SESSION_TERMINAL
+        if first and session.state is not SessionState.STOPPING:
             log.error("session %s: node %s %s", session.sid, node.spec.id, why.reason)
-            session.failure = Failure(
-                node=node.spec.id, reason=why.reason, result=str(node.props.get("Result", "")),
-                exit_status=why.exit_status, signal=why.signal,
-                status_text=str(node.props.get("StatusText", "")),
-            )
-            self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
+            self._blame(session, node, why)
+            if consequence:
+                self._consequential.add(session.sid)
             session.apply(NodeFailed())
+        elif session.sid in self._consequential and not consequence and session.state not in SESSION_TERMINAL:
+            log.error("session %s: node %s %s (which ended %s)", session.sid, node.spec.id, why.reason,
+                      session.failure.node if session.failure else "?")
+            self._consequential.discard(session.sid)
+            old = self._journal.pop(session.sid, None)
+            if old is not None:
+                old.cancel()
+            self._blame(session, node, why)
         self._stop_units(session)
         self._publish(session)
         self._check_cleanup(session)
+
+    def _blame(self, session: Session, node: NodeRuntime, why: ExitReason) -> None:
+        session.failure = Failure(
+            node=node.spec.id, reason=why.reason, result=str(node.props.get("Result", "")),
+            exit_status=why.exit_status, signal=why.signal,
+            status_text=str(node.props.get("StatusText", "")),
+        )
+        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
 
     def _stop_units(self, session: Session) -> None:
         for node in session.nodes.values():
@@ -292,6 +328,7 @@ class SessionManager:
             task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, session: Session) -> None:
+        self._consequential.discard(session.sid)
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal
@@ -306,6 +343,7 @@ class SessionManager:
         self._slices.pop(session.slice, None)
         self._publish(session)
         self._finishing.discard(session.sid)
+        self._sealed.discard(session.sid)
         fut = self._finished.pop(session.sid)
         if not fut.done():
             fut.set_result(None)
@@ -321,7 +359,7 @@ class SessionManager:
             sid=session.sid, node_id=spec.id, node_class=spec.cls,
             argv=worker_argv(self.config, encode_spec(worker)), config=self.config,
             iox2_root=session_root(self.config.iox2_root, session.sid),
-            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max,
+            memory_max=res.memory_max, cpu_quota=res.cpu_quota, tasks_max=res.tasks_max, sandbox=spec.sandbox,
         )
 
     def _publish(self, session: Session) -> None:

@@ -22,6 +22,7 @@ from daemon.config import configured_socket
 from daemon.errors import NodedError
 from daemon.protocol import SessionInfo, to_builtins
 from daemon.render import NodeProgress, channels_table, print_failure, session_table, sessions_table, wide
+from nodeworker.errors import NodeworkerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 EXIT_INVALID, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_LIMIT = 4, 5, 6, 7
@@ -56,16 +57,17 @@ def reports_errors(func: F) -> F:
         ctx: Ctx = click.get_current_context().find_object(Ctx)  # type: ignore[assignment]
         try:
             return func(*args, **kwargs)
-        except NodedError as exc:
+        except (NodedError, NodeworkerError) as exc:  # the latter: the data plane of run/feed
             if ctx is not None and ctx.debug:
                 raise
+            code = getattr(exc, "code", "error")
             if ctx is not None and ctx.json:
-                print(json.dumps({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
+                print(json.dumps({"error": {"code": code, "message": exc.message, "hint": exc.hint or None}}))
             else:
                 err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
                 if exc.hint:
                     err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
-            sys.exit(_EXIT_BY_CODE.get(exc.code, EXIT_ERROR))
+            sys.exit(_EXIT_BY_CODE.get(code, EXIT_ERROR))
         except KeyboardInterrupt:
             sys.exit(130)
 

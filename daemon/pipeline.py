@@ -33,6 +33,7 @@ from msgspec import UNSET
 
 from daemon.errors import PipelineError, Problem
 from daemon.pipeline_classes import module_names
+from daemon.sandbox import NodeGrants, check_read_only_path
 from daemon.pipeline_schema import (
     CLIENT,
     EXTERNAL_INPUT,
@@ -96,6 +97,8 @@ _HINTS = {
               f"{MAX_DEPTH} (default {DEFAULT_DEPTH})"),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
+    "read_only": ("read_only_paths lists existing absolute paths (model files or directories) a node may read; "
+                  "/usr, /opt, /etc and /var are readable already; network = true grants a node the network"),
 }
 
 
@@ -300,7 +303,23 @@ class _Checker:
             resources=replace(limits, **self.check_resources(doc, label, "")),
             max_payload=self.parsed(label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload,
                                     "payload"),
+            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc)),
         )
+
+    def check_read_only_paths(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
+        """The node's read_only_paths: absolute, normalised, existing, not kernel or noded's own."""
+        paths: list[str] = []
+        for index, text in enumerate(doc.read_only_paths):
+            try:
+                path = check_read_only_path(text)
+                if not os.path.exists(path):
+                    raise ValueError(f"{path!r} does not exist")
+            except ValueError as exc:
+                self.report(label, f"read_only_paths[{index}]", str(exc), "read_only")
+                continue
+            if path not in paths:
+                paths.append(path)
+        return tuple(paths)
 
     def check_inputs(self, label: str, edges: list[Any], default_depth: int) -> tuple[InputRef, ...]:
         """A node's ``inputs`` entries, "node.port" or { from = "node.port", depth = N }."""

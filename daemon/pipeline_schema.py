@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from daemon.sandbox import NodeGrants
 from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_DEPTH
 
 # Node ids and port names end up in systemd unit names and iceoryx2 service names.
@@ -83,6 +84,9 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     cpu_quota: str | UnsetType = UNSET
     tasks_max: int | str | UnsetType = UNSET
     max_payload: int | str | UnsetType = UNSET
+    # The node's sandbox (daemon.sandbox): the network, and read-only paths for models.
+    network: bool = False
+    read_only_paths: list[str] = []
 
 
 class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -153,6 +157,7 @@ class NodeSpec:
     inputs: tuple[InputRef, ...] = ()  # in the order written
     resources: Resources = Resources()
     max_payload: int = DEFAULT_MAX_PAYLOAD  # of each of its outputs, bytes
+    sandbox: NodeGrants = NodeGrants()  # what it is granted beyond the default sandbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ removes whatever an earlier daemon left.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from nodeworker.sessionfiles import remove_session_resources
@@ -30,9 +32,30 @@ def session_prefix(sid: str) -> str:
 
 
 def prepare_session(base: Path, sid: str) -> Path:
+    """Create the session's root: sticky and writable for all (1777), as the nodes'
+    dynamic uid is not known before they start (daemon.sandbox says why that is safe).
+    ``base`` is made traverse-only (0711): a node cannot list the sessions."""
+    base.mkdir(mode=0o711, parents=True, exist_ok=True)
+    base.chmod(0o711)
     root = session_root(base, sid)
-    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root.mkdir(exist_ok=True)
+    root.chmod(0o1777)
     return root
+
+
+def seal_session(base: Path, sid: str, uid: int, gid: int) -> bool:
+    """Hand the session's root to its nodes' dynamic user, private (0700); True when it
+    changed. Called once the first node is up, with the uid systemd reports for it
+    (not the owner of a file in the root: until now anyone could have made that)."""
+    root = session_root(base, sid)
+    current = os.lstat(root)
+    if not stat.S_ISDIR(current.st_mode):
+        raise OSError(f"{root} is not a directory")
+    if (current.st_uid, current.st_gid, stat.S_IMODE(current.st_mode)) == (uid, gid, 0o700):
+        return False
+    os.chown(root, uid, gid, follow_symlinks=False)
+    os.chmod(root, 0o700)
+    return True
 
 
 def remove_session(base: Path, sid: str, shm: Path = SHM) -> list[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Config
+from daemon.sandbox import NodeGrants, sandbox_properties
 
 UNIT_PREFIX = "noded-"
 PARENT_SLICE = "noded.slice"
@@ -56,6 +57,7 @@ def service_properties(
     memory_max: int | None = None,
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
+    sandbox: NodeGrants = NodeGrants(),
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -83,13 +85,12 @@ def service_properties(
         ("MemoryAccounting", "b", True),
         ("CPUAccounting", "b", True),
         ("TasksAccounting", "b", True),
-        # Basic sandbox; the full set is the hardening issue's.
-        ("PrivateTmp", "b", True),
-        ("NoNewPrivileges", "b", True),
-        ("ProtectSystem", "s", "strict"),
-        ("ProtectHome", "s", "yes"),
-        # The session's iceoryx2 root (daemon.resources); /dev/shm stays writable.
-        ("ReadWritePaths", "as", [str(iox2_root).encode(), *(p.encode() for p in config.node_sandbox.read_write_paths)]),
+        # The session's dynamic user and the sandbox (daemon.sandbox); writable: the
+        # session's iceoryx2 root (daemon.resources) and /dev/shm.
+        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
+        # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
+        *([("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]
+          if config.node_sandbox.read_write_paths else []),
     ]
     # [node_sandbox] of noded.toml.
     if config.node_sandbox.read_only_paths:

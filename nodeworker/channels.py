@@ -40,8 +40,9 @@ from typing import Any
 
 import iceoryx2 as iox
 
-from nodeworker.errors import NodeworkerError
+from nodeworker.errors import ExitCode, NodeworkerError
 from nodeworker.sessionfiles import remove_session_resources  # noqa: F401  (re-exported)
+from nodeworker.sessionfiles import restrict_shared_files
 from nodeworker.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
 
 log = logging.getLogger("noded.channels")
@@ -92,7 +93,10 @@ class ChannelError(NodeworkerError):
 
 
 class ConsumerGone(ChannelError):
-    """A consumer of an output port died or left: the producer cannot deliver to it."""
+    """A consumer of an output port died or left: the producer cannot deliver to it. The
+    worker exits with PEER_GONE, which tells the daemon to blame the consumer if it failed."""
+
+    exit_code = ExitCode.PEER_GONE
 
 
 def credit_event_id(port_index: int, consumer_index: int, released: int) -> int:
@@ -140,6 +144,7 @@ class Channels:
             )
         except iox.NodeCreationFailure as e:
             raise ChannelError(f"cannot create iceoryx2 node {name!r} under {root}: {e}") from e
+        restrict_shared_files(prefix)  # iceoryx2's node counter is 0666
         self._notifiers: dict[str, Any] = {}  # inbox service name -> Notifier
 
     def notifier(self, inbox: str, event_id_max: int) -> Any | None:

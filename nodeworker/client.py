@@ -12,7 +12,9 @@ The pipeline declares the ports: top-level ``inputs = [...]`` (this client produ
 them) and ``outputs = ["node.port", ...]`` (this client consumes them). Sending blocks
 while a consumer's buffer is full, exactly as between nodes; receiving hands out
 read-only views of shared memory (``Message``), valid while the message is referenced.
-Only root and members of the ``noded`` group can attach.
+Only root can attach: the nodes run as the session's sandboxed user, and each call into
+the data plane runs as that user (``nodeworker.sessionuser``); members of the ``noded``
+group may ask for the channels but cannot open them.
 
 Send from one thread and receive in another (as ``nodectl run`` does): a single thread
 that sends more than the pipeline can buffer before it reads waits on itself, because
@@ -37,6 +39,7 @@ import msgspec
 from nodeworker.dataplane import Endpoint
 from nodeworker.errors import NodeworkerError
 from nodeworker.message import Message
+from nodeworker.sessionuser import SessionUser, as_session_user
 from nodeworker.spec import DataPlane
 from nodeworker.stats import stats_path
 from nodeworker.wire import Flags, Kind
@@ -73,11 +76,19 @@ class SessionIO:
         self.plane = plane
         self.inputs = [o.port for o in plane.outputs]  # what the client produces
         self.outputs = [i.source for i in plane.inputs]  # what it consumes
-        # Its counters go where the daemon shows them when this process may write there.
-        counters = stats_path(plane.root, CLIENT) if os.access(plane.root, os.W_OK) else None
-        self.endpoint = Endpoint(plane, CLIENT, stats_path=counters)
+        # Sandboxed nodes run as the session's user: iceoryx2 calls run as that user
+        # too, so that the nodes can open what they create (nodeworker.sessionuser).
+        self.session_user = SessionUser.of_root(plane.root)
+        self.endpoint = self._endpoint(plane)
         self._ended: set[str] = set()
 
+    @as_session_user
+    def _endpoint(self, plane: DataPlane) -> Endpoint:
+        # Its counters go where the daemon shows them when this process may write there.
+        counters = stats_path(plane.root, CLIENT) if os.access(plane.root, os.W_OK) else None
+        return Endpoint(plane, CLIENT, stats_path=counters)
+
+    @as_session_user
     def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> Any:
         """A writable array in shared memory to fill and pass to ``send`` (no copy)."""
         return self.endpoint.loan(port, shape, dtype, kind, **fields)
@@ -86,12 +97,17 @@ class SessionIO:
         if port not in self.inputs:
             raise AttachError(f"the session has no external input {port!r}",
                               hint=f"its inputs: {', '.join(self.inputs) or 'none'}")
+        self._send(port, value, kind, fields)
+
+    @as_session_user
+    def _send(self, port: str, value: Any, kind: Kind | int | None, fields: dict[str, Any]) -> None:
         self.endpoint.send(port, value, kind=kind, **fields)
 
     def end(self, port: str) -> None:
         """Tell the consumers of ``port`` that nothing more will come on it."""
         self.send(port, b"", kind=Kind.CONTROL, flags=Flags.END_OF_STREAM)
 
+    @as_session_user
     def receive(self, timeout: float | None = None) -> Message | None:
         """The next message of an external output, or None after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -121,6 +137,7 @@ class SessionIO:
     def all_ended(self) -> bool:
         return set(self.outputs) <= self._ended
 
+    @as_session_user
     def close(self) -> None:
         self.endpoint.close()
 

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # the node raised: in __init__/setup, or in one of its threads
     CONFIG = 2  # bad --spec, class not loadable, invalid params: a restart cannot help
     TEARDOWN_FAILED = 4  # teardown() raised after a clean stop request
+    PEER_GONE = 5  # a data-plane peer died (ConsumerGone): a consequence of another node's failure
     # 3 is left free: it is the default code of the test node `Crash`.
 
 

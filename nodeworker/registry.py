@@ -14,6 +14,8 @@ BUILTINS: dict[str, str] = {
     "flaky": "nodeworker.builtins.testing_nodes:Flaky",
     # crash scenarios (nodeworker/builtins/chaos_nodes.py)
     "chaos": "nodeworker.builtins.chaos_nodes:Chaos",
+    # tries what the sandbox forbids (nodeworker/builtins/probe.py)
+    "probe": "nodeworker.builtins.probe:Probe",
     # audio, speech and video (nodeworker/builtins/{audio,vad,asr,responder,tts,video}.py)
     "resample": "nodeworker.builtins.audio:Resample",
     "wav_source": "nodeworker.builtins.audio:WavSource",

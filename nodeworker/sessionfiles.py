@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
 log = logging.getLogger("noded.channels")
@@ -35,3 +36,28 @@ def remove_session_resources(root: str | os.PathLike[str], prefix: str, shm: str
         except OSError as e:
             log.warning("cannot remove %s: %s", entry, e)
     return removed
+
+
+def restrict_shared_files(prefix: str, shm: str = "/dev/shm") -> list[str]:
+    """Make this user's ``shm`` entries starting with ``prefix`` owner-only.
+
+    iceoryx2 makes every segment owner-only except its per-prefix node counter
+    (``*.global_mgmt``, mode 0666): without this, a node of another session could open
+    and overwrite that counter. Every user of a session runs as the session's uid, so
+    0600 takes nothing from them. Returns the paths changed."""
+    if not prefix:
+        raise ValueError("an empty prefix would match every shared-memory segment")
+    changed: list[str] = []
+    uid = os.geteuid()
+    for name in os.listdir(shm):
+        if not name.startswith(prefix):
+            continue
+        entry = os.path.join(shm, name)
+        try:
+            st = os.lstat(entry)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == uid and st.st_mode & 0o077:
+                os.chmod(entry, 0o600)
+                changed.append(entry)
+        except OSError:
+            pass  # gone, or not ours
+    return changed

@@ -54,7 +54,10 @@ inputs = ["src.out"]
     sid = info.sid
     wait_for(client, sid, lambda i: i.state == "ready", 60)
     watch_stats(client, sid)
-    info = until(client, sid, lambda i: channel(i, "src.out").full and figures(i, "src").blocked_on == ["out"])
+    # The sink may still be starting its loop when the source has filled the edge: wait for
+    # a reading where it has taken a message too.
+    info = until(client, sid, lambda i: channel(i, "src.out").full and figures(i, "src").blocked_on == ["out"]
+                 and figures(i, "sink").messages_in >= 1)
     edge = channel(info, "src.out")
     assert edge.occupancy == [2] and edge.depth == 2
     assert (edge.producer, edge.consumers) == ("src", ["sink"])

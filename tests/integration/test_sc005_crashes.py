@@ -31,6 +31,9 @@ SEED = env_int("NODED_SC005_SEED", random.SystemRandom().randrange(1, 2**31))
 NODES = ("src", "a", "b", "sink")
 MOMENTS = ("init", "idle", "message", "backpressure")
 HOWS = ("sigkill", "sigsegv", "exit", "exception", "oom")
+# Any status but nodeworker's PEER_GONE (5), which says "a peer died first" and so defers
+# the blame to a node that failed on its own.
+EXIT_CODES = [c for c in range(1, 121) if c != 5]
 VICTIM_MEMORY = "128M"  # the victim's memory_max in "oom" scenarios
 DEADLINE = 60  # s: a hang guard only
 
@@ -60,7 +63,7 @@ def scenarios(seed: int, count: int) -> list[Scenario]:
         at = "init" if how == "exception" else rng.choice(MOMENTS)
         victim = rng.choice(NODES[:-1] if at == "backpressure" else NODES)
         out.append(Scenario(i, victim, at, how, after=round(rng.uniform(0.0, 0.5), 3),
-                            nth=rng.randint(1, 10), code=rng.randint(1, 120)))
+                            nth=rng.randint(1, 10), code=rng.choice(EXIT_CODES)))
     return out
 
 

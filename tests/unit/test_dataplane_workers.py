@@ -157,7 +157,7 @@ def test_a_killed_consumer_ends_a_blocked_producer_worker(session: Session, mode
     t0 = time.monotonic()
     status = src.proc.wait(5)
     assert time.monotonic() - t0 < 1.0
-    assert status == ExitCode.FAILED
+    assert status == ExitCode.PEER_GONE  # the daemon then blames the consumer
     assert src.statuses()[-1].startswith("error: ConsumerGone: port 'out'")
 
 

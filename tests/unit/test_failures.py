@@ -1,3 +1,5 @@
+import dataclasses
+
 from daemon.failures import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExitFacts, describe_exit
 
 
@@ -50,3 +52,16 @@ def test_tasks_max_is_named_when_threads_cannot_start():
     assert "can't start new thread" in r.reason and "tasks_max of 4" in r.reason
     r = describe_exit(ExitFacts(**facts))  # no limit set: no such claim
     assert "tasks_max" not in r.reason
+
+
+def test_an_exit_caused_by_a_dead_peer_is_a_consequence() -> None:
+    from daemon.failures import is_consequence
+    from nodeworker.channels import ConsumerGone
+    from nodeworker.errors import ExitCode
+
+    assert ConsumerGone("x").exit_code is ExitCode.PEER_GONE
+    peer_gone = ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=int(ExitCode.PEER_GONE),
+                          status_text="", memory_max=None, oom_killed=False)
+    assert is_consequence(peer_gone)
+    assert not is_consequence(dataclasses.replace(peer_gone, exec_main_status=1))
+    assert not is_consequence(dataclasses.replace(peer_gone, exec_main_code=CLD_KILLED, exec_main_status=5))

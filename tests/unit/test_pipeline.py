@@ -33,6 +33,7 @@ from daemon.pipeline import (
 )
 from nodeworker.registry import BUILTINS
 from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_CONSUMERS, MAX_PORTS
+from tests.fuzzing import fuzz
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -859,7 +860,7 @@ def _toml(value: Any) -> str:
 
 _KEYS = st.sampled_from(["name", "description", "limits", "nodes", "id", "class", "params", "inputs", "memory_max",
                          "cpu_quota", "tasks_max", "memory", "outputs", "dataplane", "depth", "max_payload",
-                         "verify_payload", "from"]) | st.text(max_size=6)
+                         "verify_payload", "from", "network", "read_only_paths"]) | st.text(max_size=6)
 _STRINGS = st.sampled_from(["a", "b", "c", "a.out", "b.out", "c.x", "zz.out", "bad-id", "passthrough", "sleep",
                             "pasthrough", "json.decoder:JSONDecoder", "json.decoder:Nope", "nosuch_xyz:X", "a:",
                             "512M", "12Q", "50%", "0%", "infinity", "", "input", "client", "x", "input.x",
@@ -876,19 +877,22 @@ _RESOURCES = {
 _REFS = st.sampled_from(["a.out", "b.out", "c.x", "a.y", "z.out", "input.x", "input.y"])
 _EDGES = _REFS | st.fixed_dictionaries({"from": _REFS}, optional={"depth": st.sampled_from([1, 8, 31, 0, 32, True])})
 _PAYLOADS = st.sampled_from(["1M", 4096, "infinity", 100, "2G", "12Q"])
+_PATHS = st.sampled_from(["/usr/share", "/usr/share/", "/opt", "relative", "/usr/../etc", "/nonexistent-x", "/proc",
+                          "/run/noded/x", "/", "", "/usr/./share", "/a\nb"]) | st.text(max_size=8)
 _LIKELY_NODES = st.fixed_dictionaries(
     {
         "id": st.sampled_from(["a", "b", "c", "d"]),
         "class": st.sampled_from(["passthrough", "json.decoder:JSONDecoder"]),
     },
-    optional={"inputs": st.lists(_EDGES, max_size=3), "max_payload": _PAYLOADS, **_RESOURCES},
+    optional={"inputs": st.lists(_EDGES, max_size=3), "max_payload": _PAYLOADS, **_RESOURCES,
+              "network": st.booleans() | _SCALARS, "read_only_paths": st.lists(_PATHS, max_size=3) | _SCALARS},
 )
 _ANY_NODES = st.fixed_dictionaries(
     {},
     optional={
         "id": _STRINGS, "class": _STRINGS, "inputs": st.lists(_STRINGS, max_size=3) | _VALUES, "params": _VALUES,
         "memory_max": _SCALARS, "cpu_quota": _SCALARS, "tasks_max": _SCALARS, "extra": _VALUES,
-        "max_payload": _SCALARS,
+        "max_payload": _SCALARS, "network": _VALUES, "read_only_paths": _VALUES,
     },
 ) | _VALUES
 _DOCS = st.fixed_dictionaries(
@@ -926,13 +930,13 @@ def _parses_or_explains(text: str) -> None:
         plan(pipeline, "hypo")  # every checked pipeline has a data plane
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz(1000)
 @given(st.text())
 def test_any_text_raises_only_pipeline_error(text: str) -> None:
     _parses_or_explains(text)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(2000)
 @given(_DOCS)
 def test_any_toml_document_raises_only_pipeline_error(doc: dict[str, Any]) -> None:
     _parses_or_explains("\n".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in doc.items()))

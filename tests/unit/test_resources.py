@@ -1,6 +1,12 @@
+import os
+import stat
 from pathlib import Path
 
-from daemon.resources import prepare_session, remove_leftovers, remove_session, session_prefix
+import pytest
+
+from daemon.resources import (
+    prepare_session, remove_leftovers, remove_session, seal_session, session_prefix,
+)
 
 
 def test_session_files_are_removed_and_others_kept(tmp_path: Path) -> None:
@@ -26,3 +32,17 @@ def test_leftovers_of_every_session(tmp_path: Path) -> None:
     remove_leftovers(run / "iox2", shm)
     assert not (run / "iox2" / "aaaa0000").exists()
     assert [p.name for p in shm.iterdir()] == ["iox2_other"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chowns to another user: needs root")
+def test_a_sessions_root_is_open_until_sealed_for_its_user(tmp_path: Path) -> None:
+    base = tmp_path / "iox2"
+    root = prepare_session(base, "ab12cd34")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o1777 and root.stat().st_uid == 0
+    assert stat.S_IMODE(base.stat().st_mode) == 0o711  # no listing of sessions
+    assert seal_session(base, "ab12cd34", 64998, 64998) is True
+    st = root.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (64998, 64998, 0o700)
+    assert seal_session(base, "ab12cd34", 64998, 64998) is False
+    remove_session(base, "ab12cd34", shm=tmp_path)
+    assert not root.exists()

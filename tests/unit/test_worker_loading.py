@@ -48,7 +48,7 @@ def test_bad_spec_is_a_spec_error(text: str, needle: str) -> None:
 
 def test_exit_codes_are_stable() -> None:
     """The daemon and unit settings (e.g. RestartPreventExitStatus=2) rely on these numbers."""
-    assert {c.name: int(c) for c in ExitCode} == {"OK": 0, "FAILED": 1, "CONFIG": 2, "TEARDOWN_FAILED": 4}
+    assert {c.name: int(c) for c in ExitCode} == {"OK": 0, "FAILED": 1, "CONFIG": 2, "TEARDOWN_FAILED": 4, "PEER_GONE": 5}
 
 
 # -- loader --------------------------------------------------------------------------
