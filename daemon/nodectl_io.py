@@ -61,12 +61,9 @@ class _Watcher(threading.Thread):
 
 
 def _feed(io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool,
-          report: RunReport | None = None, go: threading.Event | None = None) -> None:
+          report: RunReport | None = None) -> None:
     """Send the file's chunks, each stamped with the time it was sent (timestamp_ns,
-    CLOCK_MONOTONIC: the speech nodes measure from it), then END_OF_STREAM. With ``go``,
-    first wait until it is set (the thread is started early: at READY it only wakes)."""
-    if go is not None:
-        go.wait()
+    CLOCK_MONOTONIC: the speech nodes measure from it), then END_OF_STREAM."""
     try:
         for chunk in paced(data.chunks, realtime):
             if report is not None:
@@ -125,28 +122,19 @@ def _run_session(ctx: Ctx, c: Client, info: SessionInfo, data: dict[str, InputFi
         raise click.UsageError(f"no file for input(s) {', '.join(sorted(missing))}")
     targets = {name: value.rpartition("=")[2] for name, value in _pairs(outputs, out_names, "output").items()}
     writers = {name: OutputWriter(targets.get(name, "-")) for name in out_names}  # unnamed: stdout
-    # The client's ports open while the nodes load (the data plane allows it: nothing is
-    # sent before each consumer's hello), so that the first chunk leaves right at READY.
+    # The client joins the data plane as the session's sandboxed user, whose files exist
+    # once the nodes are up (nodeworker.sessionuser): its ports open right after READY.
     report = RunReport(out, quiet=ctx.json)
-    go = threading.Event()
+    info = _follow(ctx, c, info, until_ready=True)
+    if info.state != "ready":
+        return EXIT_FAILED
+    report.ready_ns = time.monotonic_ns()
+    started = time.monotonic()
     with SessionIO(plane) as io:
-        feeders = [threading.Thread(target=_feed, args=(io, name, data, realtime, True, report, go), daemon=True)
+        feeders = [threading.Thread(target=_feed, args=(io, name, data, realtime, True, report), daemon=True)
                    for name, data in files.items()]
         for t in feeders:
             t.start()
-        try:
-            info = _follow(ctx, c, info, until_ready=True)
-        except BaseException:
-            io.endpoint.stop()  # the feeders, woken, end at once on the stopped endpoint
-            go.set()
-            raise
-        if info.state != "ready":
-            io.endpoint.stop()
-            go.set()
-            return EXIT_FAILED
-        report.ready_ns = time.monotonic_ns()
-        started = time.monotonic()
-        go.set()
         watcher = _Watcher(c, info.sid, io)
         watcher.start()
         first: float | None = None
