@@ -21,9 +21,17 @@ from nodeworker.wire import Kind
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
 
 
+def say_time(t: datetime.time) -> str:
+    """The time as a person says it (and espeak-ng reads it): "It is 9 oh 5 AM."."""
+    hour, half = t.hour % 12 or 12, "AM" if t.hour < 12 else "PM"
+    if t.minute == 0:
+        return f"It is {hour} o'clock."
+    minute = f"oh {t.minute}" if t.minute < 10 else str(t.minute)
+    return f"It is {hour} {minute} {half}."
+
+
 def _clock(_: re.Match[str]) -> str:
-    now = datetime.datetime.now()
-    return f"It is {now.hour} {now.minute:02d}." if now.minute else f"It is {now.hour} o'clock."
+    return say_time(datetime.datetime.now().time())
 
 
 RULES: list[Rule] = [

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from nodeworker.builtins.asr import Asr, normalise, vocabulary_grammar
 from nodeworker.builtins.audio import Resample, Resampler, WavSink, WavSource
 from nodeworker.builtins.chain import LocalChain
 from nodeworker.builtins.params import REQUIRED, check_params
-from nodeworker.builtins.responder import reply
+from nodeworker.builtins.responder import reply, say_time
 from nodeworker.builtins.streams import LocalMessage, as_messages
 from nodeworker.builtins.tts import Tts
 from nodeworker.builtins.vad import Segmenter, Vad
@@ -180,6 +181,8 @@ def test_responder_answers_commands_and_echoes_the_rest(heard: str, answer: str)
 
 def test_responder_tells_the_time_and_ignores_nothing() -> None:
     assert reply("what time is it").startswith("It is ")
+    assert [say_time(datetime.time(h, m)) for h, m in ((0, 25), (9, 5), (13, 0), (23, 59))] == [
+        "It is 12 25 AM.", "It is 9 oh 5 AM.", "It is 1 o'clock.", "It is 11 59 PM."]
     assert reply("   ") is None and reply("bananas", echo=False) is None
 
 
