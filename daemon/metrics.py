@@ -8,7 +8,8 @@ and ``update_hop_latency(sid, [HopLatency])`` with cumulative values; the famili
 defined (and documented in noded(8)) even while nothing feeds them. ``set_refresh``
 registers a function the scrape runs on the daemon's loop first, so that such values
 are read fresh at each scrape instead of on a timer (``edge_stats_from_channels`` turns
-per-channel figures into ``EdgeStats``).
+per-channel figures into ``EdgeStats``, ``hop_latency_from_edges`` the consumers'
+histograms of ``daemon.stats.session_hops`` into ``HopLatency``).
 
 prometheus-client serves the endpoint from its own thread; the asyncio loop only sets
 values, which the library guards with locks, and replaces whole per-session tuples of
@@ -32,6 +33,8 @@ from daemon import __version__
 from daemon.errors import NodedError
 from daemon.protocol import Failure, SessionInfo
 from daemon.states import NodeState, SessionState
+from daemon.stats import session_hops
+from nodeworker.stats import HOP_BOUNDS_NS
 
 log = logging.getLogger("noded.metrics")
 
@@ -39,8 +42,9 @@ ENDED = (str(SessionState.STOPPED), str(SessionState.FAILED))
 INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
 REFRESH_TIMEOUT = 5.0  # seconds a scrape waits for the loop to read edge figures
 # The bounds (seconds) a feeder of update_hop_latency should count in, so that every
-# session's histograms can be summed; 150 us is the p95 target of one hop.
-HOP_BUCKETS = (50e-6, 100e-6, 150e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, float("inf"))
+# session's histograms can be summed; 150 us is the p95 target of one hop. The workers
+# count in these (nodeworker.stats.HOP_BOUNDS_NS).
+HOP_BUCKETS = (*(b / 1e9 for b in HOP_BOUNDS_NS), float("inf"))
 
 
 class MetricsError(NodedError):
@@ -60,7 +64,7 @@ class EdgeStats:
 
 @dataclass(frozen=True)
 class HopLatency:
-    """A cumulative histogram of one edge's hop latency (loan to the consumer holding it)."""
+    """A cumulative histogram of one edge's hop latency (the producer's send to the consumer accepting it)."""
 
     edge: str
     buckets: tuple[tuple[float, int], ...]  # (upper bound in seconds, cumulative count), ending with +Inf;
@@ -97,10 +101,13 @@ def node_figures_from_stats(nodes: Iterable[Any]) -> list[NodeFigures]:
                         messages_in=n.messages_in, messages_out=n.messages_out, errors=n.errors) for n in nodes]
 
 
-def refresh_from(metrics: Metrics, sessions: Mapping[str, Any], read: Callable[[Any], Any]) -> None:
+def refresh_from(metrics: Metrics, sessions: Mapping[str, Any], read: Callable[[Any], Any],
+                 read_hops: Callable[[Any], Iterable[Any]] = session_hops) -> None:
     """For ``set_refresh``: read each live session's figures with ``read(session)`` (an object
     with ``nodes`` and ``channels`` as ``node_figures_from_stats`` and
-    ``edge_stats_from_channels`` take them) and update the metrics."""
+    ``edge_stats_from_channels`` take them) and its hop histograms with
+    ``read_hops(session)`` (as ``hop_latency_from_edges`` takes them; default
+    ``daemon.stats.session_hops``), and update the metrics."""
     for sid in metrics.live_sessions():
         session = sessions.get(sid)
         if session is None:
@@ -108,6 +115,22 @@ def refresh_from(metrics: Metrics, sessions: Mapping[str, Any], read: Callable[[
         figures = read(session)
         metrics.update_edges(sid, edge_stats_from_channels(figures.channels))
         metrics.update_nodes(sid, node_figures_from_stats(figures.nodes))
+        metrics.update_hop_latency(sid, hop_latency_from_edges(read_hops(session)))
+
+
+def hop_latency_from_edges(edges: Iterable[Any]) -> list[HopLatency]:
+    """HopLatency from per-edge histograms (objects with ``edge``, ``buckets``: counts per
+    bucket, not cumulative, the last one +Inf; ``bounds_ns``: the finite bounds; ``sum_ns``),
+    as ``daemon.stats.EdgeHops``."""
+    hops = []
+    for e in edges:
+        bounds = (*(b / 1e9 for b in e.bounds_ns), float("inf"))
+        total, cumulative = 0, []
+        for bound, n in zip(bounds, e.buckets, strict=True):
+            total += n
+            cumulative.append((bound, total))
+        hops.append(HopLatency(edge=e.edge, buckets=tuple(cumulative), sum_seconds=e.sum_ns / 1e9))
+    return hops
 
 
 def edge_stats_from_channels(channels: Iterable[Any]) -> list[EdgeStats]:
@@ -151,7 +174,7 @@ class _EdgeCollector(Collector):
                 sizes.add_metric(values, s.bytes)
                 blocked.add_metric(values, s.blocked_seconds)
         hop = HistogramMetricFamily("noded_hop_latency_seconds",
-                                    "One hop: from the producer's loan to the consumer holding the message.",
+                                    "One hop: from the producer's send to the consumer accepting the message.",
                                     labels=labels)
         for sid, hops in list(self.hops.items()):
             for h in hops:

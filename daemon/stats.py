@@ -14,12 +14,16 @@ Sources, read when asked (``nodectl session show``, and once a period for ``node
 tests; ``session_stats`` does all the reading, ``session_channels`` only the counters (no
 D-Bus: what a metrics scrape wants per edge). Every figure is a msgspec struct of
 ``daemon.protocol`` (``msgspec.to_builtins`` makes it plain data).
+
+``channel_hops``/``session_hops`` give each channel's hop-latency histogram (``EdgeHops``,
+plain data: the consumers' histograms of that channel, summed), for the metrics.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
@@ -28,7 +32,7 @@ from daemon.states import NODE_TERMINAL, NODE_UP, NodeState
 from daemon.systemd import Systemd, UnitResources
 from daemon.errors import SystemdError
 from nodeworker.spec import DataPlane
-from nodeworker.stats import Snapshot, read_stats, stats_path
+from nodeworker.stats import HOP_BOUNDS_NS, HOP_BUCKETS, InputCounters, Snapshot, read_stats, stats_path
 from nodeworker.wire import HEADER_SIZE
 
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")  # hybrid; on a unified host: /sys/fs/cgroup
@@ -78,27 +82,70 @@ def node_stats(node: NodeRuntime, res: UnitResources | None, snap: Snapshot | No
     return out
 
 
-def channel_stats(planes: dict[str, DataPlane | None], snaps: dict[str, Snapshot | None],
-                  live: Callable[[str], bool]) -> list[ChannelStats]:
-    """Every channel of a session's data plane (``planes``: endpoint -> its DataPlane, the
-    client's under CLIENT), with the counters of the endpoints' blocks (``snaps``); an
-    endpoint counts as publisher or subscriber only while ``live(endpoint)``."""
-    # Where each consumer reads each service: (endpoint, index of that input).
+@dataclass(frozen=True)
+class EdgeHops:
+    """One channel's hop-latency histogram: every message its consumers accepted that
+    carried a send time, counted per bucket (not cumulative) of ``bounds_ns`` (the last
+    bucket is +Inf). A channel with two consumers counts each message twice."""
+
+    edge: str  # the channel's name: "node.port" or "input.<name>"
+    buckets: tuple[int, ...]
+    sum_ns: int
+    bounds_ns: tuple[int, ...] = HOP_BOUNDS_NS
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
+
+def _readers(planes: dict[str, DataPlane | None]) -> dict[tuple[str, str], tuple[str, int]]:
+    """Where each consumer reads each service: (service, consumer) -> (endpoint, index of that input)."""
     readers: dict[tuple[str, str], tuple[str, int]] = {}
     for endpoint, plane in planes.items():
         for i, spec in enumerate(plane.inputs if plane else []):
             consumer = f"{CLIENT}.{spec.source}" if endpoint == CLIENT else endpoint
             readers[(spec.service, consumer)] = (endpoint, i)
+    return readers
+
+
+def _consumer_counters(readers: dict[tuple[str, str], tuple[str, int]], snaps: dict[str, Snapshot | None],
+                       service: str, consumers: list[str]) -> list[tuple[str, InputCounters | None]]:
+    ins = []
+    for consumer in consumers:
+        endpoint, i = readers.get((service, consumer), (consumer, -1))
+        csnap = snaps.get(endpoint)
+        ins.append((endpoint, csnap.inputs[i] if csnap is not None and 0 <= i < len(csnap.inputs) else None))
+    return ins
+
+
+def channel_hops(planes: dict[str, DataPlane | None], snaps: dict[str, Snapshot | None]) -> list[EdgeHops]:
+    """Each channel's hop-latency histogram, from its consumers' blocks; channels none of
+    whose consumers has a block with histograms are left out."""
+    readers = _readers(planes)
+    edges = []
+    for plane in planes.values():
+        for spec in plane.outputs if plane else []:
+            counters = [c for _, c in _consumer_counters(readers, snaps, spec.service, spec.consumers)
+                        if c is not None and len(c.hop_buckets) == HOP_BUCKETS]
+            if not counters:
+                continue
+            buckets = tuple(sum(col) for col in zip(*(c.hop_buckets for c in counters)))
+            edges.append(EdgeHops(spec.service.replace("/", "."), buckets, sum(c.hop_sum_ns for c in counters)))
+    return edges
+
+
+def channel_stats(planes: dict[str, DataPlane | None], snaps: dict[str, Snapshot | None],
+                  live: Callable[[str], bool]) -> list[ChannelStats]:
+    """Every channel of a session's data plane (``planes``: endpoint -> its DataPlane, the
+    client's under CLIENT), with the counters of the endpoints' blocks (``snaps``); an
+    endpoint counts as publisher or subscriber only while ``live(endpoint)``."""
+    readers = _readers(planes)
     channels = []
     for producer, plane in planes.items():
         for index, spec in enumerate(plane.outputs if plane else []):
             psnap = snaps.get(producer)
             pout = psnap.outputs[index] if psnap is not None and index < len(psnap.outputs) else None
-            ins = []
-            for consumer in spec.consumers:
-                endpoint, i = readers.get((spec.service, consumer), (consumer, -1))
-                csnap = snaps.get(endpoint)
-                ins.append((endpoint, csnap.inputs[i] if csnap is not None and 0 <= i < len(csnap.inputs) else None))
+            ins = _consumer_counters(readers, snaps, spec.service, spec.consumers)
             sent = pout.sent if pout is not None else max((c.received for _, c in ins if c is not None), default=None)
             occupancy = [
                 min(max(sent - c.released, 0), spec.depth) if sent is not None and c is not None else 0
@@ -151,6 +198,12 @@ def session_channels(session: Session, read: ReadStats | None = None) -> list[Ch
     planes = _planes(session)
     snaps = _read_blocks(session, planes, read)
     return channel_stats(planes, snaps, _live(session, snaps))
+
+
+def session_hops(session: Session, read: ReadStats | None = None) -> list[EdgeHops]:
+    """The session's per-channel hop-latency histograms: file reads only (for a metrics scrape)."""
+    planes = _planes(session)
+    return channel_hops(planes, _read_blocks(session, planes, read))
 
 
 def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) -> SessionStats:

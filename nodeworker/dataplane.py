@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,8 @@ from nodeworker.node import Stopped
 from nodeworker.rejects import RejectLog
 from nodeworker.spec import DataPlane
 from nodeworker.stats import (
-    H_REJECTED, H_UNCONSUMED, I_BYTES, I_RECEIVED, I_RELEASED, I_SUBSCRIBED, O_BLOCKED_NS, O_BLOCKED_SINCE, O_BYTES,
-    O_OPEN, O_SENT, StatsBlock,
+    H_REJECTED, H_UNCONSUMED, HOP_BOUNDS_NS, HOP_SUM_NS, I_BYTES, I_RECEIVED, I_RELEASED, I_SUBSCRIBED, O_BLOCKED_NS,
+    O_BLOCKED_SINCE, O_BYTES, O_OPEN, O_SENT, StatsBlock,
 )  # fmt: skip
 from nodeworker.wire import HEADER_SIZE, Flags, Header, Kind, WireError, pack_header_into, payload_checksum
 from nodeworker.wire import pack_header, pack_header_patched_into, patch_template
@@ -64,6 +65,8 @@ DEAD_CHECK = 0.25  # s between dead-consumer checks while a send is blocked
 HOUSEKEEPING = 1.0  # s: the longest wait(); retries connecting inputs and undelivered credits
 MAX_TEMPLATES = 64  # header templates kept per endpoint (see Endpoint._template)
 _PER_MESSAGE = frozenset({"timestamp_ns", "seq"})  # loan fields a template leaves open
+# Module globals, not attribute lookups: sends and receives read the clock once a message.
+_monotonic_ns = time.monotonic_ns
 
 log = logging.getLogger("noded.dataplane")
 
@@ -95,6 +98,7 @@ class Endpoint:
         self._slots = self.block.slots
         self._out_base = [self.block.out_base(i) for i in range(len(plane.outputs))]
         self._in_base = [self.block.in_base(i) for i in range(len(plane.inputs))]
+        self._hop_base = [self.block.hop_base(i) for i in range(len(plane.inputs))]
         self.rejects = rejects if rejects is not None else RejectLog(logger=log)
         self._should_stop = should_stop or (lambda: False)
         self._stop_event = stop_event if stop_event is not None else threading.Event()
@@ -178,6 +182,14 @@ class Endpoint:
         slots, base = self._slots, self._in_base[port.index]
         slots[base + I_RECEIVED] += 1
         slots[base + I_BYTES] += header.payload_len
+        sent = header.sent_ns
+        if sent:  # the hop: from the producer's send to here (nodeworker.stats)
+            hop = _monotonic_ns() - sent
+            if hop < 0:  # not our clock (a foreign sender): count it, in the first bucket
+                hop = 0
+            base = self._hop_base[port.index]
+            slots[base + bisect_left(HOP_BOUNDS_NS, hop)] += 1
+            slots[base + HOP_SUM_NS] += hop
         return Message(port.spec.source, header, lease)
 
     def _on_release(self, index: int, sample: Any) -> None:
@@ -362,7 +374,7 @@ class Endpoint:
             with self._locked_cm:
                 self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
                 seq = loan.seq if loan.seq_given else self._seq[port]
-                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq))
+                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq, _monotonic_ns()))
                 self._seq[port] = seq + 1
                 sample, loan.sample = loan.sample, None
                 out.send(sample)
@@ -390,11 +402,12 @@ class Endpoint:
                 pack_header_patched_into(
                     loan.header_bytes(), header, seq,
                     changes.get("flags", header.flags), changes.get("payload_crc", header.payload_crc),
+                    _monotonic_ns(),
                 )  # fmt: skip
                 self._seq[port] = seq + 1
             else:
-                if changes:
-                    header = _with(header, changes)
+                changes["sent_ns"] = _monotonic_ns()
+                header = _with(header, changes)
                 self._seq[port] = header.seq + 1
                 pack_header_into(loan.header_bytes(), header)
             sample, loan.sample = loan.sample, None

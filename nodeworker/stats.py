@@ -20,6 +20,14 @@ Layout (int64 slots, native byte order; little-endian on every machine noded run
                            ERRORS BUSY_NS REJECTED UNCONSUMED SERVING_SINCE_NS (3 spare)
     per output, PORT_SLOTS: SENT BYTES BLOCKED_NS BLOCKED_SINCE_NS OPEN (3 spare)
     per input,  PORT_SLOTS: RECEIVED BYTES RELEASED SUBSCRIBED (4 spare)
+    per input,  HOP_SLOTS:  hop-latency histogram: one count per bucket of HOP_BOUNDS_NS
+                            (a message of latency t counts in the first bucket whose bound
+                            is >= t; the last bucket is +Inf), then HOP_SUM_NS (2 spare)
+
+The hop latency of a message is the receiver's CLOCK_MONOTONIC when it accepts the message
+minus the header's ``sent_ns`` (stamped by the producer's send, after any wait for credits);
+messages without ``sent_ns`` are not counted. Bucket counts are not cumulative; their total
+is the count (no count slot: one store less per message, and never out of step).
 
 Times are CLOCK_MONOTONIC nanoseconds (``time.monotonic_ns``: one clock for every process
 of the machine). ``BLOCKED_SINCE_NS`` is non-zero while a send waits for credits;
@@ -49,6 +57,16 @@ STATS_PREFIX = "stats_"  # not the session's iceoryx2 prefix: iceoryx2 never loo
 HEADER_SLOTS = 16
 PORT_SLOTS = 8
 SLOT = 8
+# Upper bounds (ns, inclusive) of the hop-latency buckets; one more bucket is +Inf.
+# Part of the block's layout: change them only with VERSION.
+HOP_BOUNDS_NS = (
+    50_000, 100_000, 150_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+    25_000_000, 50_000_000, 100_000_000,
+)  # fmt: skip
+HOP_BUCKETS = len(HOP_BOUNDS_NS) + 1
+HOP_SUM_NS = HOP_BUCKETS  # slot (relative) summing the latencies, ns
+HOP_SLOTS = 16
+assert HOP_SUM_NS < HOP_SLOTS
 
 # header slots
 H_MAGIC, H_VERSION, H_PID, H_N_OUT, H_N_IN, H_STATE, H_STATE_SINCE, H_PROCESSED = range(8)
@@ -75,12 +93,18 @@ def stats_path(root: str, endpoint: str) -> Path:
 
 
 def block_size(n_out: int, n_in: int) -> int:
+    return (HEADER_SLOTS + PORT_SLOTS * (n_out + n_in) + HOP_SLOTS * n_in) * SLOT
+
+
+def _ports_size(n_out: int, n_in: int) -> int:
+    """The block before the hop histograms (all a block of an older noded has)."""
     return (HEADER_SLOTS + PORT_SLOTS * (n_out + n_in)) * SLOT
 
 
 class StatsBlock:
     """The writer's side. ``slots`` is the int64 view to store into; ``out_base(i)`` and
-    ``in_base(i)`` give the first slot of output/input ``i`` (add the O_*/I_* offsets)."""
+    ``in_base(i)`` give the first slot of output/input ``i`` (add the O_*/I_* offsets),
+    ``hop_base(i)`` the first of input ``i``'s hop histogram (add a bucket or HOP_SUM_NS)."""
 
     def __init__(self, n_out: int, n_in: int, path: Path | None = None) -> None:
         self.n_out, self.n_in = n_out, n_in
@@ -111,6 +135,9 @@ class StatsBlock:
 
     def in_base(self, index: int) -> int:
         return HEADER_SLOTS + PORT_SLOTS * (self.n_out + index)
+
+    def hop_base(self, index: int) -> int:
+        return HEADER_SLOTS + PORT_SLOTS * (self.n_out + self.n_in) + HOP_SLOTS * index
 
     def set_state(self, state: State, now_ns: int | None = None) -> None:
         s = self.slots
@@ -148,6 +175,12 @@ class InputCounters:
     bytes: int
     released: int
     subscribed: bool
+    hop_buckets: tuple[int, ...] = ()  # per bucket of HOP_BOUNDS_NS (+Inf last), not cumulative
+    hop_sum_ns: int = 0
+
+    @property
+    def hop_count(self) -> int:
+        return sum(self.hop_buckets)
 
 
 @dataclass(frozen=True)
@@ -177,17 +210,22 @@ def decode(data: bytes, now_ns: int | None = None) -> Snapshot:
     if h[H_MAGIC] != MAGIC or h[H_VERSION] != VERSION:
         raise StatsFormatError("not a noded stats block of version %d" % VERSION)
     n_out, n_in = h[H_N_OUT], h[H_N_IN]
-    if not (0 <= n_out < 4096 and 0 <= n_in < 4096) or len(data) < block_size(n_out, n_in):
+    if not (0 <= n_out < 4096 and 0 <= n_in < 4096) or len(data) < _ports_size(n_out, n_in):
         raise StatsFormatError(f"a block of {n_out} outputs and {n_in} inputs does not fit {len(data)} bytes")
     ports = struct.unpack_from(f"={PORT_SLOTS * (n_out + n_in)}q", data, HEADER_SLOTS * SLOT)
+    hops: tuple[int, ...] = ()
+    if len(data) >= block_size(n_out, n_in):  # else a block without histograms (older noded)
+        hops = struct.unpack_from(f"={HOP_SLOTS * n_in}q", data, _ports_size(n_out, n_in))
     outputs, inputs = [], []
     for i in range(n_out):
         p = ports[PORT_SLOTS * i: PORT_SLOTS * (i + 1)]
         waiting = max(now - p[O_BLOCKED_SINCE], 0) if p[O_BLOCKED_SINCE] else 0
         outputs.append(OutputCounters(p[O_SENT], p[O_BYTES], p[O_BLOCKED_NS] + waiting, waiting, bool(p[O_OPEN])))
-    for i in range(n_out, n_out + n_in):
+    for j, i in enumerate(range(n_out, n_out + n_in)):
         p = ports[PORT_SLOTS * i: PORT_SLOTS * (i + 1)]
-        inputs.append(InputCounters(p[I_RECEIVED], p[I_BYTES], p[I_RELEASED], bool(p[I_SUBSCRIBED])))
+        h = hops[HOP_SLOTS * j: HOP_SLOTS * (j + 1)] if hops else ()
+        inputs.append(InputCounters(p[I_RECEIVED], p[I_BYTES], p[I_RELEASED], bool(p[I_SUBSCRIBED]),
+                                    tuple(h[:HOP_BUCKETS]), h[HOP_SUM_NS] if h else 0))
     try:
         state = STATE_NAMES.get(State(h[H_STATE]))
     except ValueError:

@@ -8,7 +8,7 @@ A sample is a fixed 128-byte header followed by the payload::
 The sample is exactly ``HEADER_SIZE + payload_len`` bytes long. The payload starts at
 offset 128, so it keeps the 64-byte alignment of the sample start.
 
-Header layout (``struct`` format ``<4sHBBBBBB6QIHHqQQII`` + zero padding)::
+Header layout (``struct`` format ``<4sHBBBBBB6QIHHqQQIIQ`` + zero padding)::
 
     off size field         meaning
       0   4  magic         b"NDRT"
@@ -28,7 +28,10 @@ Header layout (``struct`` format ``<4sHBBBBBB6QIHHqQQII`` + zero padding)::
      84   8  payload_len   u64, payload bytes after the header
      92   4  payload_crc   u32, zlib.crc32 of the payload (when Flags.PAYLOAD_CHECKSUM)
      96   4  header_crc    u32, zlib.crc32 of bytes 0..127 with bytes 96..99 zeroed
-    100  28  padding       written 0, ignored on read (still covered by header_crc)
+    100   8  sent_ns       u64, CLOCK_MONOTONIC ns when the producer sent it (0 = unknown)
+    108  20  padding       written 0, ignored on read (still covered by header_crc)
+
+``sent_ns`` lives in what version 1 called padding: a reader that predates it ignores it.
 
 Receivers call ``unpack_header`` (validates everything but the payload bytes), then
 optionally ``verify_payload``, then ``payload_array`` / ``payload_text`` / ``payload_view``
@@ -55,15 +58,17 @@ MAGIC = b"NDRT"
 VERSION = 1
 MAX_NDIM = 6
 
-# The fields, in order; the 28 trailing pad bytes ("x") are written as zeros by pack_into.
-_LAYOUT = struct.Struct("<4sHBBBBBB6QIHHqQQII28x")
+# The fields, in order; the 20 trailing pad bytes ("x") are written as zeros by pack_into.
+_LAYOUT = struct.Struct("<4sHBBBBBB6QIHHqQQIIQ20x")
 _HEADER_CRC = struct.Struct("<I")
 HEADER_CRC_OFFSET = 96
 PAYLOAD_CRC_OFFSET = 92
-_FIELDS_END = 100  # end of the last field; bytes 100..127 are padding
+SENT_NS_OFFSET = 100
+_FIELDS_END = 108  # end of the last field; bytes 108..127 are padding
 assert _LAYOUT.size == HEADER_SIZE
 assert struct.calcsize("<4sHBBBBBB6QIHHqQQ") == PAYLOAD_CRC_OFFSET
 assert struct.calcsize("<4sHBBBBBB6QIHHqQQI") == HEADER_CRC_OFFSET
+assert struct.calcsize("<4sHBBBBBB6QIHHqQQII") == SENT_NS_OFFSET
 _ZERO_CRC = bytes(4)
 _U16 = 0xFFFF
 _U32 = 0xFFFFFFFF
@@ -223,6 +228,7 @@ class Header:
     pixel_format: PixelFormat = PixelFormat.NONE
     flags: Flags = Flags(0)
     payload_crc: int = 0
+    sent_ns: int = 0  # CLOCK_MONOTONIC ns of the send (Endpoint.send stamps it); 0 = unknown
 
     def __post_init__(self) -> None:
         # Coerce loose types (ints for enums, "float32", lists), each only when needed:
@@ -276,6 +282,7 @@ class Header:
             and 0 <= self.channels <= _U16
             and 0 <= self.payload_crc <= _U32
             and self.payload_len <= _U64
+            and 0 <= self.sent_ns <= _U64
         ):
             raise BadField(f"a field does not fit its width: {self}")
 
@@ -337,22 +344,26 @@ def pack_header_into(buf: Any, header: Header) -> None:
         header.sample_rate, header.channels, 0,
         header.timestamp_ns, header.seq, header.payload_len, header.payload_crc,
     )  # fmt: skip
+    sent_ns = header.sent_ns
     try:
         # Packing twice (to bytes for the crc, then into buf) beats slicing buf for the crc.
-        crc = zlib.crc32(_LAYOUT.pack(*fields, 0))
+        crc = zlib.crc32(_LAYOUT.pack(*fields, 0, sent_ns))
     except struct.error as e:
         raise BadField(f"a header field does not fit its width: {e}") from None
-    _LAYOUT.pack_into(buf, 0, *fields, crc)
+    _LAYOUT.pack_into(buf, 0, *fields, crc, sent_ns)
 
 
 _ZERO_DIMS = tuple((0,) * (MAX_NDIM - n) for n in range(MAX_NDIM + 1))
 
 
-def pack_header_patched_into(buf: Any, header: Header, seq: int, flags: int, payload_crc: int) -> None:
+def pack_header_patched_into(
+    buf: Any, header: Header, seq: int, flags: int, payload_crc: int, sent_ns: int = 0
+) -> None:
     """``pack_header_into(buf, dataclasses.replace(header, seq=seq, flags=flags,
-    payload_crc=payload_crc))`` without building (and validating) a second Header: the
-    same bytes. The three fields are range-checked by ``struct`` (seq u64, flags u8,
-    payload_crc u32), which is all Header checks for them; BadField if one does not fit."""
+    payload_crc=payload_crc, sent_ns=sent_ns))`` without building (and validating) a second
+    Header: the same bytes. The four fields are range-checked by ``struct`` (seq u64,
+    flags u8, payload_crc u32, sent_ns u64), which is all Header checks for them; BadField
+    if one does not fit."""
     shape = header.shape
     ndim = len(shape)
     fields = (
@@ -363,26 +374,27 @@ def pack_header_patched_into(buf: Any, header: Header, seq: int, flags: int, pay
         header.timestamp_ns, seq, header.payload_len, payload_crc,
     )  # fmt: skip
     try:
-        crc = zlib.crc32(_LAYOUT.pack(*fields, 0))
+        crc = zlib.crc32(_LAYOUT.pack(*fields, 0, sent_ns))
     except struct.error as e:
         raise BadField(f"a header field does not fit its width: {e}") from None
-    _LAYOUT.pack_into(buf, 0, *fields, crc)
+    _LAYOUT.pack_into(buf, 0, *fields, crc, sent_ns)
 
 
 _TIMESTAMP_SEQ = struct.Struct("<qQ")
+_CRC_SENT = struct.Struct("<IQ")  # header_crc, sent_ns: adjacent (offsets 96, 100)
 TIMESTAMP_OFFSET = 68
 
 
-def patch_template(template: bytes, timestamp_ns: int, seq: int) -> bytes:
-    """``template`` (``pack_header`` of a header with timestamp_ns and seq 0) with these
-    two fields and its crc: the bytes ``pack_header`` makes of the header with them.
-    BadField if one does not fit (timestamp_ns i64, seq u64)."""
+def patch_template(template: bytes, timestamp_ns: int, seq: int, sent_ns: int = 0) -> bytes:
+    """``template`` (``pack_header`` of a header with timestamp_ns, seq and sent_ns 0) with
+    these three fields and its crc: the bytes ``pack_header`` makes of the header with them.
+    BadField if one does not fit (timestamp_ns i64, seq u64, sent_ns u64)."""
     buf = bytearray(template)
     try:
         _TIMESTAMP_SEQ.pack_into(buf, TIMESTAMP_OFFSET, timestamp_ns, seq)
+        _CRC_SENT.pack_into(buf, HEADER_CRC_OFFSET, 0, sent_ns)
     except struct.error as e:
         raise BadField(f"a header field does not fit its width: {e}") from None
-    _HEADER_CRC.pack_into(buf, HEADER_CRC_OFFSET, 0)
     _HEADER_CRC.pack_into(buf, HEADER_CRC_OFFSET, zlib.crc32(buf))
     return bytes(buf)
 
@@ -477,7 +489,7 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
     f = _LAYOUT.unpack_from(mv)
     # f: 0 magic, 1 version, 2 kind, 3 dtype, 4 ndim, 5 flags, 6 pixel_format, 7 reserved,
     # 8..13 shape, 14 sample_rate, 15 channels, 16 reserved, 17 timestamp_ns, 18 seq,
-    # 19 payload_len, 20 payload_crc, 21 header_crc.
+    # 19 payload_len, 20 payload_crc, 21 header_crc, 22 sent_ns.
     if f[0] != MAGIC:
         raise BadMagic(f"magic {f[0]!r}, expected {MAGIC!r}")
     if f[1] != VERSION:
@@ -529,18 +541,19 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
     _set_pixel_format(header, pf)
     _set_flags(header, _FLAGS[f[5]])
     _set_payload_crc(header, f[20])
+    _set_sent_ns(header, f[22])
     return header
 
 
 # Slot setters of Header, bypassing the frozen dataclass's __init__ (see unpack_header).
 _new_header = object.__new__
 (_set_kind, _set_dtype, _set_shape, _set_payload_len, _set_seq, _set_timestamp_ns,
- _set_sample_rate, _set_channels, _set_pixel_format, _set_flags, _set_payload_crc) = (
+ _set_sample_rate, _set_channels, _set_pixel_format, _set_flags, _set_payload_crc, _set_sent_ns) = (
     getattr(Header, name).__set__ for name in Header.__slots__
 )  # fmt: skip
 assert Header.__slots__ == (
     "kind", "dtype", "shape", "payload_len", "seq", "timestamp_ns", "sample_rate", "channels",
-    "pixel_format", "flags", "payload_crc",
+    "pixel_format", "flags", "payload_crc", "sent_ns",
 )
 
 

@@ -90,8 +90,8 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
             c.request("stop", sid=info.sid, wait=True)
         gone = scrape(port)
 
-    def edge(got: dict, name: str, port_name: str) -> float:
-        return got[(name, (("edge", port_name), ("session", info.sid)))]
+    def edge(got: dict, name: str, port_name: str, **more: str) -> float:
+        return got[(name, tuple(sorted({"edge": port_name, "session": info.sid, **more}.items())))]
 
     def node(got: dict, name: str, nid: str) -> float:
         return got[(name, (("node", nid), ("session", info.sid)))]
@@ -105,4 +105,10 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
     assert node(busy, "noded_node_messages_in_total", "b") == 31
     assert node(busy, "noded_node_memory_bytes", "a") > 1_000_000
     assert node(busy, "noded_node_errors_total", "a") == 0
+    # Hop latency: every message each edge carried is one sample of its histogram.
+    for port_name in ("input.text", "a.out"):
+        sent = edge(busy, "noded_edge_messages_total", port_name)
+        assert edge(busy, "noded_hop_latency_seconds_count", port_name) == sent == 31
+        assert edge(busy, "noded_hop_latency_seconds_bucket", port_name, le="+Inf") == sent
+        assert edge(busy, "noded_hop_latency_seconds_sum", port_name) > 0
     assert not any(dict(k[1]).get("session") == info.sid for k in gone)  # an ended session's series go

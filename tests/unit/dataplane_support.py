@@ -194,8 +194,8 @@ def patch_header_packing(monkeypatch: Any, pack: Any) -> None:
     given the Header it is equivalent to)."""
     from nodeworker import dataplane
 
-    def patched(buf: Any, header: Any, seq: int, flags: int, payload_crc: int) -> None:
-        pack(buf, dataplane._with(header, {"seq": seq, "flags": flags, "payload_crc": payload_crc}))
+    def patched(buf: Any, header: Any, seq: int, flags: int, payload_crc: int, sent_ns: int = 0) -> None:
+        pack(buf, dataplane._with(header, {"seq": seq, "flags": flags, "payload_crc": payload_crc, "sent_ns": sent_ns}))
 
     monkeypatch.setattr(dataplane, "pack_header_into", pack)
     monkeypatch.setattr(dataplane, "pack_header_patched_into", patched)

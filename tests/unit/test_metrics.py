@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import EdgeStats, HopLatency, Metrics, crash_reason, refresh_from
+from daemon.metrics import HOP_BUCKETS, EdgeStats, HopLatency, Metrics, crash_reason, hop_latency_from_edges, refresh_from
 from daemon.protocol import Failure, NodeInfo, SessionInfo
 
 
@@ -126,6 +126,9 @@ def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
     thread.start()
     calls: list[str] = []
 
+    def read_hops(sess: str) -> list[Hops]:
+        return [Hops("x.out", (len(calls), 0), 1000 * len(calls), (1_000_000,))]
+
     def read(sess: str) -> Figures:
         calls.append(threading.current_thread().name)
         return Figures(nodes=[NodeFig("x", 2**20, 1.5, 5 * len(calls), 5 * len(calls), 1),
@@ -133,7 +136,7 @@ def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
                        channels=[Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)])
 
     try:
-        m.set_refresh(loop, lambda: refresh_from(m, {"a": "a", "b": "b"}, read))
+        m.set_refresh(loop, lambda: refresh_from(m, {"a": "a", "b": "b"}, read, read_hops))
         assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 5
         assert value(m, "noded_edge_messages_total", session="a", edge="x.out") == 10
         assert calls == [thread.name, thread.name]  # on the loop's thread, live sessions only, once per scrape
@@ -143,7 +146,32 @@ def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
         assert value(m, "noded_node_cpu_seconds_total", session="a", node="x") == 1.5
         assert value(m, "noded_node_errors_total", session="a", node="x") == 1
         assert not any(dict(k[1]).get("node") == "y" for k in got)  # unknown figures are left out
+        assert got[("noded_hop_latency_seconds_count", (("edge", "x.out"), ("session", "a")))] == 3
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
+
+
+@dataclass
+class Hops:  # the fields of daemon.stats.EdgeHops the metrics read
+    edge: str
+    buckets: tuple[int, ...]
+    sum_ns: int
+    bounds_ns: tuple[int, ...]
+
+
+def test_hop_histograms_are_exported_cumulative_in_seconds() -> None:
+    (h,) = hop_latency_from_edges([Hops("x.out", (1, 0, 2, 3), 7_500_000, (50_000, 100_000, 1_000_000))])
+    assert h.edge == "x.out" and h.sum_seconds == 0.0075
+    assert h.buckets == ((50e-6, 1), (100e-6, 1), (1e-3, 3), (float("inf"), 6))
+    m = Metrics()
+    m.on_session(session("a", "ready", node("x", "ready")))
+    m.update_hop_latency("a", [h])
+    labels = {"session": "a", "edge": "x.out"}
+    assert value(m, "noded_hop_latency_seconds_bucket", le="5e-05", **labels) == 1
+    assert value(m, "noded_hop_latency_seconds_bucket", le="0.001", **labels) == 3
+    assert value(m, "noded_hop_latency_seconds_bucket", le="+Inf", **labels) == 6
+    assert value(m, "noded_hop_latency_seconds_count", **labels) == 6
+    assert value(m, "noded_hop_latency_seconds_sum", **labels) == 0.0075
+    assert HOP_BUCKETS[-1] == float("inf") and list(HOP_BUCKETS) == sorted(HOP_BUCKETS)

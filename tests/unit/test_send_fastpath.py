@@ -35,7 +35,7 @@ def random_header(rng: random.Random) -> Header:
         timestamp_ns=rng.randrange(-(1 << 63), 1 << 63),
         sample_rate=rng.randrange(U32 + 1), channels=rng.randrange(1 << 16),
         pixel_format=rng.choice(list(PixelFormat)), flags=Flags(rng.randrange(256)),
-        payload_crc=rng.randrange(U32 + 1),
+        payload_crc=rng.randrange(U32 + 1), sent_ns=rng.choice([0, rng.randrange(U64 + 1), U64]),
     )  # fmt: skip
 
 
@@ -46,24 +46,27 @@ def test_patched_headers_are_the_bytes_pack_header_into_writes() -> None:
         seq = rng.choice([0, rng.randrange(U64 + 1), U64, h.seq])
         flags = rng.choice([h.flags, h.flags | Flags.PAYLOAD_CHECKSUM, Flags(rng.randrange(256))])
         crc = rng.choice([0, rng.randrange(U32 + 1), U32, h.payload_crc])
+        sent = rng.choice([0, rng.randrange(U64 + 1), U64, h.sent_ns])
         want = np.full(200, 0xAB, np.uint8)
         got = want.copy()
-        pack_header_into(want, dataclasses.replace(h, seq=seq, flags=flags, payload_crc=crc))
-        pack_header_patched_into(got, h, seq, flags, crc)
+        pack_header_into(want, dataclasses.replace(h, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent))
+        pack_header_patched_into(got, h, seq, flags, crc, sent)
         assert bytes(got) == bytes(want), h
         assert unpack_header(bytes(got[:128]) + bytes(h.payload_len), 128 + h.payload_len) == dataclasses.replace(
-            h, seq=seq, flags=flags, payload_crc=crc
+            h, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent
         )
 
 
-@pytest.mark.parametrize(("seq", "flags", "crc"), [(U64 + 1, 0, 0), (-1, 0, 0), (0, 256, 0), (0, 0, U32 + 1)])
-def test_patched_fields_out_of_range_raise_badfield_as_a_header_does(seq: int, flags: int, crc: int) -> None:
+@pytest.mark.parametrize(("seq", "flags", "crc", "sent"), [
+    (U64 + 1, 0, 0, 0), (-1, 0, 0, 0), (0, 256, 0, 0), (0, 0, U32 + 1, 0), (0, 0, 0, U64 + 1), (0, 0, 0, -1),
+])  # fmt: skip
+def test_patched_fields_out_of_range_raise_badfield_as_a_header_does(seq: int, flags: int, crc: int, sent: int) -> None:
     h = Header(Kind.TENSOR, np.dtype("f4"), (2,), 8)
     with pytest.raises(BadField):
-        dataclasses.replace(h, seq=seq, flags=flags, payload_crc=crc)
+        dataclasses.replace(h, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent)
     buf = np.zeros(128, np.uint8)
     with pytest.raises(BadField):
-        pack_header_patched_into(buf, h, seq, flags, crc)
+        pack_header_patched_into(buf, h, seq, flags, crc, sent)
     assert not buf.any()
 
 
@@ -79,9 +82,9 @@ def test_sent_header_bytes_match_pack_header_into(
     packed: list[tuple[bytes, Header]] = []
     real = dataplane.pack_header_patched_into
 
-    def spy(buf: np.ndarray, header: Header, seq: int, flags: int, crc: int) -> None:
-        real(buf, header, seq, flags, crc)
-        packed.append((bytes(buf[:128]), dataclasses.replace(header, seq=seq, flags=flags, payload_crc=crc)))
+    def spy(buf: np.ndarray, header: Header, seq: int, flags: int, crc: int, sent: int) -> None:
+        real(buf, header, seq, flags, crc, sent)
+        packed.append((bytes(buf[:128]), dataclasses.replace(header, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent)))
 
     monkeypatch.setattr(dataplane, "pack_header_patched_into", spy)
     arr = src.loan("out", (3, 5), np.int16, kind=Kind.TENSOR, timestamp_ns=-7, flags=Flags.END_OF_STREAM)
@@ -103,6 +106,7 @@ def test_sent_header_bytes_match_pack_header_into(
     assert msgs[0].end_of_stream and msgs[1].timestamp_ns == 5 and msgs[2].text == "text"
     assert msgs[3].channels == 2 and msgs[3].array.tolist() == [9] * 4
     assert all(bool(m.flags & Flags.PAYLOAD_CHECKSUM) == verify for m in msgs)
+    assert all(h.sent_ns > 0 for _, h in packed)
     del msgs
 
 
@@ -155,11 +159,15 @@ def test_pending_credits_are_applied_without_a_waitset_cycle(session: Session) -
 def test_patched_templates_are_the_bytes_pack_header_writes() -> None:
     rng = random.Random(99)
     for _ in range(3000):
-        h = dataclasses.replace(random_header(rng), seq=0, timestamp_ns=0)
+        h = dataclasses.replace(random_header(rng), seq=0, timestamp_ns=0, sent_ns=0)
         ts, seq = rng.choice([0, 1, (1 << 63) - 1, rng.randrange(1 << 63)]), rng.randrange(U64 + 1)
-        assert patch_template(pack_header(h), ts, seq) == pack_header(dataclasses.replace(h, timestamp_ns=ts, seq=seq))
+        sent = rng.choice([0, 1, U64, rng.randrange(U64 + 1)])
+        assert patch_template(pack_header(h), ts, seq, sent) == pack_header(
+            dataclasses.replace(h, timestamp_ns=ts, seq=seq, sent_ns=sent))
     with pytest.raises(BadField):
         patch_template(pack_header(h), 0, U64 + 1)
+    with pytest.raises(BadField):
+        patch_template(pack_header(h), 0, 0, U64 + 1)
 
 
 def test_loans_from_templates_send_the_header_they_stand_for(session: Session) -> None:
@@ -186,6 +194,7 @@ def test_loans_from_templates_send_the_header_they_stand_for(session: Session) -
     assert [m.array.shape for m in msgs] == [(2, 3), (2, 3), (4,), (5,), (2, 3)]
     assert [int(m.array.flat[0]) for m in msgs] == [0, 1, 2, 3, 4]
     assert len(src._templates) == 2  # (AUDIO, np.float32, (2, 3)) and (AUDIO, "float32", (2, 3))
+    assert all(m.header.sent_ns > 0 for m in msgs)  # stamped on the template path too
     del msgs
 
 

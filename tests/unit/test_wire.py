@@ -41,6 +41,7 @@ from nodeworker.wire import (
     payload_checksum,
     payload_text,
     payload_view,
+    unpack_head,
     unpack_header,
     verify_payload,
 )
@@ -74,14 +75,14 @@ def raw_message(payload=b"", fix_crc=True, **fields):
     f = dict(magic=MAGIC, version=VERSION, kind=Kind.TENSOR, dtype=2, ndim=1, flags=0,
              pixel_format=0, reserved0=0, shape=(len(payload),), sample_rate=0, channels=0,
              reserved1=0, timestamp_ns=0, seq=0, payload_len=len(payload), payload_crc=0,
-             header_crc=0, padding=bytes(28))
+             header_crc=0, sent_ns=0, padding=bytes(20))
     f.update(fields)
     shape = tuple(f["shape"]) + (0,) * (MAX_NDIM - len(f["shape"]))
     head = bytearray(struct.pack(
-        "<4sHBBBBBB6QIHHqQQII", f["magic"], f["version"], f["kind"], f["dtype"], f["ndim"],
+        "<4sHBBBBBB6QIHHqQQIIQ", f["magic"], f["version"], f["kind"], f["dtype"], f["ndim"],
         f["flags"], f["pixel_format"], f["reserved0"], *shape, f["sample_rate"], f["channels"],
         f["reserved1"], f["timestamp_ns"], f["seq"], f["payload_len"], f["payload_crc"],
-        f["header_crc"]) + f["padding"])
+        f["header_crc"], f["sent_ns"]) + f["padding"])
     if fix_crc:
         head[96:100] = bytes(4)
         head[96:100] = struct.pack("<I", zlib.crc32(head))
@@ -482,10 +483,36 @@ def test_length_mismatch_on_a_huge_payload_len():
 
 def test_padding_reserved_fields_and_unknown_flags_are_accepted():
     # Forward compatibility: a newer writer may use them (covered by header_crc all the same).
-    buf = raw_message(b"ab", reserved0=0xFF, reserved1=0xBEEF, padding=b"\x5a" * 28, flags=0xF0)
+    buf = raw_message(b"ab", reserved0=0xFF, reserved1=0xBEEF, padding=b"\x5a" * 20, flags=0xF0)
     h = unpack_header(buf, len(buf))
     assert h.flags == 0xF0 and not h.flags & Flags.PAYLOAD_CHECKSUM
     assert bytes(payload_view(buf, h)) == b"ab"
+
+
+def test_sent_ns_is_the_u64_at_offset_100_and_round_trips():
+    h = Header.for_bytes(Kind.TEXT, b"hi", seq=3, sent_ns=0x0102030405060708)
+    buf = bytearray(message_size(h))
+    pack_message_into(buf, h, b"hi")
+    assert bytes(buf[100:108]) == bytes.fromhex("0807060504030201") and not any(buf[108:HEADER_SIZE])
+    assert unpack_header(buf, len(buf)).sent_ns == 0x0102030405060708
+    assert unpack_head(bytes(buf[:HEADER_SIZE]), len(buf)).sent_ns == 0x0102030405060708
+    buf[104] ^= 1  # covered by header_crc
+    with pytest.raises(HeaderChecksum):
+        unpack_header(buf, len(buf))
+
+
+def test_a_message_without_sent_ns_reads_as_unknown():
+    # What a writer that predates sent_ns wrote: zero padding from offset 100.
+    buf = raw_message(b"ab")
+    assert unpack_header(buf, len(buf)).sent_ns == 0
+    buf = raw_message(b"ab", sent_ns=U64)
+    assert unpack_header(buf, len(buf)).sent_ns == U64
+
+
+@pytest.mark.parametrize("sent_ns", [-1, U64 + 1])
+def test_sent_ns_out_of_range_is_a_bad_field(sent_ns):
+    with pytest.raises(BadField):
+        Header.for_bytes(Kind.TEXT, b"x", sent_ns=sent_ns)
 
 
 def test_payload_checksum():
@@ -550,6 +577,7 @@ def headers(draw):
         pixel_format=draw(st.sampled_from(PixelFormat)),
         flags=draw(st.integers(0, 255)),
         payload_crc=draw(st.integers(0, U32)),
+        sent_ns=draw(st.integers(0, U64) | st.just(0)),
     )
 
 
@@ -621,7 +649,8 @@ def test_property_arbitrary_bytes_after_magic_and_version_raise_only_wire_errors
         sample_rate=st.integers(0, U32), channels=st.integers(0, U16),
         reserved1=st.integers(0, U16), timestamp_ns=st.integers(-(2**63), 2**63 - 1),
         seq=st.integers(0, U64), payload_len=st.integers(0, U64) | st.integers(0, 300),
-        payload_crc=st.integers(0, U32), padding=st.binary(min_size=28, max_size=28),
+        payload_crc=st.integers(0, U32), sent_ns=st.integers(0, U64),
+        padding=st.binary(min_size=20, max_size=20),
     )),
     st.binary(max_size=300),
 )
@@ -642,7 +671,7 @@ RAW_FIELDS = dict(
     sample_rate=st.integers(0, U32), channels=st.integers(0, U16), reserved1=st.integers(0, U16),
     timestamp_ns=st.integers(-(2**63), 2**63 - 1), seq=st.integers(0, U64),
     payload_len=st.integers(0, U64) | st.integers(0, 300), payload_crc=st.integers(0, U32),
-    padding=st.binary(min_size=28, max_size=28),
+    sent_ns=st.integers(0, U64), padding=st.binary(min_size=20, max_size=20),
 )
 
 
@@ -655,7 +684,7 @@ def test_property_mutated_valid_headers_raise_only_wire_errors(h, data):
     fields = dict(kind=h.kind, dtype=dtype_code(h.dtype), ndim=len(h.shape), flags=h.flags,
                   pixel_format=h.pixel_format, shape=h.shape, sample_rate=h.sample_rate,
                   channels=h.channels, timestamp_ns=h.timestamp_ns, seq=h.seq,
-                  payload_len=h.payload_len, payload_crc=h.payload_crc)
+                  payload_len=h.payload_len, payload_crc=h.payload_crc, sent_ns=h.sent_ns)
     for name in data.draw(st.sets(st.sampled_from(sorted(RAW_FIELDS)), max_size=3)):
         fields[name] = data.draw(RAW_FIELDS[name], label=name)
     payload = data.draw(st.binary(min_size=h.payload_len, max_size=h.payload_len), label="payload")
@@ -696,12 +725,12 @@ def test_man_page_layout_table_matches_the_struct():
     assert [name for _, _, name in fields] == [
         "magic", "version", "kind", "dtype", "ndim", "flags", "pixel_format", "reserved", "shape",
         "sample_rate", "channels", "reserved", "timestamp_ns", "seq", "payload_len", "payload_crc",
-        "header_crc", "padding"]
+        "header_crc", "sent_ns", "padding"]
     # Contiguous, and adding up to the header.
     assert all(off == prev_off + prev_size
                for (prev_off, prev_size, _), (off, _, _) in zip(fields, fields[1:]))
     assert fields[-1][0] + fields[-1][1] == HEADER_SIZE
-    sizes = [struct.calcsize("<" + c) for c in "4s H B B B B B B 6Q I H H q Q Q I I".split()]
+    sizes = [struct.calcsize("<" + c) for c in "4s H B B B B B B 6Q I H H q Q Q I I Q".split()]
     assert [size for _, size, _ in fields[:-1]] == sizes
 
 
