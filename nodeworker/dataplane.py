@@ -67,6 +67,7 @@ MAX_TEMPLATES = 64  # header templates kept per endpoint (see Endpoint._template
 _PER_MESSAGE = frozenset({"timestamp_ns", "seq"})  # loan fields a template leaves open
 # Module globals, not attribute lookups: sends and receives read the clock once a message.
 _monotonic_ns = time.monotonic_ns
+_I64_MAX = (1 << 63) - 1
 
 log = logging.getLogger("noded.dataplane")
 
@@ -189,7 +190,10 @@ class Endpoint:
                 hop = 0
             base = self._hop_base[port.index]
             slots[base + bisect_left(HOP_BOUNDS_NS, hop)] += 1
-            slots[base + HOP_SUM_NS] += hop
+            try:  # free unless it raises (Python >= 3.11)
+                slots[base + HOP_SUM_NS] += hop
+            except ValueError:  # past int64: only hops of a foreign clock get there; it stays full
+                slots[base + HOP_SUM_NS] = _I64_MAX
         return Message(port.spec.source, header, lease)
 
     def _on_release(self, index: int, sample: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from daemon.metrics import HOP_BUCKETS, Metrics, hop_latency_from_edges
 from daemon.protocol import NodeInfo, SessionInfo
 from daemon.stats import channel_hops
-from nodeworker.stats import HOP_BOUNDS_NS, HOP_BUCKETS as SLOT_BUCKETS, read_stats, stats_path
+from nodeworker.stats import HOP_BOUNDS_NS, HOP_SUM_NS, HOP_BUCKETS as SLOT_BUCKETS, read_stats, stats_path
 from nodeworker.wire import Kind
 from tests.unit.dataplane_support import Session, receive
 
@@ -82,3 +82,28 @@ def test_the_daemon_sums_a_channels_consumers_and_the_metrics_export_it(session:
     assert 'noded_hop_latency_seconds_bucket{edge="src.out",le="+Inf",session="s1"} 6.0' in text
     assert 'noded_hop_latency_seconds_count{edge="a.out",session="s1"} 0.0' in text
     assert len(HOP_BUCKETS) == SLOT_BUCKETS
+
+
+def test_hops_of_a_foreign_clock_neither_break_nor_wrap_the_histogram(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nodeworker import dataplane
+
+    planes = session.plan([("src.out", "sink")], depth=8)
+    src = session.endpoint("src", planes["src"])
+    path = stats_path(str(tmp_path), "sink")
+    sink = session.endpoint("sink", planes["sink"], stats_path=path)
+    real = time.monotonic_ns
+    for stamp in (1, real() + 10**15):  # long ago (+Inf), in the future (counted as 0)
+        monkeypatch.setattr(dataplane, "_monotonic_ns", lambda stamp=stamp: stamp)
+        src.send("out", "x")
+        monkeypatch.setattr(dataplane, "_monotonic_ns", real)
+        assert receive(sink).header.sent_ns == stamp
+    hop = read_stats(path).inputs[0]
+    assert hop.hop_buckets[0] == 1 and hop.hop_buckets[-1] == 1 and hop.hop_count == 2
+    # A sum that would pass int64 stays full instead of raising in the receive path.
+    sink.block.slots[sink.block.hop_base(0) + HOP_SUM_NS] = (1 << 63) - 10
+    src.send("out", "y")
+    assert receive(sink).text == "y"
+    hop = read_stats(path).inputs[0]
+    assert hop.hop_sum_ns == (1 << 63) - 1 and hop.hop_count == 3
