@@ -96,11 +96,6 @@ def block_size(n_out: int, n_in: int) -> int:
     return (HEADER_SLOTS + PORT_SLOTS * (n_out + n_in) + HOP_SLOTS * n_in) * SLOT
 
 
-def _ports_size(n_out: int, n_in: int) -> int:
-    """The block before the hop histograms (all a block of an older noded has)."""
-    return (HEADER_SLOTS + PORT_SLOTS * (n_out + n_in)) * SLOT
-
-
 class StatsBlock:
     """The writer's side. ``slots`` is the int64 view to store into; ``out_base(i)`` and
     ``in_base(i)`` give the first slot of output/input ``i`` (add the O_*/I_* offsets),
@@ -210,12 +205,10 @@ def decode(data: bytes, now_ns: int | None = None) -> Snapshot:
     if h[H_MAGIC] != MAGIC or h[H_VERSION] != VERSION:
         raise StatsFormatError("not a noded stats block of version %d" % VERSION)
     n_out, n_in = h[H_N_OUT], h[H_N_IN]
-    if not (0 <= n_out < 4096 and 0 <= n_in < 4096) or len(data) < _ports_size(n_out, n_in):
+    if not (0 <= n_out < 4096 and 0 <= n_in < 4096) or len(data) < block_size(n_out, n_in):
         raise StatsFormatError(f"a block of {n_out} outputs and {n_in} inputs does not fit {len(data)} bytes")
     ports = struct.unpack_from(f"={PORT_SLOTS * (n_out + n_in)}q", data, HEADER_SLOTS * SLOT)
-    hops: tuple[int, ...] = ()
-    if len(data) >= block_size(n_out, n_in):  # else a block without histograms (older noded)
-        hops = struct.unpack_from(f"={HOP_SLOTS * n_in}q", data, _ports_size(n_out, n_in))
+    hops = struct.unpack_from(f"={HOP_SLOTS * n_in}q", data, (HEADER_SLOTS + PORT_SLOTS * (n_out + n_in)) * SLOT)
     outputs, inputs = [], []
     for i in range(n_out):
         p = ports[PORT_SLOTS * i: PORT_SLOTS * (i + 1)]
@@ -223,9 +216,9 @@ def decode(data: bytes, now_ns: int | None = None) -> Snapshot:
         outputs.append(OutputCounters(p[O_SENT], p[O_BYTES], p[O_BLOCKED_NS] + waiting, waiting, bool(p[O_OPEN])))
     for j, i in enumerate(range(n_out, n_out + n_in)):
         p = ports[PORT_SLOTS * i: PORT_SLOTS * (i + 1)]
-        h = hops[HOP_SLOTS * j: HOP_SLOTS * (j + 1)] if hops else ()
+        hop = hops[HOP_SLOTS * j: HOP_SLOTS * (j + 1)]
         inputs.append(InputCounters(p[I_RECEIVED], p[I_BYTES], p[I_RELEASED], bool(p[I_SUBSCRIBED]),
-                                    tuple(h[:HOP_BUCKETS]), h[HOP_SUM_NS] if h else 0))
+                                    tuple(hop[:HOP_BUCKETS]), hop[HOP_SUM_NS]))
     try:
         state = STATE_NAMES.get(State(h[H_STATE]))
     except ValueError:

@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 
 from nodeworker.stats import (
-    H_BUSY_NS, H_PROCESSED, H_STATE, H_STATE_SINCE, O_BLOCKED_SINCE, O_SENT, State, StatsBlock, StatsFormatError,
-    decode, read_stats, stats_path,
+    H_BUSY_NS, H_PROCESSED, H_STATE, H_STATE_SINCE, HOP_BUCKETS, HOP_SUM_NS, I_RECEIVED, O_BLOCKED_SINCE, O_SENT,
+    State, StatsBlock, StatsFormatError, decode, read_stats, stats_path,
 )  # fmt: skip
 from tests.unit.dataplane_support import Session, receive
 
 
 def test_a_block_reads_back_as_written(tmp_path: Path) -> None:
     path = stats_path(str(tmp_path), "n1")
-    block = StatsBlock(2, 1, path)
+    block = StatsBlock(2, 2, path)
     s = block.slots
+    s[block.in_base(1) + I_RECEIVED] = 4
+    s[block.hop_base(1)], s[block.hop_base(1) + HOP_BUCKETS - 1], s[block.hop_base(1) + HOP_SUM_NS] = 3, 1, 77
     s[block.out_base(1) + O_SENT] = 7
     s[H_PROCESSED] = 3
     s[H_BUSY_NS] = 1_000
@@ -32,7 +34,10 @@ def test_a_block_reads_back_as_written(tmp_path: Path) -> None:
     assert [o.sent for o in snap.outputs] == [0, 7]
     assert snap.outputs[0].blocked_for_ns == 1_000 and snap.outputs[0].blocked_ns == 1_000
     assert snap.outputs[1].blocked_for_ns == 0
-    assert len(snap.inputs) == 1
+    assert len(snap.inputs) == 2 and snap.inputs[1].received == 4
+    assert snap.inputs[0].hop_buckets == (0,) * HOP_BUCKETS and snap.inputs[0].hop_sum_ns == 0
+    assert snap.inputs[1].hop_buckets == (3,) + (0,) * (HOP_BUCKETS - 2) + (1,)
+    assert snap.inputs[1].hop_count == 4 and snap.inputs[1].hop_sum_ns == 77
     assert not list(tmp_path.glob("*.new"))
     block.remove()
     assert not path.exists() and read_stats(path) is None
