@@ -185,4 +185,8 @@ def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: boo
         if port not in io.inputs:
             raise click.UsageError(f"session {sid} has no input {port!r} (it has: {', '.join(io.inputs) or 'none'})")
         _feed(io, port, data, realtime, not no_end)
-    out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}")
+    if ctx.json:
+        ctx.emit({"sid": sid, "port": port, "file": str(file), "messages": len(data.chunks),
+                  "end_of_stream": not no_end})
+    else:
+        out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}")
