@@ -29,6 +29,7 @@ from daemon.states import (
 )
 from daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
 from daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
+from nodeworker.errors import ExitCode
 from nodeworker.spec import WorkerSpec, encode_spec
 from nodeworker.status import parse_status
 
@@ -42,6 +43,14 @@ KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
 Listener = Callable[[SessionInfo], None]
 
 
+def _consequential(session: Session) -> bool:
+    """True if the session's failure names a node that only exited because a peer died
+    (nodeworker's PEER_GONE): a failed exit seen later, of a node that is not such a
+    consequence, takes the blame (it was the cause; its signal merely came second)."""
+    f = session.failure
+    return f is not None and f.signal is None and f.exit_status == ExitCode.PEER_GONE
+
+
 class SessionManager:
     def __init__(self, systemd: Systemd, config: Config) -> None:
         self.sd = systemd
@@ -53,10 +62,6 @@ class SessionManager:
         self._listeners: set[Listener] = set()
         self._heartbeats: dict[str, asyncio.TimerHandle] = {}
         self._journal: dict[str, asyncio.Task[list[str]]] = {}
-        # Sessions whose failure names a node that only exited because a peer died
-        # (PEER_GONE): a failed exit seen later, of a node that is not such a consequence,
-        # takes the blame (it was the cause; its signal merely came second).
-        self._consequential: set[str] = set()
         self._finished: dict[str, asyncio.Future[None]] = {}
         self._gone_waiters: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -233,7 +238,7 @@ class SessionManager:
         oom_killed = self.oom.was_oom_killed(node.unit)
         self.oom.forget(node.unit)
         # A failure after a consequential one may be its cause, though we asked it to stop.
-        blame = failed and session.sid in self._consequential
+        blame = failed and _consequential(session)
         node.apply(Exited(stop_requested=node.stop_requested and not blame))
         if node.state is NodeState.ERROR:
             p = node.props
@@ -271,17 +276,14 @@ class SessionManager:
     def _fail(self, session: Session, node: NodeRuntime, why: ExitReason, consequence: bool = False) -> None:
         """``consequence``: the node exited because a peer died (see _consequential)."""
         node.error = why.reason
-        first = session.failure is None and session.state not in SESSION_TERMINAL
-        if first and session.state is not SessionState.STOPPING:
+        live = session.state not in SESSION_TERMINAL
+        if session.failure is None and live and session.state is not SessionState.STOPPING:
             log.error("session %s: node %s %s", session.sid, node.spec.id, why.reason)
             self._blame(session, node, why)
-            if consequence:
-                self._consequential.add(session.sid)
             session.apply(NodeFailed())
-        elif session.sid in self._consequential and not consequence and session.state not in SESSION_TERMINAL:
+        elif live and not consequence and _consequential(session):
             log.error("session %s: node %s %s (which ended %s)", session.sid, node.spec.id, why.reason,
                       session.failure.node if session.failure else "?")
-            self._consequential.discard(session.sid)
             old = self._journal.pop(session.sid, None)
             if old is not None:
                 old.cancel()
@@ -328,7 +330,6 @@ class SessionManager:
             task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, session: Session) -> None:
-        self._consequential.discard(session.sid)
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal

@@ -230,7 +230,7 @@ class Inbox:
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
         except iox.WaitSetRunError:
             pass
-        events = [activation.id.as_value for activation in self._listener.try_wait()]
+        events = self.take()
         if not events:  # woken by wake() (or the extra fd, the caller's to drain): drain the pipe
             try:
                 os.read(self._wake_r, 4096)

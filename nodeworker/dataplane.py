@@ -109,6 +109,9 @@ class Endpoint:
         self._stopped = False
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        # The lock as a context manager: on leaving, it flushes what a Lease handed over
+        # while it was held (its finalizer found the lock taken, and appended before that
+        # check). One object, not a generator per use: it is on every message's path.
         self._locked_cm = _Locked(self)
         self._pumping = False
         self._released: deque[tuple[int, Any]] = deque()  # (input index, sample) from Leases
@@ -216,12 +219,6 @@ class Endpoint:
         finally:
             self._lock.release()
         return True
-
-    def _locked(self) -> _Locked:
-        """The lock, as a context manager; on leaving, flush what a Lease handed over
-        while it was held (its finalizer found the lock taken, and appended before this
-        check). One object, not a generator per use: it is on every message's path."""
-        return self._locked_cm
 
     def _flush_credits(self) -> None:
         """With the lock held: release the samples Leases let go, then credit them."""
