@@ -5,7 +5,7 @@ session in the same run, and the degradation factor.
 
 Needs systemd as PID 1 and noded.service (benchmarks/README.md). Each session is
 `src` (BenchSource) -> `relay` (LatencyRelay) -> `sink` (LatencySink), from
-nodeworker/builtins/bench_nodes.py, driven like benchmarks/hop_latency.py: the benchmark
+noded/nodes/testing/bench.py, driven like benchmarks/hop_latency.py: the benchmark
 sends `src` a batch command on an external input; `src` sends COUNT messages of SIZE
 bytes INTERVAL apart, each written in place in a loan with timestamp_ns taken before the
 loan; `relay` records the latency of the hop into it and sends a fresh in-place message
@@ -32,11 +32,12 @@ from typing import Any
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 sys.path.append(str(Path(__file__).resolve().parent))
 
-from daemon.client import Client, session_info  # noqa: E402
-from hop_latency import machine, stats_us, until  # noqa: E402
-from nodeworker.client import attach  # noqa: E402
+from hop_latency import machine, stats_us, until
 
-BENCH = "nodeworker.builtins.bench_nodes"
+from noded.contract.client import Client, session_info
+from noded.dataplane.session import attach
+
+BENCH = "noded.nodes.testing.bench"
 PIPELINE = f"""name = "concurrent_sessions"
 inputs = ["ctl"]
 outputs = ["relay.stats", "sink.out"]
@@ -80,8 +81,9 @@ def batch(io: Any, tag: str, size: int, count: int, interval: float) -> list[int
     return summaries["relay.stats"]["lat_ns"] + summaries["sink.out"]["lat_ns"]
 
 
-def stream(sid: str, name: str, size: int, count: int, warmup: int, interval: float,
-           start: threading.Barrier | None = None) -> list[int]:
+def stream(
+    sid: str, name: str, size: int, count: int, warmup: int, interval: float, start: threading.Barrier | None = None
+) -> list[int]:
     with attach(sid) as io:
         batch(io, f"{name}-warmup", size, warmup, interval)
         if start is not None:
@@ -113,7 +115,7 @@ def concurrent(n: int, size: int, count: int, warmup: int, interval: float) -> d
             def run(sid: str) -> None:
                 try:
                     results[sid] = stream(sid, sid, size, count, warmup, interval, start)
-                except BaseException as exc:  # noqa: BLE001 (reported below)
+                except BaseException as exc:
                     errors.append(exc)
                     start.abort()
 
@@ -132,26 +134,37 @@ def concurrent(n: int, size: int, count: int, warmup: int, interval: float) -> d
 
 def report(res: dict[str, Any]) -> None:
     m, p = res["machine"], res["params"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
-          f"load {' '.join(m['loadavg'])} before, {' '.join(res['loadavg_after'])} after")
-    print(f"{p['size']} B messages, {p['count']} timed ({p['warmup']} warm-up) per session, "
-          f"{p['interval'] * 1e3:g} ms apart; 2 hops per message\n")
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
+        f"load {' '.join(m['loadavg'])} before, {' '.join(res['loadavg_after'])} after"
+    )
+    print(
+        f"{p['size']} B messages, {p['count']} timed ({p['warmup']} warm-up) per session, "
+        f"{p['interval'] * 1e3:g} ms apart; 2 hops per message\n"
+    )
     print("| run | sessions | hops | p50 µs | p95 µs | p99 µs | max µs |")
     print("|---|---|---|---|---|---|---|")
-    for label, key, n in (("one session alone (before)", "single_before", 1),
-                          (f"{p['sessions']} sessions at once", "concurrent", p["sessions"]),
-                          ("one session alone (after)", "single_after", 1),
-                          ("one session alone (both)", "single", 1)):
+    for label, key, n in (
+        ("one session alone (before)", "single_before", 1),
+        (f"{p['sessions']} sessions at once", "concurrent", p["sessions"]),
+        ("one session alone (after)", "single_after", 1),
+        ("one session alone (both)", "single", 1),
+    ):
         s = res[key]
         print(f"| {label} | {n} | {s['n']} | {s['p50']:.0f} | {s['p95']:.0f} | {s['p99']:.0f} | {s['max']:.0f} |")
     print(f"\nslowest session's p95 among the {p['sessions']}: {res['worst_session_p95']:.0f} µs")
-    print(f"degradation factor (p95, concurrent / alone): {res['degradation_p95']:.2f}x "
-          f"(p50: {res['degradation_p50']:.2f}x)")
+    print(
+        f"degradation factor (p95, concurrent / alone): {res['degradation_p95']:.2f}x "
+        f"(p50: {res['degradation_p50']:.2f}x)"
+    )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--quick", action="store_true", help="100 timed messages per session instead of 400")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--sessions", type=int, default=10, help="sessions at once (default 10)")
@@ -159,8 +172,16 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.005, help="seconds between messages (default 0.005)")
     args = ap.parse_args()
     count, warmup = (100, 20) if args.quick else (400, 50)
-    res: dict[str, Any] = {"machine": machine(), "params": {
-        "sessions": args.sessions, "size": args.size, "count": count, "warmup": warmup, "interval": args.interval}}
+    res: dict[str, Any] = {
+        "machine": machine(),
+        "params": {
+            "sessions": args.sessions,
+            "size": args.size,
+            "count": count,
+            "warmup": warmup,
+            "interval": args.interval,
+        },
+    }
     before = single(args.size, count, warmup, args.interval, "alone-before")
     per_session = concurrent(args.sessions, args.size, count, warmup, args.interval)
     after = single(args.size, count, warmup, args.interval, "alone-after")

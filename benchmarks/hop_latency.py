@@ -4,10 +4,10 @@ and dora-rs 1.1; and the nodes' RSS over 10,000 messages.
     tests/sandbox run -- /opt/noded/venv/bin/python benchmarks/hop_latency.py [--quick] [--json] [--no-dora]
 
 Needs systemd as PID 1 and noded.service (benchmarks/README.md). The node units run the
-venv's code (packaging/dev-env installs the checkout there, nodeworker/builtins/bench_nodes.py
+venv's code (packaging/dev-env installs the checkout there, noded/nodes/testing/bench.py
 included). noded: a session of two nodes made through the daemon, `src` (BenchSource) ->
 `sink` (LatencySink); the benchmark drives `src` through an external input and reads the
-sink's summaries on an external output (nodeworker.client). Latency = time.monotonic_ns()
+sink's summaries on an external output (noded.dataplane.session). Latency = time.monotonic_ns()
 in the sink right after it took msg.array, minus the header's timestamp_ns, which the
 source takes (in-place) before ctx.loan, then writes the first and last payload bytes in
 the loan and sends it, or (copy) before ctx.send(port, existing_array), which copies once.
@@ -44,9 +44,10 @@ import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from daemon.client import Client, session_info  # noqa: E402
-from nodeworker.client import attach  # noqa: E402
-from raw_iceoryx2 import run_raw  # noqa: E402
+from raw_iceoryx2 import run_raw
+
+from noded.contract.client import Client, session_info
+from noded.dataplane.session import attach
 
 SIZES = {"1 KB": 1_000, "64 KB": 64_000, "1 MB": 1_000_000, "3.84 MB": 3_840_000, "10 MB": 10_000_000}
 TARGET_P95_US = 150.0  # noded in-place, every size
@@ -54,7 +55,7 @@ RSS_MESSAGES = 10_000
 GAPS = (0.0, 0.001, 0.005, 0.02)  # s between messages for the in-place 1 KB gap table (0: as fast as credits allow)
 DORA_VENV = Path("/opt/noded-bench/dora-venv")
 DORA_DIR = Path(__file__).resolve().parent / "dora"
-BENCH = "nodeworker.builtins.bench_nodes"
+BENCH = "noded.nodes.testing.bench"
 PIPELINE = f"""name = "hop_latency"
 inputs = ["ctl"]
 outputs = ["sink.out"]
@@ -86,15 +87,21 @@ def machine() -> dict[str, Any]:
     from importlib.metadata import version
 
     cpu = re.findall(r"model name\s*: (.*)", Path("/proc/cpuinfo").read_text())
-    return {"cpu": cpu[0] if cpu else platform.processor(), "cores": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "iceoryx2": version("iceoryx2"), "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+    return {
+        "cpu": cpu[0] if cpu else platform.processor(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "iceoryx2": version("iceoryx2"),
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+    }
 
 
 def cold_probe() -> dict[str, float]:
     """The machine's cold-start penalty: p50 us of a fixed bit of Python (build and pack a
     wire header) run back to back, and run once right after a 5 ms sleep."""
-    from nodeworker.wire import Header, Kind, pack_header
+    from noded.contract.wire import Header, Kind, pack_header
 
     def work() -> None:
         pack_header(Header(Kind.TENSOR, np.dtype("u1"), (1000,), 1000, timestamp_ns=1))
@@ -173,8 +180,13 @@ def run_noded(count: int, warmup: int, interval: float, rss_messages: int) -> di
                         batch(mode, 1_000, half, 0.0)
                     snaps.append({node: rss_kb(pid) for node, pid in pids.items()})
                 rate = 4 * half / (time.monotonic() - t0)
-                out["rss_kb"] = {"before": snaps[0], "after": snaps[1], "after2": snaps[2], "messages": 2 * half,
-                                 "msg_per_s": rate}
+                out["rss_kb"] = {
+                    "before": snaps[0],
+                    "after": snaps[1],
+                    "after2": snaps[2],
+                    "messages": 2 * half,
+                    "msg_per_s": rate,
+                }
         finally:
             c.request("stop", sid=sid, wait=True)
     return out
@@ -226,8 +238,9 @@ def ensure_dora() -> None:
         return
     print(f"... installing dora-rs 1.1.0 into {DORA_VENV}", file=sys.stderr, flush=True)
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(DORA_VENV)], check=True)
-    subprocess.run([str(DORA_VENV / "bin" / "pip"), "install", "-q", "dora-rs==1.1.0", "dora-rs-cli==1.1.0"],
-                   check=True)
+    subprocess.run(
+        [str(DORA_VENV / "bin" / "pip"), "install", "-q", "dora-rs==1.1.0", "dora-rs-cli==1.1.0"], check=True
+    )
 
 
 def run_dora(count: int, warmup: int, interval: float) -> dict[str, Any]:
@@ -241,15 +254,27 @@ def run_dora(count: int, warmup: int, interval: float) -> dict[str, Any]:
         for f in DORA_DIR.iterdir():
             if f.is_file():
                 shutil.copy(f, tmp)
-        env = {**os.environ, "PATH": f"{DORA_VENV / 'bin'}:{os.environ.get('PATH', '')}",
-               "HOP_SIZES": ",".join(map(str, SIZES.values())), "HOP_COUNT": str(count),
-               "HOP_WARMUP": str(warmup), "HOP_INTERVAL": str(interval), "HOP_OUT": f"{tmp}/latency.json"}
+        env = {
+            **os.environ,
+            "PATH": f"{DORA_VENV / 'bin'}:{os.environ.get('PATH', '')}",
+            "HOP_SIZES": ",".join(map(str, SIZES.values())),
+            "HOP_COUNT": str(count),
+            "HOP_WARMUP": str(warmup),
+            "HOP_INTERVAL": str(interval),
+            "HOP_OUT": f"{tmp}/latency.json",
+        }
         log = Path(tmp, "dora.log")
         shm_before = set(Path("/dev/shm").glob("*.zenoh"))
         timeout = 120 + len(SIZES) * (count + warmup) * (interval + 0.03)
         with log.open("w") as f:  # its own process group: a timeout ends dora and the nodes it started
-            proc = subprocess.Popen([str(DORA_VENV / "bin" / "dora"), "run", "dataflow.yml"], cwd=tmp, env=env,
-                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(DORA_VENV / "bin" / "dora"), "run", "dataflow.yml"],
+                cwd=tmp,
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 rc: int | str = proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -274,8 +299,10 @@ def run_dora(count: int, warmup: int, interval: float) -> dict[str, Any]:
 
 def table(head: list[str], body: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
 
 
@@ -286,62 +313,151 @@ def ratio(a: float, b: float) -> str:
 def report(res: dict[str, Any]) -> None:
     m, noded, pipe, dora, raw = res["machine"], res["noded"], res["pipe"], res["dora"], res["raw"]
     p = res["params"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
-          f"numpy {m['numpy']}, iceoryx2 {m['iceoryx2']}; loadavg before {' '.join(m['loadavg'])}, "
-          f"after {' '.join(res['loadavg_after'])}")
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
+        f"numpy {m['numpy']}, iceoryx2 {m['iceoryx2']}; loadavg before {' '.join(m['loadavg'])}, "
+        f"after {' '.join(res['loadavg_after'])}"
+    )
     pb, pa = res["probe_before"], res["probe_after"]
-    print(f"cold-start probe (p50 us of building and packing one wire header): hot {pb['hot']:.1f}, right after "
-          f"a 5 ms sleep {pb['after 5 ms sleep']:.1f} (before the run); {pa['hot']:.1f} and "
-          f"{pa['after 5 ms sleep']:.1f} after")
-    print(f"one hop, one-way latency in us; {p['count']} timed messages per cell after {p['warmup']} "
-          f"warm-up, {p['interval'] * 1e3:g} ms apart\n")
+    print(
+        f"cold-start probe (p50 us of building and packing one wire header): hot {pb['hot']:.1f}, right after "
+        f"a 5 ms sleep {pb['after 5 ms sleep']:.1f} (before the run); {pa['hot']:.1f} and "
+        f"{pa['after 5 ms sleep']:.1f} after"
+    )
+    print(
+        f"one hop, one-way latency in us; {p['count']} timed messages per cell after {p['warmup']} "
+        f"warm-up, {p['interval'] * 1e3:g} ms apart\n"
+    )
     f = lambda x: f"{x:.0f}" if x >= 100 else f"{x:.1f}"  # noqa: E731
     body = []
     for label in SIZES:
         ip, cp, pk = noded["inplace"][label], noded["copy"][label], pipe[label]
         d = dora.get(label) if isinstance(dora, dict) else None
         ok = ip["p95"] <= TARGET_P95_US
-        body.append([label, f(ip["p50"]), f(ip["p95"]), f(ip["p99"]), f(cp["p50"]), f(cp["p95"]), f(cp["p99"]),
-                     f(pk["p50"]), f(pk["p95"]), f(d["p50"]) if d else "-", f(d["p95"]) if d else "-",
-                     ratio(d["p95"], ip["p95"]) if d else "-", ratio(pk["p95"], ip["p95"]),
-                     "ok" if ok else f"MISS ({ip['p95'] / TARGET_P95_US:.1f}x)"])
-    print(table(["size", "in-place p50", "p95", "p99", "copy p50", "p95", "p99", "pickle p50", "p95",
-                 "dora p50", "p95", "dora/in-place p95", "pickle/in-place p95",
-                 f"in-place p95 <= {TARGET_P95_US:.0f} us"], body))
+        body.append(
+            [
+                label,
+                f(ip["p50"]),
+                f(ip["p95"]),
+                f(ip["p99"]),
+                f(cp["p50"]),
+                f(cp["p95"]),
+                f(cp["p99"]),
+                f(pk["p50"]),
+                f(pk["p95"]),
+                f(d["p50"]) if d else "-",
+                f(d["p95"]) if d else "-",
+                ratio(d["p95"], ip["p95"]) if d else "-",
+                ratio(pk["p95"], ip["p95"]),
+                "ok" if ok else f"MISS ({ip['p95'] / TARGET_P95_US:.1f}x)",
+            ]
+        )
+    print(
+        table(
+            [
+                "size",
+                "in-place p50",
+                "p95",
+                "p99",
+                "copy p50",
+                "p95",
+                "p99",
+                "pickle p50",
+                "p95",
+                "dora p50",
+                "p95",
+                "dora/in-place p95",
+                "pickle/in-place p95",
+                f"in-place p95 <= {TARGET_P95_US:.0f} us",
+            ],
+            body,
+        )
+    )
     print("\nthe floor: the same hop with iceoryx2's binding and almost no code (benchmarks/raw_iceoryx2.py), us:")
-    print(table(["size", "raw p50", "p95", "p99", "in-place/raw p50", "in-place/raw p95", f"raw p95 <= {TARGET_P95_US:.0f} us"],
-                [[label, f(raw[label]["p50"]), f(raw[label]["p95"]), f(raw[label]["p99"]),
-                  ratio(noded["inplace"][label]["p50"], raw[label]["p50"]),
-                  ratio(noded["inplace"][label]["p95"], raw[label]["p95"]),
-                  "yes" if raw[label]["p95"] <= TARGET_P95_US else "no"] for label in SIZES]))
+    print(
+        table(
+            [
+                "size",
+                "raw p50",
+                "p95",
+                "p99",
+                "in-place/raw p50",
+                "in-place/raw p95",
+                f"raw p95 <= {TARGET_P95_US:.0f} us",
+            ],
+            [
+                [
+                    label,
+                    f(raw[label]["p50"]),
+                    f(raw[label]["p95"]),
+                    f(raw[label]["p99"]),
+                    ratio(noded["inplace"][label]["p50"], raw[label]["p50"]),
+                    ratio(noded["inplace"][label]["p95"], raw[label]["p95"]),
+                    "yes" if raw[label]["p95"] <= TARGET_P95_US else "no",
+                ]
+                for label in SIZES
+            ],
+        )
+    )
     print("\nnoded, inside the source (t0 to ctx.send returned) and the sink (taking msg.array), p50/p95 us:")
     both = lambda st: f"{f(st['p50'])}/{f(st['p95'])}"  # noqa: E731
-    print(table(["size", "in-place send", "copy send", "msg.array"],
-                [[label, both(noded["send_us"][f"inplace {label}"]), both(noded["send_us"][f"copy {label}"]),
-                  both(noded["view_us"][f"inplace {label}"])] for label in SIZES]))
+    print(
+        table(
+            ["size", "in-place send", "copy send", "msg.array"],
+            [
+                [
+                    label,
+                    both(noded["send_us"][f"inplace {label}"]),
+                    both(noded["send_us"][f"copy {label}"]),
+                    both(noded["view_us"][f"inplace {label}"]),
+                ]
+                for label in SIZES
+            ],
+        )
+    )
     print("\nnoded in-place 1 KB by time between messages (0: back to back, as fast as credits allow), us:")
-    print(table(["gap", "p50", "p95", "p99"], [[g, f(v["p50"]), f(v["p95"]), f(v["p99"])]
-                                            for g, v in noded["gaps"].items()]))
+    print(
+        table(
+            ["gap", "p50", "p95", "p99"], [[g, f(v["p50"]), f(v["p95"]), f(v["p99"])] for g, v in noded["gaps"].items()]
+        )
+    )
     rss = noded["rss_kb"]
     n_msg = rss["messages"]
-    print(f"\nRSS of the node processes (kB) before, after {n_msg} and after {2 * n_msg} messages of 1 KB (each "
-          f"{n_msg}: half in-place, half copied; {rss['msg_per_s']:.0f} msg/s, as fast as credits allow):")
+    print(
+        f"\nRSS of the node processes (kB) before, after {n_msg} and after {2 * n_msg} messages of 1 KB (each "
+        f"{n_msg}: half in-place, half copied; {rss['msg_per_s']:.0f} msg/s, as fast as credits allow):"
+    )
     keys = ("VmRSS", "RssAnon", "RssShmem")
-    print(table(["node", *[f"{k} {w}" for k in keys for w in ("before", f"+{n_msg}", f"+{2 * n_msg}")], "threads"],
-                [[n, *[str(rss[s][n][k]) for k in keys for s in ("before", "after", "after2")],
-                  str(rss["after"][n]["Threads"])] for n in rss["before"]]))
+    print(
+        table(
+            ["node", *[f"{k} {w}" for k in keys for w in ("before", f"+{n_msg}", f"+{2 * n_msg}")], "threads"],
+            [
+                [
+                    n,
+                    *[str(rss[s][n][k]) for k in keys for s in ("before", "after", "after2")],
+                    str(rss["after"][n]["Threads"]),
+                ]
+                for n in rss["before"]
+            ],
+        )
+    )
     if isinstance(dora, dict):
         lost = {k: v for k, v in dora["lost"].items() if v}
-        print(f"\ndora: `dora run` of benchmarks/dora/dataflow.yml (shared_memory_pool_size 128MB); timed messages "
-              f"lost: {lost or 'none'}; queue discards (warm-up) logged: {dora['discard_warnings']}")
+        print(
+            f"\ndora: `dora run` of benchmarks/dora/dataflow.yml (shared_memory_pool_size 128MB); timed messages "
+            f"lost: {lost or 'none'}; queue discards (warm-up) logged: {dora['discard_warnings']}"
+        )
     else:
         print(f"\ndora: not measured: {dora}")
     print("\n" + "\n".join(f"- {n}" for n in res["notes"]))
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--quick", action="store_true", help="40 timed messages per cell, 1,000 for RSS")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the tables")
     ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs baseline")
@@ -349,8 +465,12 @@ def main() -> int:
     args = ap.parse_args()
     count, warmup = (40, 10) if args.quick else (200, 50)
     rss_messages = 1_000 if args.quick else RSS_MESSAGES
-    res: dict[str, Any] = {"machine": machine(), "probe_before": cold_probe(), "notes": [],
-                           "params": {"count": count, "warmup": warmup, "interval": args.interval}}
+    res: dict[str, Any] = {
+        "machine": machine(),
+        "probe_before": cold_probe(),
+        "notes": [],
+        "params": {"count": count, "warmup": warmup, "interval": args.interval},
+    }
     res["noded"] = run_noded(count, warmup, args.interval, rss_messages)
     res["pipe"] = run_pipe(count, warmup, args.interval)
     res["raw"] = {label: stats_us(ns) for label, ns in run_raw(SIZES, count, warmup, args.interval).items()}
@@ -367,8 +487,10 @@ def main() -> int:
     memset_ms = (time.perf_counter() - t0) * 1e3
     misses = [label for label in SIZES if res["noded"]["inplace"][label]["p95"] > TARGET_P95_US]
     rss = res["noded"]["rss_kb"]
-    growth = {n: (rss["after"][n]["VmRSS"] - rss["before"][n]["VmRSS"],
-                  rss["after2"][n]["VmRSS"] - rss["after"][n]["VmRSS"]) for n in rss["before"]}
+    growth = {
+        n: (rss["after"][n]["VmRSS"] - rss["before"][n]["VmRSS"], rss["after2"][n]["VmRSS"] - rss["after"][n]["VmRSS"])
+        for n in rss["before"]
+    }
     res["notes"] += [
         f"in-place p95 <= {TARGET_P95_US:.0f} us: "
         + (f"MISSED at {', '.join(misses)}" if misses else "met at every size"),

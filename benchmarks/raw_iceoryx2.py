@@ -45,15 +45,28 @@ def _node(iox: Any, root: str, name: str) -> Any:
     cfg = iox.config.default()
     cfg.global_cfg.root_path = iox.Path.new(root)
     cfg.global_cfg.prefix = iox.FileName.new("rawhop_")
-    return (iox.NodeBuilder.new().name(iox.NodeName.new(name)).config(cfg)
-            .signal_handling_mode(iox.SignalHandlingMode.Disabled).create(iox.ServiceType.Ipc))
+    return (
+        iox.NodeBuilder.new()
+        .name(iox.NodeName.new(name))
+        .config(cfg)
+        .signal_handling_mode(iox.SignalHandlingMode.Disabled)
+        .create(iox.ServiceType.Ipc)
+    )
 
 
 def _stream(iox: Any, node: Any, max_len: int) -> Any:
-    return (node.service_builder(iox.ServiceName.new("raw/stream"))
-            .publish_subscribe(iox.Slice[ctypes.c_uint8]).payload_alignment(iox.Alignment.new(64))
-            .enable_safe_overflow(False).history_size(0).max_publishers(1).max_subscribers(1)
-            .subscriber_max_buffer_size(4).subscriber_max_borrowed_samples(4).open_or_create())
+    return (
+        node.service_builder(iox.ServiceName.new("raw/stream"))
+        .publish_subscribe(iox.Slice[ctypes.c_uint8])
+        .payload_alignment(iox.Alignment.new(64))
+        .enable_safe_overflow(False)
+        .history_size(0)
+        .max_publishers(1)
+        .max_subscribers(1)
+        .subscriber_max_buffer_size(4)
+        .subscriber_max_borrowed_samples(4)
+        .open_or_create()
+    )
 
 
 def _event(iox: Any, node: Any) -> Any:
@@ -99,19 +112,25 @@ def _consumer(root: str, max_len: int, conn: Any) -> None:
 
 def run_raw(sizes: dict[str, int], count: int, warmup: int, interval: float) -> dict[str, list[int]]:
     """One-way latencies in ns per size label. Leaves no file: the services and nodes are
-    dropped, then nodeworker.sessionfiles removes whatever is left under the root and prefix."""
+    dropped, then noded.contract.sessionfiles removes whatever is left under the root and prefix."""
     import iceoryx2 as iox
 
-    from nodeworker.sessionfiles import remove_session_resources
+    from noded.contract.sessionfiles import remove_session_resources
 
     max_len = HEADER + max(sizes.values())
-    with tempfile.TemporaryDirectory(prefix="rawhop-", ignore_cleanup_errors=True,
-                                     dir="/run" if os.access("/run", os.W_OK) else None) as root:
+    with tempfile.TemporaryDirectory(
+        prefix="rawhop-", ignore_cleanup_errors=True, dir="/run" if os.access("/run", os.W_OK) else None
+    ) as root:
         root += "/"
         node = _node(iox, root, "raw-producer")
-        pub = (_stream(iox, node, max_len).publisher_builder().initial_max_slice_len(max_len)
-               .allocation_strategy(iox.AllocationStrategy.Static)
-               .backpressure_strategy(iox.BackpressureStrategy.DiscardData).create())
+        pub = (
+            _stream(iox, node, max_len)
+            .publisher_builder()
+            .initial_max_slice_len(max_len)
+            .allocation_strategy(iox.AllocationStrategy.Static)
+            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
+            .create()
+        )
         notifier = _event(iox, node).notifier_builder().create()
         event = iox.EventId.new(1)
         ctx = mp.get_context("spawn")

@@ -3,7 +3,7 @@
     tests/sandbox run -- $NODED_VENV/bin/python benchmarks/sandbox_cost.py [--runs 5]
 
 Starts 5 worker units the way benchmarks/startup.py's "raw units" do (no daemon), once per
-variant and run, with some of daemon.sandbox's properties dropped, and reports the CPU
+variant and run, with some of noded.daemon.sandbox's properties dropped, and reports the CPU
 time the workers' cgroups used per node (median and all runs). CPU time, not wall time:
 on a shared machine it moves less with the load of others.
 """
@@ -24,8 +24,16 @@ ALL = set(startup.SANDBOX_PROPS)
 VARIANTS = {
     "full sandbox": set(),
     "no sandbox (root, no namespaces)": ALL,
-    "without the mount protections": {"ProtectSystem", "ProtectHome", "ProtectKernelTunables", "ProtectKernelModules",
-                                      "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc", "PrivateTmp"},
+    "without the mount protections": {
+        "ProtectSystem",
+        "ProtectHome",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectProc",
+        "PrivateTmp",
+    },
     "without PrivateNetwork/IPAddressDeny": {"PrivateNetwork", "IPAddressDeny"},
     "without PrivateUsers": {"PrivateUsers"},
     "without PrivateDevices": {"PrivateDevices", "DevicePolicy"},

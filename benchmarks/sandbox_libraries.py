@@ -31,7 +31,9 @@ def _iceoryx2() -> None:
     cfg.global_cfg.root_path = iox.Path.new(root)
     cfg.global_cfg.prefix = iox.FileName.new(f"noded_{os.path.basename(root.rstrip('/'))}_")
     node = iox.NodeBuilder.new().config(cfg).create(iox.ServiceType.Ipc)
-    service = node.service_builder(iox.ServiceName.new("check")).publish_subscribe(iox.Slice[ctypes.c_uint8]).open_or_create()
+    service = (
+        node.service_builder(iox.ServiceName.new("check")).publish_subscribe(iox.Slice[ctypes.c_uint8]).open_or_create()
+    )
     publisher = service.publisher_builder().initial_max_slice_len(64).create()
     subscriber = service.subscriber_builder().create()
     publisher.loan_slice_uninit(8).assume_init().send()
@@ -71,8 +73,12 @@ def _espeak_ng() -> None:
 
 
 CHECKS: dict[str, Callable[[], None]] = {
-    "numpy (BLAS)": _numpy, "iceoryx2": _iceoryx2, "onnxruntime (silero VAD)": _onnxruntime,
-    "pocketsphinx": _pocketsphinx, "ctypes callback": _ctypes_callback, "cffi ffi.callback": _cffi_callback,
+    "numpy (BLAS)": _numpy,
+    "iceoryx2": _iceoryx2,
+    "onnxruntime (silero VAD)": _onnxruntime,
+    "pocketsphinx": _pocketsphinx,
+    "ctypes callback": _ctypes_callback,
+    "cffi ffi.callback": _cffi_callback,
     "espeak-ng (subprocess)": _espeak_ng,
 }
 
@@ -85,7 +91,7 @@ def main() -> None:
             results[name] = "ok"
         except (ImportError, FileNotFoundError) as exc:
             results[name] = f"missing: {exc}"
-        except BaseException as exc:  # noqa: BLE001  (a report, whatever happens)
+        except BaseException as exc:
             results[name] = f"FAIL {type(exc).__name__}: {exc}"[:160]
     with open(sys.argv[1], "w") as f:
         json.dump(results, f)

@@ -8,7 +8,7 @@ units of sessions noded starts (a default node, one granted the network, one wit
 read-only model paths) and noded.service itself; the target for a default node unit is
 an exposure of at most 2.0 (0 is best, 10 worst). Then, for each --python, it runs
 benchmarks/sandbox_libraries.py in a unit with exactly a node's properties
-(daemon.units.service_properties) and reports which libraries work there.
+(noded.daemon.units.service_properties) and reports which libraries work there.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from daemon.client import Client, session_info  # noqa: E402
-from daemon.config import Config  # noqa: E402
-from daemon.resources import prepare_session, remove_session  # noqa: E402
-from daemon.systemd import Systemd, UnitGone  # noqa: E402
-from daemon.units import service_name, service_properties  # noqa: E402
+from noded.contract.client import Client, session_info
+from noded.daemon.config import Config
+from noded.daemon.resources import prepare_session, remove_session
+from noded.daemon.systemd import Systemd, UnitGone
+from noded.daemon.units import service_name, service_properties
 
 TARGET = 2.0
 TIMEOUT = 120.0
@@ -46,8 +46,9 @@ LIBRARY_CHECK = Path(__file__).resolve().parent / "sandbox_libraries.py"
 
 def exposure(unit: str) -> dict[str, Any]:
     """systemd-analyze's overall exposure of a loaded unit, and the settings it counts against it."""
-    out = subprocess.run(["systemd-analyze", "security", "--no-pager", unit],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["systemd-analyze", "security", "--no-pager", unit], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\S+)", out)
     if match is None:
         raise RuntimeError(f"no exposure level in systemd-analyze's output for {unit}:\n{out}")
@@ -81,8 +82,14 @@ def libraries(python: str) -> dict[str, str]:
     shutil.copyfile(LIBRARY_CHECK, script)
     script.chmod(0o644)
     result = root / "result.json"
-    props = service_properties(sid=sid, node_id="libraries", node_class="check",
-                               argv=[python, str(script), str(result)], config=config, iox2_root=root)
+    props = service_properties(
+        sid=sid,
+        node_id="libraries",
+        node_class="check",
+        argv=[python, str(script), str(result)],
+        config=config,
+        iox2_root=root,
+    )
     overrides = {"Type": ("s", "exec"), "CollectMode": ("s", "inactive-or-failed")}
     props = [(n, *overrides[n]) if n in overrides else (n, s, v) for n, s, v in props if n != "Slice"]
     loop = asyncio.new_event_loop()
@@ -123,7 +130,7 @@ def main() -> None:
         print(json.dumps({"target": TARGET, "verdict": verdict, "units": rows, "libraries": checks}, indent=1))
         return
     print(f"systemd-analyze security (exposure 0-10, lower is safer; target for a node: <= {TARGET}: {verdict})")
-    print(f"| unit | exposure | rating | counted against it |\n|---|---|---|---|")
+    print("| unit | exposure | rating | counted against it |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['exposure']:.1f} | {r['rating']} | {', '.join(r['gaps'])} |")
     for python, results in checks.items():

@@ -19,7 +19,7 @@ espeak-ng TTS), with these differences:
   audio. Throughput: runs with --fast (fed as fast as the pipeline takes it) in 100 ms
   and 1 s chunks, utterances / (first chunk fed -> last output received).
 * "pipeline, VAD endpoint only": the same without pause_ms/early_endpoint.
-* "sequential": nodeworker.builtins.chain.LocalChain, all five nodes in one process, VAD
+* "sequential": noded.nodes.chain.LocalChain, all five nodes in one process, VAD
   endpoint only (300 ms). An utterance is processed once it has fully arrived, i.e. at
   its endpoint (found by an untimed pre-pass with the same VAD settings): the audio since
   the previous endpoint goes through resample, VAD, ASR, responder and TTS, each stage
@@ -53,15 +53,21 @@ import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from nodeworker.builtins.chain import LocalChain  # noqa: E402
-from nodeworker.builtins.streams import LocalMessage  # noqa: E402
-from nodeworker.builtins.wavfile import read_wav, write_wav  # noqa: E402
-from nodeworker.wire import Kind  # noqa: E402
+from noded.contract.wire import Kind
+from noded.nodes.chain import LocalChain
+from noded.nodes.streams import LocalMessage
+from noded.wavfile import read_wav, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
 VOICE = REPO / "examples" / "voice.toml"
-UTTERANCES = ["turn on the kitchen light", "computer tell me a joke", "turn off the bedroom lights",
-              "how is the weather", "thank you", "good morning"]
+UTTERANCES = [
+    "turn on the kitchen light",
+    "computer tell me a joke",
+    "turn off the bedroom lights",
+    "how is the weather",
+    "thank you",
+    "good morning",
+]
 RATE = 22050
 GAP = 1.2
 CHUNK_MS = 20
@@ -103,8 +109,19 @@ def vad_only_toml(path: Path) -> Path:
 def nodectl_run(pipeline: Path, wav: Path, reply: Path, fast_chunk_ms: int = 0) -> dict[str, Any]:
     """nodectl run in real time (20 ms chunks), or as fast as possible in chunks of ``fast_chunk_ms``."""
     fast = ["--fast", "--chunk-ms", str(fast_chunk_ms)] if fast_chunk_ms else ["--chunk-ms", str(CHUNK_MS)]
-    cmd = [sys.executable, "-c", "from daemon.nodectl import main; main()", "--json", "run", str(pipeline),
-           "-i", str(wav), "-o", f"tts.out={reply}", *fast]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from noded.ctl.cli import main; main()",
+        "--json",
+        "run",
+        str(pipeline),
+        "-i",
+        str(wav),
+        "-o",
+        f"tts.out={reply}",
+        *fast,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         raise SystemExit(f"nodectl run failed ({res.returncode}): {res.stderr[-2000:]}")
@@ -119,7 +136,9 @@ def pipeline_mode(pipeline: Path, wav: Path, runs: int, throughput: bool) -> dic
             report = nodectl_run(pipeline, wav, Path(d) / "reply.wav")
             rows += report["utterances"]
             first_chunk.append(report["first_chunk_after_ready"]["by_node"])
-        fast = {ms: nodectl_run(pipeline, wav, Path(d) / "reply.wav", ms) for ms in FAST_CHUNKS_MS} if throughput else {}
+        fast = (
+            {ms: nodectl_run(pipeline, wav, Path(d) / "reply.wav", ms) for ms in FAST_CHUNKS_MS} if throughput else {}
+        )
     return {
         "heard": [u["heard"] for u in rows],
         "speech_end_to_first_audio_ms": [u["end_of_speech_to_first_audio_ms"] for u in rows],
@@ -132,7 +151,9 @@ def pipeline_mode(pipeline: Path, wav: Path, runs: int, throughput: bool) -> dic
 
 def chunks(samples: np.ndarray, rate: int) -> list[LocalMessage]:
     step = rate * CHUNK_MS // 1000
-    return [LocalMessage.audio(samples[i:i + step], rate) for i in range(0, len(samples), step)] + [LocalMessage.end()]
+    return [LocalMessage.audio(samples[i : i + step], rate) for i in range(0, len(samples), step)] + [
+        LocalMessage.end()
+    ]
 
 
 def voice_nodes(overrides: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -147,11 +168,20 @@ def sequential_mode(wav: Path, runs: int, overrides: dict[str, dict[str, Any]]) 
     # Pre-pass (untimed): where each utterance ends (its speech, and the VAD's endpoint).
     vad = LocalChain(nodes[:2])
     vad.run(chunks(audio, rate))
-    ends = [m.json for m in vad["vad"].sent if m.kind is Kind.JSON and m.source == "vad.out"
-            and m.json["event"] == "end"]
+    ends = [
+        m.json for m in vad["vad"].sent if m.kind is Kind.JSON and m.source == "vad.out" and m.json["event"] == "end"
+    ]
     chain = LocalChain(nodes)
-    out: dict[str, list[Any]] = {k: [] for k in ("heard", "speech_end_to_first_audio_ms", "endpoint_to_first_audio_ms",
-                                                  "speech_end_to_transcript_ms", "processing_s")}
+    out: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "heard",
+            "speech_end_to_first_audio_ms",
+            "endpoint_to_first_audio_ms",
+            "speech_end_to_transcript_ms",
+            "processing_s",
+        )
+    }
     for _ in range(runs):
         cut = 0
         for end in ends:
@@ -207,23 +237,29 @@ def main() -> None:
         if not args.sequential_only:
             modes[MODES[2]] = pipeline_mode(vad_only_toml(Path(d) / "vad_only.toml"), wav, args.runs, False)
             modes[MODES[3]] = pipeline_mode(VOICE, wav, args.runs, True)
-    result: dict[str, Any] = {"input": {"utterances": sentences, "seconds": round(seconds, 2)}, "modes": modes,
-                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                          "kernel": platform.release()}}
+    result: dict[str, Any] = {
+        "input": {"utterances": sentences, "seconds": round(seconds, 2)},
+        "modes": modes,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"input: {len(sentences)} utterances, {seconds:.1f} s of audio; {args.runs} run(s) per mode; "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"input: {len(sentences)} utterances, {seconds:.1f} s of audio; {args.runs} run(s) per mode; "
+        f"{os.cpu_count()} CPUs"
+    )
     ran = {name: data for name, data in modes.items() if data is not None}
     for name, data in ran.items():
         right = sum(h == s for h, s in zip(data["heard"], sentences * args.runs))
         print(f"{name}: {right}/{len(data['heard'])} transcripts exactly right")
     base, best = ran[MODES[0]], ran.get(MODES[3])
     rows = []
-    for label, key in (("end of speech -> first audio out", "speech_end_to_first_audio_ms"),
-                       ("end of speech -> transcript", "speech_end_to_transcript_ms"),
-                       ("endpoint -> first audio out", "endpoint_to_first_audio_ms")):
+    for label, key in (
+        ("end of speech -> first audio out", "speech_end_to_first_audio_ms"),
+        ("end of speech -> transcript", "speech_end_to_transcript_ms"),
+        ("endpoint -> first audio out", "endpoint_to_first_audio_ms"),
+    ):
         cells = [f"{pct(d[key], 50):.0f} / {pct(d[key], 95):.0f}" for d in ran.values()]
         cut = 1 - pct(best[key], 50) / pct(base[key], 50) if best else float("nan")
         verdict = ("ok" if cut >= TARGET else "missed") if label.endswith("first audio out") and best else ""
@@ -239,10 +275,13 @@ def main() -> None:
         first = [min(run.values()) for run in fc]
         in_vad = [run.get("vad", float("nan")) for run in fc]
         verdict = "ok" if max(first) <= 50 else "missed"
-        print(f"READY -> the first chunk's processing begins (first node): {', '.join(f'{v:.1f}' for v in first)} ms "
-              f"(target <= 50 ms: {verdict}); in the VAD: {', '.join(f'{v:.1f}' for v in in_vad)} ms")
-    stages = ", ".join(f"{k.split('.', 1)[1]} {statistics.median(v):.1f}" for k, v in base.items()
-                       if k.startswith("stage_ms."))
+        print(
+            f"READY -> the first chunk's processing begins (first node): {', '.join(f'{v:.1f}' for v in first)} ms "
+            f"(target <= 50 ms: {verdict}); in the VAD: {', '.join(f'{v:.1f}' for v in in_vad)} ms"
+        )
+    stages = ", ".join(
+        f"{k.split('.', 1)[1]} {statistics.median(v):.1f}" for k, v in base.items() if k.startswith("stage_ms.")
+    )
     print(f"sequential, time per stage and utterance (median ms): {stages}")
     for name in MODES[:2]:
         waits = [1000 * (e["endpoint_s"] - e["speech_end_s"]) for e in ran[name]["endpoints"]]

@@ -17,7 +17,8 @@ SCALE = float(os.environ.get("NODED_FUZZ_SCALE", "1"))
 
 def fuzz(examples: int) -> settings:
     return settings(
-        max_examples=max(1, round(examples * SCALE)), deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                               HealthCheck.data_too_large],
+        max_examples=max(1, round(examples * SCALE)),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
     )

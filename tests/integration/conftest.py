@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.client import Client, session_info
-from daemon.errors import NodedError
-from daemon.protocol import SessionInfo
+from noded.contract.client import Client, session_info
+from noded.contract.protocol import SessionInfo
+from noded.errors import NodedError
 
 pytestmark = pytest.mark.integration
 
-NODECTL = [sys.executable, "-c", "from daemon.nodectl import main; main()"]
+NODECTL = [sys.executable, "-c", "from noded.ctl.cli import main; main()"]
 
 
 def _pid1_is_systemd() -> bool:
@@ -56,7 +56,7 @@ def worker_pids() -> list[int]:
             cmd = (d / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"-m" in cmd and b"nodeworker" in cmd:
+        if b"-m" in cmd and b"noded.worker" in cmd:
             pids.append(int(d.name))
     return pids
 
@@ -82,8 +82,11 @@ def _nothing_left_after_the_suite() -> Iterator[None]:
 def stray_files() -> list[str]:
     """Files of ours that should not outlive their sessions."""
     found = [str(p) for p in Path("/run/noded").rglob("*") if p.name != "control.sock" and not p.is_dir()]
-    found += [str(p) for p in Path("/dev/shm").iterdir()
-              if ("iox2" in p.name or "noded" in p.name) and "global_mgmt" not in p.name]
+    found += [
+        str(p)
+        for p in Path("/dev/shm").iterdir()
+        if ("iox2" in p.name or "noded" in p.name) and "global_mgmt" not in p.name
+    ]
     return found
 
 
@@ -139,8 +142,7 @@ def wait_for(c: Client, sid: str, predicate: Callable[[SessionInfo], bool], time
             if predicate(info):
                 return info
             if ended(info):
-                raise AssertionError(f"session {sid} ended ({info.state}) before the condition held: "
-                                     f"{info.failure}")
+                raise AssertionError(f"session {sid} ended ({info.state}) before the condition held: {info.failure}")
             if time.monotonic() > deadline:
                 break
     except NodedError as exc:  # the read timed out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nodeworker.client import attach
+from noded.dataplane.session import attach
 
 from .conftest import noded_units, worker_pids
 
@@ -70,8 +70,11 @@ def all_leftovers() -> list[str]:
     base = RUNTIME / "iox2"
     if base.exists():
         left += [f"iceoryx2 {p}" for p in base.iterdir()]
-    left += [f"shm {p.name}" for p in SHM.iterdir()
-             if p.name.startswith("noded_") or ("iox2" in p.name and "global_mgmt" not in p.name)]
+    left += [
+        f"shm {p.name}"
+        for p in SHM.iterdir()
+        if p.name.startswith("noded_") or ("iox2" in p.name and "global_mgmt" not in p.name)
+    ]
     left += [f"cgroup {p}" for p in CGROUPS.glob("*/noded.slice/noded-*")]
     left += [f"cgroup {p}" for p in CGROUPS.glob("noded.slice/noded-*")]  # unified hierarchy
     return left
@@ -96,8 +99,10 @@ class Streamer:
         self.sent = 0
         self.received = 0
         self.outcome: dict[str, BaseException | None] = {}
-        self._threads = [threading.Thread(target=self._send, daemon=True),
-                         threading.Thread(target=self._receive, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._send, daemon=True),
+            threading.Thread(target=self._receive, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -107,7 +112,7 @@ class Streamer:
                 self.io.send("data", np.full(4096, self.sent % 251, np.uint8))
                 self.sent += 1
                 time.sleep(0.005)
-        except BaseException as exc:  # noqa: BLE001 (what ended it is the point)
+        except BaseException as exc:
             self.outcome["send"] = exc
 
     def _receive(self) -> None:
@@ -118,7 +123,7 @@ class Streamer:
                     self.received += 1
                 elif not self._threads[0].is_alive():
                     break
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.outcome["receive"] = exc
 
     def wait_flowing(self, at_least: int = 20) -> None:

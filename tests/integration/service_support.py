@@ -44,8 +44,9 @@ def wait_active(timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while systemctl("is-active", "noded.service").stdout.strip() != "active":
         if time.monotonic() > deadline:
-            raise AssertionError("noded.service did not become active: "
-                                 + systemctl("status", "--no-pager", "noded.service").stdout)
+            raise AssertionError(
+                "noded.service did not become active: " + systemctl("status", "--no-pager", "noded.service").stdout
+            )
         time.sleep(0.1)
 
 

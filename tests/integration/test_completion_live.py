@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import NODECTL, Sessions, chain, wait_for
 
@@ -13,8 +13,12 @@ from .conftest import NODECTL, Sessions, chain, wait_for
 def complete(line: str) -> list[str]:
     """What click's bash completion protocol returns for the last word of ``line``."""
     words = line.split() + ([""] if line.endswith(" ") else [])
-    env = {**os.environ, "COMP_WORDS": " ".join(words), "COMP_CWORD": str(len(words) - 1),
-           "_NODECTL_COMPLETE": "bash_complete"}
+    env = {
+        **os.environ,
+        "COMP_WORDS": " ".join(words),
+        "COMP_CWORD": str(len(words) - 1),
+        "_NODECTL_COMPLETE": "bash_complete",
+    }
     # NODECTL runs `python -c ...`: click takes the program name from argv[0] otherwise.
     res = subprocess.run([*NODECTL], capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 0, res

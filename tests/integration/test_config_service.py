@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import Sessions, chain, nodectl, systemctl, wait_for
 from .service_support import noded_with
@@ -46,14 +46,18 @@ def test_an_invalid_config_stops_the_daemon_with_one_line_in_the_journal() -> No
 
 
 def _journal(*matches: str) -> list[str]:
-    res = subprocess.run(["journalctl", "--no-pager", "-q", "-o", "cat", *matches],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        ["journalctl", "--no-pager", "-q", "-o", "cat", *matches], capture_output=True, text=True, timeout=30
+    )
     return res.stdout.splitlines()
 
 
 def test_node_limits_and_the_process_limit_from_the_config(sessions: Sessions) -> None:
-    env = {"NODED_NODE_LIMITS_MEMORY_MAX": "256M", "NODED_NODE_LIMITS_TASKS_MAX": "40",
-           "NODED_MAX_SESSION_PROCESSES": "2"}
+    env = {
+        "NODED_NODE_LIMITS_MEMORY_MAX": "256M",
+        "NODED_NODE_LIMITS_TASKS_MAX": "40",
+        "NODED_MAX_SESSION_PROCESSES": "2",
+    }
     with noded_with(env):
         status = nodectl("--json", "status")
         assert '"max_session_processes": 2' in status.stdout, status
@@ -61,7 +65,7 @@ def test_node_limits_and_the_process_limit_from_the_config(sessions: Sessions) -
         assert "node processes per session: 2" in text and "memory_max 268435456, tasks_max 40" in text, text
         assert "NODED_NODE_LIMITS_MEMORY_MAX" in text, text
         with Client(timeout=60) as c:
-            toml = chain(2) + '\n[limits]\ntasks_max = 30\n'
+            toml = chain(2) + "\n[limits]\ntasks_max = 30\n"
             info = sessions.create(c, toml)
             ready = wait_for(c, info.sid, lambda i: i.state == "ready", 60)
             props = show(ready.nodes[0].unit, "MemoryMax", "TasksMax")

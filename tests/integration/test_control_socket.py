@@ -25,8 +25,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from daemon.client import Client
-from daemon.protocol import MAX_LINE, decode_request
+from noded.contract.client import Client
+from noded.contract.protocol import MAX_LINE, decode_request
 from tests.fuzzing import fuzz
 
 from .conftest import NODECTL, Sessions, chain, noded_main_pid, systemctl, wait_for
@@ -51,9 +51,12 @@ else:
 def stranger() -> Iterator[pwd.struct_passwd]:
     """A real system user that is neither root nor in group noded."""
     name = f"ndtest{secrets.token_hex(3)}"
-    for attempt in range(5):  # /etc is shared with other sandboxes: its lock may be taken a moment
-        made = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                              capture_output=True, text=True)
+    for _attempt in range(5):  # /etc is shared with other sandboxes: its lock may be taken a moment
+        made = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+        )
         if made.returncode == 0:
             break
         time.sleep(1)
@@ -66,8 +69,16 @@ def stranger() -> Iterator[pwd.struct_passwd]:
 
 
 def as_user(user: pwd.struct_passwd, argv: list[str], groups: list[int]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=groups, cwd="/",
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        argv,
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=groups,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_only_root_and_the_noded_group_may_use_the_socket(stranger: pwd.struct_passwd) -> None:
@@ -89,13 +100,25 @@ def test_only_root_and_the_noded_group_may_use_the_socket(stranger: pwd.struct_p
 
 OPS = ["status", "create", "list", "show", "stop", "watch", "attach"]
 _json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-_json = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
-_args = st.dictionaries(st.sampled_from(["sid", "text", "filename", "watch", "wait"]) | st.text(max_size=6),
-                        _json, max_size=4) | _json
+_json = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_args = (
+    st.dictionaries(
+        st.sampled_from(["sid", "text", "filename", "watch", "wait"]) | st.text(max_size=6), _json, max_size=4
+    )
+    | _json
+)
 _requests = st.fixed_dictionaries(
-    {}, optional={"op": st.sampled_from(OPS) | st.text(max_size=12) | _json, "id": st.integers() | _json,
-                  "args": _args, "extra": _json},
+    {},
+    optional={
+        "op": st.sampled_from(OPS) | st.text(max_size=12) | _json,
+        "id": st.integers() | _json,
+        "args": _args,
+        "extra": _json,
+    },
 )
 
 
@@ -174,11 +197,14 @@ def test_malformed_requests_each_get_an_error_and_change_nothing(client: Client,
     assert live_state(client) == state
 
 
-@pytest.mark.parametrize("payload", [
-    b"x" * (MAX_LINE + 1),
-    json.dumps({"op": "create", "id": 1, "args": {"text": "#" * MAX_LINE, "filename": "big.toml"}}).encode(),
-    b"[" * (MAX_LINE + 10),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"x" * (MAX_LINE + 1),
+        json.dumps({"op": "create", "id": 1, "args": {"text": "#" * MAX_LINE, "filename": "big.toml"}}).encode(),
+        b"[" * (MAX_LINE + 10),
+    ],
+)
 def test_an_oversized_request_gets_an_error_and_the_connection_ends(client: Client, payload: bytes) -> None:
     facts = daemon_facts()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -208,13 +234,16 @@ def test_connections_cut_mid_request_leave_the_daemon_serving(prefix: bytes) -> 
 
 
 def test_a_group_member_that_is_not_root_cannot_join_a_sandboxed_session(
-    stranger: pwd.struct_passwd, client: Client, sessions: Sessions,
+    stranger: pwd.struct_passwd,
+    client: Client,
+    sessions: Sessions,
 ) -> None:
-    """Only root can take on a session's dynamic user (nodeworker/sessionuser.py): a member
+    """Only root can take on a session's dynamic user (noded/dataplane/sessionuser.py): a member
     of group noded may manage sessions but gets one clear line, not a traceback, when it
     tries to exchange data with one."""
-    info = sessions.create(client, 'inputs = ["go"]\n[[nodes]]\nid = "p"\nclass = "passthrough"\n'
-                                   'inputs = ["input.go"]\n')
+    info = sessions.create(
+        client, 'inputs = ["go"]\n[[nodes]]\nid = "p"\nclass = "passthrough"\ninputs = ["input.go"]\n'
+    )
     wait_for(client, info.sid, lambda i: i.state == "ready", 30)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as folder:  # readable by the user, unlike tmp_path
         os.chmod(folder, 0o755)

@@ -6,9 +6,9 @@ import time
 
 import psutil
 
-from daemon.client import Client
+from noded.contract.client import Client
 
-from .conftest import Sessions, chain, ended, noded_main_pid, noded_units, systemctl, wait_for
+from .conftest import Sessions, chain, noded_main_pid, noded_units, systemctl, wait_for
 
 
 def test_watchers_hear_at_least_every_two_seconds_while_nodes_load(client: Client, sessions: Sessions) -> None:

@@ -21,16 +21,19 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from daemon.client import Client
-from nodeworker.dataplane import ConsumerGone, Stopped
+from noded.contract.client import Client
+from noded.dataplane.endpoint import ConsumerGone
+from noded.errors import Stopped
 
 from .conftest import chain, noded_main_pid, systemctl, wait_for
 from .load_support import DEADLINE, Streamer, all_leftovers, session_pids
 from .test_dataplane import io_chain
 
+
 @pytest.fixture
 def running() -> Iterator[tuple[list[str], Streamer]]:
     """Three live sessions (streaming, loading, ready with a memory limit) and the streamer."""
+
     def start(toml: str, name: str, until) -> str:  # type: ignore[no-untyped-def]
         with Client(timeout=60) as c:  # one client each: wait_for skips other sessions' events
             sid = c.request("create", text=toml, filename=name, watch=True)["sid"]
@@ -41,8 +44,11 @@ def running() -> Iterator[tuple[list[str], Streamer]]:
         return i.state == "ready"
 
     streaming = start(io_chain(3), "streaming.toml", ready)
-    loading = start(chain(2) + '\n[[nodes]]\nid = "model"\nclass = "sleep"\nparams = { seconds = 60 }\n',
-                    "loading.toml", lambda i: any(n.state == "initializing" and n.main_pid for n in i.nodes))
+    loading = start(
+        chain(2) + '\n[[nodes]]\nid = "model"\nclass = "sleep"\nparams = { seconds = 60 }\n',
+        "loading.toml",
+        lambda i: any(n.state == "initializing" and n.main_pid for n in i.nodes),
+    )
     limited = start(chain(2, extra='memory_max = "256M"'), "limited.toml", ready)
     streamer = Streamer(streaming)
     streamer.wait_flowing()
@@ -67,8 +73,9 @@ def wait_new_daemon(old: int) -> int:
 
 def journal(pid: int) -> str:
     """What noded's process ``pid`` logged."""
-    return subprocess.run(["journalctl", "-u", "noded.service", f"_PID={pid}", "--no-pager", "-o", "cat"],
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["journalctl", "-u", "noded.service", f"_PID={pid}", "--no-pager", "-o", "cat"], capture_output=True, text=True
+    ).stdout
 
 
 def check_no_orphans(sids: list[str], streamer: Streamer) -> None:

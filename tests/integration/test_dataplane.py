@@ -10,10 +10,11 @@ import time
 import numpy as np
 import psutil
 
-from daemon.client import Client
-from nodeworker.client import SessionIO, request_attach
-from nodeworker.dataplane import ConsumerGone, Stopped
-from nodeworker.wire import Kind, PixelFormat
+from noded.contract.client import Client
+from noded.contract.wire import Kind, PixelFormat
+from noded.dataplane.endpoint import ConsumerGone
+from noded.dataplane.session import SessionIO, request_attach
+from noded.errors import Stopped
 
 from .conftest import Sessions, ended, wait_for
 
@@ -37,17 +38,22 @@ def test_payloads_arrive_bit_identical_through_five_node_processes(client: Clien
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(3)]
     audio = [rng.standard_normal((960, 2)).astype(np.float32) for _ in range(5)]  # 20 ms at 48 kHz
-    odd = [rng.integers(-2**62, 2**62, (7, 13, 3), dtype=np.int64),
-           rng.standard_normal((5, 1, 11)).astype(np.float16), np.arange(1, dtype=np.int64).reshape(())]
+    odd = [
+        rng.integers(-(2**62), 2**62, (7, 13, 3), dtype=np.int64),
+        rng.standard_normal((5, 1, 11)).astype(np.float16),
+        np.arange(1, dtype=np.int64).reshape(()),
+    ]
     texts = ["grüße, 世界 🎙️", "ünïcödé ½ ∑ ☃", ""]
     sent: list[tuple[Kind, object, dict]] = (
         [(Kind.VIDEO, f, {"pixel_format": PixelFormat.RGB24}) for f in frames]
         + [(Kind.AUDIO, a, {"sample_rate": 48000, "channels": 2}) for a in audio]
-        + [(Kind.TENSOR, t, {}) for t in odd] + [(Kind.TEXT, t, {}) for t in texts]
+        + [(Kind.TENSOR, t, {}) for t in odd]
+        + [(Kind.TEXT, t, {}) for t in texts]
     )
     with io:
-        feeder = threading.Thread(target=lambda: [io.send("data", v, kind=k, **f) for k, v, f in sent]
-                                  + [io.end("data")])
+        feeder = threading.Thread(
+            target=lambda: [io.send("data", v, kind=k, **f) for k, v, f in sent] + [io.end("data")]
+        )
         feeder.start()
         # Compare each message as it comes and let it go: a consumer that holds on to
         # `depth` messages stops its producer (they are borrowed shared memory).
@@ -115,7 +121,7 @@ def test_consumer_killed_while_producer_blocked(client: Client, sessions: Sessio
 
     def produce() -> None:
         try:
-            for i in range(50):
+            for _ in range(50):
                 io.send("data", np.zeros(1024, np.uint8))
             outcome.append(None)
         except (ConsumerGone, Stopped) as exc:
@@ -138,7 +144,7 @@ def test_consumer_killed_while_producer_blocked(client: Client, sessions: Sessio
 
 
 def test_fan_out_and_fan_in(client: Client, sessions: Sessions) -> None:
-    toml = '''inputs = ["data"]
+    toml = """inputs = ["data"]
 outputs = ["join.out"]
 [[nodes]]
 id = "a"
@@ -152,7 +158,7 @@ inputs = ["input.data"]
 id = "join"
 class = "passthrough"
 inputs = ["a.out", "b.out"]
-'''
+"""
     sid, io = start(client, sessions, toml)
     with io:
         # Send from a thread: one thread that sends more than the pipeline buffers before

@@ -32,8 +32,7 @@ ASIDE = Path("/run/noded-package-test")
 APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y"]
 ENV = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
-pytestmark = pytest.mark.skipif(os.environ.get("NODED_SKIP_PACKAGE_TEST") == "1",
-                                reason="NODED_SKIP_PACKAGE_TEST=1")
+pytestmark = pytest.mark.skipif(os.environ.get("NODED_SKIP_PACKAGE_TEST") == "1", reason="NODED_SKIP_PACKAGE_TEST=1")
 
 PIPELINE = """
 name = "smoke"
@@ -94,8 +93,10 @@ def purged_at_the_end() -> Iterator[None]:
 
 def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path: Path) -> None:
     if installed():
-        pytest.fail("a package noded is installed (or its configuration is left): the test would purge it; "
-                    "run 'apt purge noded' first")
+        pytest.fail(
+            "a package noded is installed (or its configuration is left): the test would purge it; "
+            "run 'apt purge noded' first"
+        )
     if Path("/etc/noded").exists():
         pytest.fail("/etc/noded exists and is not the package's: the test's purge would remove it")
     began = time.monotonic()
@@ -118,17 +119,28 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
     # Purged: every file of the package, its venv, configuration and enablement are gone.
     assert not installed()
     left = [f for f in files if os.path.lexists(f)]
-    left += [p for p in ("/usr/lib/noded", "/etc/noded", "/etc/systemd/system/multi-user.target.wants/noded.service",
-                         "/var/lib/systemd/deb-systemd-helper-enabled/noded.service.dsh-also")
-             if os.path.lexists(p)]
+    left += [
+        p
+        for p in (
+            "/usr/lib/noded",
+            "/etc/noded",
+            "/etc/systemd/system/multi-user.target.wants/noded.service",
+            "/var/lib/systemd/deb-systemd-helper-enabled/noded.service.dsh-also",
+        )
+        if os.path.lexists(p)
+    ]
     assert left == [], left
     assert noded_units() == []
     print(f"package built in {built:.0f} s, whole test {time.monotonic() - began:.0f} s")
 
 
 def check_installed() -> None:
-    props = dict(line.split("=", 1) for line in systemctl(
-        "show", "-p", "FragmentPath,ActiveState,ExecMainPID,UnitFileState", "noded.service").stdout.splitlines())
+    props = dict(
+        line.split("=", 1)
+        for line in systemctl(
+            "show", "-p", "FragmentPath,ActiveState,ExecMainPID,UnitFileState", "noded.service"
+        ).stdout.splitlines()
+    )
     assert props["FragmentPath"] in ("/lib/systemd/system/noded.service", "/usr/lib/systemd/system/noded.service")
     assert props["UnitFileState"] == "enabled", props
     policy = Path("/usr/sbin/policy-rc.d")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.client import Client, RemoteError
-from daemon.protocol import Failure
+from noded.contract.client import Client, RemoteError
+from noded.contract.protocol import Failure
 
 from .conftest import chain, ended, systemctl, wait_for
 from .load_support import DEADLINE, Streamer, all_leftovers, session_leftovers
@@ -62,21 +62,26 @@ def test_memory_limit_too_small_to_import_names_node_and_memory(bystander: Strea
 
 
 def test_tasks_max_reached_names_node_and_limit(bystander: Streamer) -> None:
-    failure = fails(chain(1) + '\n[[nodes]]\nid = "threads"\nclass = "chaos"\nparams = { threads = 8 }\n'
-                    'tasks_max = 3\n')
+    failure = fails(
+        chain(1) + '\n[[nodes]]\nid = "threads"\nclass = "chaos"\nparams = { threads = 8 }\ntasks_max = 3\n'
+    )
     assert failure.node == "threads"
     assert "can't start new thread" in failure.reason and "tasks_max of 3" in failure.reason, failure.reason
 
 
-@pytest.mark.parametrize("cls,expect", [
-    ("nosuch_pkg.nodes:Model", "module 'nosuch_pkg.nodes' not found"),
-    ("nodeworker.builtins.testing_nodes:Nope", "has no top-level class 'Nope'"),
-])
+@pytest.mark.parametrize(
+    "cls,expect",
+    [
+        ("nosuch_pkg.nodes:Model", "module 'nosuch_pkg.nodes' not found"),
+        ("noded.nodes.testing.basic:Nope", "has no top-level class 'Nope'"),
+    ],
+)
 def test_missing_module_or_class_is_refused_naming_node(bystander: Streamer, cls: str, expect: str) -> None:
     with Client(timeout=60) as c:
         with pytest.raises(RemoteError) as exc:
-            c.request("create", text=chain(1) + f'\n[[nodes]]\nid = "model"\nclass = "{cls}"\n',
-                      filename="missing.toml")
+            c.request(
+                "create", text=chain(1) + f'\n[[nodes]]\nid = "model"\nclass = "{cls}"\n', filename="missing.toml"
+            )
     assert exc.value.code == "invalid_pipeline"
     assert "node 'model'" in str(exc.value) and expect in str(exc.value), str(exc.value)
 
@@ -87,7 +92,7 @@ def test_many_failing_sessions_at_once_do_not_disturb_the_daemon(bystander: Stre
     def one() -> None:
         try:
             failures.append(fails(chain(3) + '\n[[nodes]]\nid = "tiny"\nclass = "passthrough"\nmemory_max = "2M"\n'))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
@@ -118,7 +123,9 @@ def daemon_on_a_removable_python() -> Iterator[Path]:
     shutil.copy(venv / "pyvenv.cfg", home / "pyvenv.cfg")
     (home / "lib").symlink_to(venv / "lib")
     DROPIN.parent.mkdir(parents=True, exist_ok=True)
-    DROPIN.write_text(f'[Service]\nExecStart=\nExecStart={home}/bin/python -c "from daemon.main import main; main()"\n')
+    DROPIN.write_text(
+        f'[Service]\nExecStart=\nExecStart={home}/bin/python -c "from noded.daemon.main import main; main()"\n'
+    )
     try:
         systemctl("daemon-reload", check=True)
         systemctl("restart", "noded.service", check=True)

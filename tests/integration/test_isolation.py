@@ -1,5 +1,5 @@
 """Isolation between sessions and from the host, tried by a real node (the `probe` built-in,
-nodeworker/builtins/probe.py) inside real units of real sessions."""
+noded/nodes/testing/probe.py) inside real units of real sessions."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from daemon.client import Client
-from nodeworker.client import SessionIO, request_attach
+from noded.contract.client import Client
+from noded.dataplane.session import SessionIO, request_attach
 
 from .conftest import Sessions, wait_for
 
@@ -22,8 +22,10 @@ DENIED = ("EACCES", "EPERM", "EROFS", "ENOENT")
 
 
 def probe_pipeline(extra: str = "") -> str:
-    return ('inputs = ["go"]\noutputs = ["probe.out"]\n'
-            f'[[nodes]]\nid = "probe"\nclass = "probe"\ninputs = ["input.go"]\n{extra}\n')
+    return (
+        'inputs = ["go"]\noutputs = ["probe.out"]\n'
+        f'[[nodes]]\nid = "probe"\nclass = "probe"\ninputs = ["input.go"]\n{extra}\n'
+    )
 
 
 class Probe:
@@ -67,7 +69,9 @@ def probes(client: Client, sessions: Sessions) -> Iterator[list[Probe]]:
 
 
 def test_a_node_cannot_open_another_sessions_shared_memory_or_iceoryx2_files(
-    client: Client, sessions: Sessions, probes: list[Probe],
+    client: Client,
+    sessions: Sessions,
+    probes: list[Probe],
 ) -> None:
     a, b = Probe(client, sessions), Probe(client, sessions)
     probes += [a, b]
@@ -93,15 +97,32 @@ def test_a_node_cannot_open_another_sessions_shared_memory_or_iceoryx2_files(
 
 
 def test_a_node_writes_only_its_sessions_root_and_private_tmp_and_cannot_read_root(
-    client: Client, sessions: Sessions, probes: list[Probe],
+    client: Client,
+    sessions: Sessions,
+    probes: list[Probe],
 ) -> None:
     p = Probe(client, sessions)
     probes.append(p)
     writable = [str(p.root), "/tmp", "/var/tmp"]  # the two last are the unit's own (PrivateTmp=)
-    forbidden = ["/", "/etc", "/usr", "/opt", "/var", "/var/lib", "/run", "/run/noded", str(IOX2), "/home",
-                 "/root", "/srv"]
-    answer = p.ask(write=writable + forbidden, read=["/root", "/etc/shadow", "/proc/1/environ"],
-                   connect=["/run/noded/control.sock"])
+    forbidden = [
+        "/",
+        "/etc",
+        "/usr",
+        "/opt",
+        "/var",
+        "/var/lib",
+        "/run",
+        "/run/noded",
+        str(IOX2),
+        "/home",
+        "/root",
+        "/srv",
+    ]
+    answer = p.ask(
+        write=writable + forbidden,
+        read=["/root", "/etc/shadow", "/proc/1/environ"],
+        connect=["/run/noded/control.sock"],
+    )
     for path in writable:
         assert answer["write"][path] == "ok", (path, answer["write"][path])
     for path in forbidden:
@@ -113,7 +134,9 @@ def test_a_node_writes_only_its_sessions_root_and_private_tmp_and_cannot_read_ro
 
 
 def test_network_sockets_only_when_the_pipeline_grants_them(
-    client: Client, sessions: Sessions, probes: list[Probe],
+    client: Client,
+    sessions: Sessions,
+    probes: list[Probe],
 ) -> None:
     closed, open_ = Probe(client, sessions), Probe(client, sessions, "network = true")
     probes += [closed, open_]
@@ -125,7 +148,9 @@ def test_network_sockets_only_when_the_pipeline_grants_them(
 
 
 def test_read_only_paths_expose_a_model_below_home_read_only(
-    client: Client, sessions: Sessions, probes: list[Probe],
+    client: Client,
+    sessions: Sessions,
+    probes: list[Probe],
 ) -> None:
     home = Path("/home") / f"noded-test-{secrets.token_hex(4)}"
     model = home / "models" / "tiny.bin"

@@ -7,7 +7,7 @@ import subprocess
 import time
 from typing import Any
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import NODECTL, Sessions, chain, ended, nodectl, wait_for
 
@@ -40,9 +40,11 @@ def test_entries_carry_session_node_and_python_log_level_as_priority(client: Cli
     assert done.state == "failed" and done.failure is not None and done.failure.node == "boom"
 
     def complete(found: list[dict[str, Any]]) -> bool:
-        return any("crashing on purpose" in str(e.get("MESSAGE")) for e in found) and \
-            any(e.get("NODED_NODE") == "calm" for e in found) and \
-            any("RuntimeError" in str(e.get("MESSAGE")) for e in found)
+        return (
+            any("crashing on purpose" in str(e.get("MESSAGE")) for e in found)
+            and any(e.get("NODED_NODE") == "calm" for e in found)
+            and any("RuntimeError" in str(e.get("MESSAGE")) for e in found)
+        )
 
     found = entries(info.sid, want=complete)
     assert complete(found), [e.get("MESSAGE") for e in found]

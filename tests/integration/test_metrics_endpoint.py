@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import NODECTL, Sessions, chain, ended, wait_for
 from .service_support import free_port, noded_with
@@ -19,8 +19,11 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as res:
         assert res.status == 200
         text = res.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_a_scrape_shows_sessions_nodes_init_times_and_crashes(sessions: Sessions) -> None:
@@ -76,8 +79,9 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
             info = sessions.create(c, FED)
             wait_for(c, info.sid, lambda i: i.state == "ready", 60)
             idle = scrape(port)
-            fed = subprocess.run([*NODECTL, "feed", info.sid, "text", str(lines)],
-                                 capture_output=True, text=True, timeout=120)
+            fed = subprocess.run(
+                [*NODECTL, "feed", info.sid, "text", str(lines)], capture_output=True, text=True, timeout=120
+            )
             assert fed.returncode == 0, fed
             # The nodes may still be passing the last lines on: scrape until b has them all.
             deadline = time.monotonic() + 60

@@ -14,12 +14,19 @@ from .conftest import Sessions, chain, nodectl, noded_units, systemctl
 INVALID = {
     "unknown class": ('[[nodes]]\nid = "a"\nclass = "no_such_node"\n', ["'a'", "class"]),
     "unknown module": ('[[nodes]]\nid = "a"\nclass = "nosuchpkg.mod:Thing"\n', ["'a'", "class"]),
-    "duplicate id": ('[[nodes]]\nid = "a"\nclass = "passthrough"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n',
-                     ["'a'", "id", "duplicate"]),
-    "missing upstream": ('[[nodes]]\nid = "a"\nclass = "passthrough"\ninputs = ["ghost.out"]\n',
-                         ["'a'", "inputs", "ghost"]),
-    "cycle": ('[[nodes]]\nid = "a"\nclass = "passthrough"\ninputs = ["b.out"]\n'
-              '[[nodes]]\nid = "b"\nclass = "passthrough"\ninputs = ["a.out"]\n', ["cycle"]),
+    "duplicate id": (
+        '[[nodes]]\nid = "a"\nclass = "passthrough"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n',
+        ["'a'", "id", "duplicate"],
+    ),
+    "missing upstream": (
+        '[[nodes]]\nid = "a"\nclass = "passthrough"\ninputs = ["ghost.out"]\n',
+        ["'a'", "inputs", "ghost"],
+    ),
+    "cycle": (
+        '[[nodes]]\nid = "a"\nclass = "passthrough"\ninputs = ["b.out"]\n'
+        '[[nodes]]\nid = "b"\nclass = "passthrough"\ninputs = ["a.out"]\n',
+        ["cycle"],
+    ),
     "bad resource": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemory_max = "12Q"\n', ["'a'", "memory_max"]),
     "unknown key": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemroy_max = "1G"\n', ["'a'", "memroy_max"]),
     "toml syntax": ('[[nodes]\nid = "a"\n', ["bad.toml"]),
@@ -81,7 +88,9 @@ def test_watch_follows_a_session_to_its_end(sessions: Sessions) -> None:
 def test_not_running_daemon_is_one_clear_line() -> None:
     res = nodectl("--socket", "/run/noded/nonexistent.sock", "session", "list")
     assert res.returncode == 3
-    assert res.stderr.splitlines()[0] == "nodectl: noded is not running (nothing listens on /run/noded/nonexistent.sock)"
+    assert (
+        res.stderr.splitlines()[0] == "nodectl: noded is not running (nothing listens on /run/noded/nonexistent.sock)"
+    )
     assert "systemctl start noded" in res.stderr and "Traceback" not in res.stderr
     res = nodectl("--json", "--socket", "/run/noded/nonexistent.sock", "status")
     assert json.loads(res.stdout)["error"]["code"] == "daemon_unavailable"
@@ -108,7 +117,8 @@ def process_limit_3() -> Iterator[None]:
 
 
 def test_pipeline_over_the_process_limit_is_refused_before_anything_starts(
-        process_limit_3: None, sessions: Sessions) -> None:
+    process_limit_3: None, sessions: Sessions
+) -> None:
     status = json.loads(nodectl("--json", "status").stdout)
     assert status["limits"]["max_session_processes"] == 3
     before = noded_units()

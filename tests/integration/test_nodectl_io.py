@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.mediafiles import read_wav, write_wav
+from noded.ctl.mediafiles import read_wav, write_wav
 
 from .conftest import Sessions, nodectl, noded_units
 from .test_dataplane import io_chain
@@ -69,7 +69,12 @@ def test_feed_sends_to_a_running_session(sessions: Sessions, tmp_path: Path) -> 
     assert "fed 1 message(s)" in res.stdout
     res = nodectl("--json", "feed", sid, "data", str(src), "--no-end")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout) == {"sid": sid, "port": "data", "file": str(src), "messages": 1,
-                                      "end_of_stream": False}
+    assert json.loads(res.stdout) == {
+        "sid": sid,
+        "port": "data",
+        "file": str(src),
+        "messages": 1,
+        "end_of_stream": False,
+    }
     res = nodectl("feed", sid, "nosuch", str(src))
     assert res.returncode == 2 and "no input 'nosuch'" in res.stderr

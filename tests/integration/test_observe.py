@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from daemon.client import Client, session_info
-from daemon.protocol import ChannelStats, NodeStats, SessionInfo
-from nodeworker.client import SessionIO, request_attach
+from noded.contract.client import Client, session_info
+from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo
+from noded.dataplane.session import SessionIO, request_attach
 
 from .conftest import Sessions, nodectl, wait_for
 
@@ -56,8 +56,15 @@ inputs = ["src.out"]
     watch_stats(client, sid)
     # The sink may still be starting its loop when the source has filled the edge: wait for
     # a reading where it has taken a message too.
-    info = until(client, sid, lambda i: channel(i, "src.out").full and figures(i, "src").blocked_on == ["out"]
-                 and figures(i, "sink").messages_in >= 1)
+    info = until(
+        client,
+        sid,
+        lambda i: (
+            channel(i, "src.out").full
+            and figures(i, "src").blocked_on == ["out"]
+            and figures(i, "sink").messages_in >= 1
+        ),
+    )
     edge = channel(info, "src.out")
     assert edge.occupancy == [2] and edge.depth == 2
     assert (edge.producer, edge.consumers) == ("src", ["sink"])
@@ -156,7 +163,7 @@ inputs = ["input.data"]
 
 
 def test_watch_refuses_a_bad_stats_period(client: Client) -> None:
-    from daemon.client import RemoteError
+    from noded.contract.client import RemoteError
 
     for bad in (0.01, 3600, "often"):
         try:

@@ -28,8 +28,9 @@ def test_a_default_node_unit_scores_at_most_2_and_granting_the_network_costs_exp
 def test_what_nodes_load_works_in_a_node_sandbox() -> None:
     """MemoryDenyWriteExecute= and the system-call filter leave the node libraries working
     (those this venv has; the speech libraries once the speech nodes bring them)."""
-    out = subprocess.run([sys.executable, str(SCRIPT), "--json", "--python", sys.executable],
-                         capture_output=True, text=True, timeout=170)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--json", "--python", sys.executable], capture_output=True, text=True, timeout=170
+    )
     assert out.returncode == 0, out.stderr
     (results,) = json.loads(out.stdout)["libraries"].values()
     for check in ("numpy (BLAS)", "iceoryx2", "ctypes callback", "espeak-ng (subprocess)"):

@@ -16,7 +16,7 @@ import traceback
 import numpy as np
 import pytest
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import wait_for
 from .load_support import all_leftovers, env_int, session_leftovers
@@ -34,15 +34,19 @@ def one_session(results: dict[int, str], index: int) -> None:
     """Create, stream through, stop one session; record "ok" or what went wrong."""
     sid = "?"
     try:
-        from nodeworker.client import attach
+        from noded.dataplane.session import attach
 
         with Client(timeout=60) as c:
             info = c.request("create", text=io_chain(NODES), filename=f"sc001_{index}.toml", watch=True)
             sid = info["sid"]
             wait_for(c, sid, lambda i: i.state == "ready", 60)
             with attach(sid) as io:
-                feeder = threading.Thread(target=lambda: (
-                    [io.send("data", np.full(SIZE, k % 251, np.uint8)) for k in range(MESSAGES)], io.end("data")))
+                feeder = threading.Thread(
+                    target=lambda: (
+                        [io.send("data", np.full(SIZE, k % 251, np.uint8)) for k in range(MESSAGES)],
+                        io.end("data"),
+                    )
+                )
                 feeder.start()
                 got = []
                 for msg in io.messages(timeout=30):
@@ -56,7 +60,7 @@ def one_session(results: dict[int, str], index: int) -> None:
             left = session_leftovers(sid)
             assert left == [], left
         results[index] = "ok"
-    except BaseException as exc:  # noqa: BLE001 (reported by the test)
+    except BaseException as exc:
         results[index] = f"session {sid}: {exc!r}\n{traceback.format_exc()}"
 
 
@@ -72,8 +76,7 @@ def stop_everything() -> None:
 def test_sessions_of_five_nodes_create_process_and_stop(batch: int) -> None:
     indices = list(range(batch, min(batch + BATCH, SESSIONS)))
     results: dict[int, str] = {}
-    threads = [threading.Thread(target=one_session, args=(results, i), name=f"sc001-{i}", daemon=True)
-               for i in indices]
+    threads = [threading.Thread(target=one_session, args=(results, i), name=f"sc001-{i}", daemon=True) for i in indices]
     t0 = time.monotonic()
     for t in threads:
         t.start()

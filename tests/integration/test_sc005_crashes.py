@@ -1,7 +1,7 @@
 """SC-005: crash scenarios chosen at random, with a logged seed.
 
 Each scenario is a 4-node session, src -> a -> b -> sink, all ``chaos`` nodes
-(nodeworker/builtins/chaos_nodes.py), in which one node chosen at random fails at a
+(noded/nodes/testing/chaos.py), in which one node chosen at random fails at a
 moment chosen at random (during init, while idle, mid-message, while blocked on
 backpressure) in a way chosen at random (SIGKILL, SIGSEGV, non-zero exit, exception in
 setup, memory over its limit). Target: every one detected: the session ends as failed,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from daemon.client import Client
+from noded.contract.client import Client
 
 from .conftest import Sessions, ended, wait_for
 from .load_support import all_leftovers, env_int, session_leftovers
@@ -31,7 +31,7 @@ SEED = env_int("NODED_SC005_SEED", random.SystemRandom().randrange(1, 2**31))
 NODES = ("src", "a", "b", "sink")
 MOMENTS = ("init", "idle", "message", "backpressure")
 HOWS = ("sigkill", "sigsegv", "exit", "exception", "oom")
-# Any status but nodeworker's PEER_GONE (5), which says "a peer died first" and so defers
+# Any status but the worker's PEER_GONE (5), which says "a peer died first" and so defers
 # the blame to a node that failed on its own.
 EXIT_CODES = [c for c in range(1, 121) if c != 5]
 VICTIM_MEMORY = "128M"  # the victim's memory_max in "oom" scenarios
@@ -62,8 +62,17 @@ def scenarios(seed: int, count: int) -> list[Scenario]:
         how = rng.choice(HOWS)
         at = "init" if how == "exception" else rng.choice(MOMENTS)
         victim = rng.choice(NODES[:-1] if at == "backpressure" else NODES)
-        out.append(Scenario(i, victim, at, how, after=round(rng.uniform(0.0, 0.5), 3),
-                            nth=rng.randint(1, 10), code=rng.choice(EXIT_CODES)))
+        out.append(
+            Scenario(
+                i,
+                victim,
+                at,
+                how,
+                after=round(rng.uniform(0.0, 0.5), 3),
+                nth=rng.randint(1, 10),
+                code=rng.choice(EXIT_CODES),
+            )
+        )
     return out
 
 
@@ -73,7 +82,9 @@ def pipeline(s: Scenario) -> str:
     count = {"message": 50, "backpressure": 1000}.get(s.at, 0)
     params = {
         "src": {"count": count, "interval": 0.02 if s.at == "message" else 0.0, "size": 4096},
-        "a": {}, "b": {}, "sink": {"ms": 1000.0} if s.at == "backpressure" else {},
+        "a": {},
+        "b": {},
+        "sink": {"ms": 1000.0} if s.at == "backpressure" else {},
     }
     params[s.victim].update({"crash": s.how, "at": s.at, "after": s.after, "nth": s.nth, "code": s.code})
     parts = [f'name = "sc005_{s.index}"', "[dataplane]\ndepth = 2"]

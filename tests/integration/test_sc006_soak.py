@@ -6,7 +6,7 @@ open file descriptors for an upward trend, and for leaked units or files.
     NODED_SOAK_REPORT=/var/tmp/soak.json  also write every sample there
 
 First, WARMUP sessions of the same pipeline are created and stopped, so that the ring of
-ended sessions the daemon keeps for `session list` (daemon.manager.KEEP_FINISHED) is full
+ended sessions the daemon keeps for `session list` (noded.daemon.manager.KEEP_FINISHED) is full
 before measuring: it is the one thing meant to grow. Measured in the sandbox: RSS still
 rises ~200-300 KB over the first ~100 cycles (in 4 KB steps, the allocator's arenas
 settling; warming up with full cycles instead changed little) and is flat after that. Then each cycle: create a 3-node
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from daemon.client import Client
-from daemon.manager import KEEP_FINISHED
-from nodeworker.client import attach
+from noded.contract.client import Client
+from noded.daemon.manager import KEEP_FINISHED
+from noded.dataplane.session import attach
 
 from .conftest import noded_main_pid, wait_for
 from .load_support import all_leftovers, env_float, env_int, open_fds, rss_bytes
@@ -60,8 +60,10 @@ class Trend:
     last: float  # median of the last quartile
 
     def __str__(self) -> str:
-        return (f"slope {self.slope:+.1f}/cycle (95% CI {self.low:+.1f} .. {self.high:+.1f}), "
-                f"median first quartile {self.first:.0f}, last quartile {self.last:.0f}, {self.n} cycles")
+        return (
+            f"slope {self.slope:+.1f}/cycle (95% CI {self.low:+.1f} .. {self.high:+.1f}), "
+            f"median first quartile {self.first:.0f}, last quartile {self.last:.0f}, {self.n} cycles"
+        )
 
 
 def trend(ys: list[float]) -> Trend:
@@ -77,8 +79,7 @@ def trend(ys: list[float]) -> Trend:
     resid = y - (y.mean() + slope * (x - x.mean()))
     se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
     q = n // 4
-    return Trend(n, slope, slope - 1.96 * se, slope + 1.96 * se,
-                 statistics.median(ys[:q]), statistics.median(ys[-q:]))
+    return Trend(n, slope, slope - 1.96 * se, slope + 1.96 * se, statistics.median(ys[:q]), statistics.median(ys[-q:]))
 
 
 def test_trend_sees_a_leak_and_no_leak_in_noise() -> None:
@@ -96,8 +97,12 @@ def cycle(c: Client, index: int) -> None:
     try:
         wait_for(c, sid, lambda i: i.state == "ready", 60)
         with attach(sid) as io:
-            feeder = threading.Thread(target=lambda: (
-                [io.send("data", np.full(4096, k % 251, np.uint8)) for k in range(MESSAGES)], io.end("data")))
+            feeder = threading.Thread(
+                target=lambda: (
+                    [io.send("data", np.full(4096, k % 251, np.uint8)) for k in range(MESSAGES)],
+                    io.end("data"),
+                )
+            )
             feeder.start()
             seqs = [m.seq for m in io.messages(timeout=30)]
             feeder.join(30)
@@ -129,8 +134,10 @@ def test_soak_no_upward_trend_in_rss_or_fds_and_nothing_leaked() -> None:
     rss = trend([s[1] for s in samples])
     fds = trend([s[2] for s in samples])
     q = len(samples) // 4
-    report = (f"SC-006 soak: {len(samples)} cycles in {samples[-1][0]:.0f} s after {WARMUP} warm-up sessions\n"
-              f"  RSS (bytes): {rss}\n  open fds: {fds}")
+    report = (
+        f"SC-006 soak: {len(samples)} cycles in {samples[-1][0]:.0f} s after {WARMUP} warm-up sessions\n"
+        f"  RSS (bytes): {rss}\n  open fds: {fds}"
+    )
     print(report)
     if os.environ.get("NODED_SOAK_REPORT"):
         with open(os.environ["NODED_SOAK_REPORT"], "w") as f:

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from daemon.client import Client, RemoteError
-from daemon.protocol import SessionInfo
+from noded.contract.client import Client, RemoteError
+from noded.contract.protocol import SessionInfo
 
 from .conftest import Sessions, chain, ended, noded_main_pid, noded_units, systemctl, wait_for
 
@@ -69,8 +69,9 @@ def test_exception_in_setup_fails_the_session_with_the_message(client: Client, s
 def _kill_and_time(client: Client, sessions: Sessions, toml: str, victim: str, when: str) -> SessionInfo:
     info = sessions.create(client, toml)
     if when == "init":
-        cur = wait_for(client, info.sid,
-                       lambda i: node(i, victim).state == "initializing" and bool(node(i, victim).main_pid), 30)
+        cur = wait_for(
+            client, info.sid, lambda i: node(i, victim).state == "initializing" and bool(node(i, victim).main_pid), 30
+        )
     else:
         cur = wait_for(client, info.sid, lambda i: i.state == "ready", 30)
     pid = node(cur, victim).main_pid
@@ -101,8 +102,10 @@ def test_kill_after_ready_fails_the_session_within_a_second(client: Client, sess
 
 
 def test_exit_code_3_fails_the_session(client: Client, sessions: Sessions) -> None:
-    toml = chain(2) + ('\n[[nodes]]\nid = "quitter"\nclass = "crash"\n'
-                       'params = { when = "ready", after = 1.0, how = "exit", code = 3 }\n')
+    toml = chain(2) + (
+        '\n[[nodes]]\nid = "quitter"\nclass = "crash"\n'
+        'params = { when = "ready", after = 1.0, how = "exit", code = 3 }\n'
+    )
     info = sessions.create(client, toml)
     wait_for(client, info.sid, lambda i: i.state == "ready", 30)
     t0 = time.monotonic()
@@ -132,8 +135,9 @@ def test_memory_over_limit_fails_the_session_naming_memory(client: Client, sessi
 
 
 def test_node_exiting_zero_unexpectedly_fails_the_session(client: Client, sessions: Sessions) -> None:
-    toml = chain(1) + ('\n[[nodes]]\nid = "quiet"\nclass = "crash"\n'
-                       'params = { when = "ready", how = "exit", code = 0 }\n')
+    toml = chain(1) + (
+        '\n[[nodes]]\nid = "quiet"\nclass = "crash"\nparams = { when = "ready", how = "exit", code = 0 }\n'
+    )
     info = sessions.create(client, toml)
     done = wait_for(client, info.sid, ended, 30)
     assert done.state == "failed" and done.failure.node == "quiet"
@@ -166,7 +170,7 @@ def test_unknown_session_and_bad_requests(client: Client) -> None:
 
 def test_params_reach_the_node_verbatim(client: Client, sessions: Sessions) -> None:
     # "$" and "%" must not be expanded by systemd on the way to the worker.
-    message = "cost $HOME ${USER} 100% %n \\ \" done"
+    message = 'cost $HOME ${USER} 100% %n \\ " done'
     toml = f'[[nodes]]\nid = "echo"\nclass = "fail_setup"\nparams = {{ message = {json.dumps(message)} }}\n'
     info = sessions.create(client, toml)
     done = wait_for(client, info.sid, ended, 30)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.client import Client
-from daemon.mediafiles import read_wav, write_wav
+from noded.contract.client import Client
+from noded.ctl.mediafiles import read_wav, write_wav
 
 from .conftest import Sessions, nodectl, noded_units
 
@@ -63,7 +63,7 @@ def test_spoken_commands_are_transcribed_answered_and_spoken(sessions: Sessions,
     assert rate == 22050 and 3.0 < seconds < 8.0, seconds
     assert abs(sum(u["reply_audio_s"] for u in report["utterances"]) - seconds) < 0.01
     frames = samples[: len(samples) // 441 * 441, 0].reshape(-1, 441)  # 20 ms frames: mostly voiced
-    loud = np.sqrt((frames ** 2).mean(axis=1)) > 0.01
+    loud = np.sqrt((frames**2).mean(axis=1)) > 0.01
     assert loud.mean() > 0.5 and np.abs(samples).max() > 0.2
     assert noded_units() == []
 
@@ -103,8 +103,10 @@ def test_a_corrupt_or_empty_wav_is_refused_before_any_session_starts(sessions: S
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     before = _session_count()
-    for path, what in ((corrupt, "not a readable WAV file (it ends too early)"),
-                       (empty, "not a readable WAV file (the file is empty)")):
+    for path, what in (
+        (corrupt, "not a readable WAV file (it ends too early)"),
+        (empty, "not a readable WAV file (the file is empty)"),
+    ):
         res = nodectl("run", str(pipeline), "-i", str(path), "-o", f"tts.out={tmp_path / 'r.wav'}")
         assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
         assert res.stderr.startswith(f"nodectl: {path}: {what}"), res.stderr

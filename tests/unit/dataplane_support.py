@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nodeworker
-from nodeworker.channels import remove_session_resources
-from nodeworker.dataplane import Endpoint
-from nodeworker.message import Message
-from nodeworker.spec import DataPlane, InputSpec, OutputSpec, WorkerSpec, encode_spec
-from nodeworker.testing import NotifyListener
+import noded
+from noded.contract.spec import DataPlane, InputSpec, OutputSpec, WorkerSpec, encode_spec
+from noded.dataplane.channels import remove_session_resources
+from noded.dataplane.endpoint import Endpoint
+from noded.dataplane.message import Message
+from noded.testing import NotifyListener
 
-REPO = Path(nodeworker.__file__).resolve().parent.parent
+REPO = Path(noded.__file__).resolve().parent.parent
 SHM = Path("/dev/shm")
 
 
@@ -91,8 +91,12 @@ class Session:
         for name in names:
             outs = [
                 OutputSpec(
-                    port=port, service=f"{name}/{port}", consumers=consumers,
-                    consumer_inboxes=[f"{c}/inbox" for c in consumers], depth=depth, max_payload=max_payload,
+                    port=port,
+                    service=f"{name}/{port}",
+                    consumers=consumers,
+                    consumer_inboxes=[f"{c}/inbox" for c in consumers],
+                    depth=depth,
+                    max_payload=max_payload,
                 )  # fmt: skip
                 for port, consumers in outputs.get(name, {}).items()
             ]
@@ -121,7 +125,7 @@ class Session:
         stderr_path = self.logs / f"{name}.stderr"
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nodeworker", "--spec", spec],
+                [sys.executable, "-m", "noded.worker", "--spec", spec],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             )  # fmt: skip
         w = WorkerProc(name, proc, listener, stderr_path)
@@ -192,11 +196,10 @@ def patch_header_packing(monkeypatch: Any, pack: Any) -> None:
     """Make every header ``Endpoint.send`` writes go through ``pack(buf, header)``: the
     general path (``pack_header_into``) and the fast one (``pack_header_patched_into``,
     given the Header it is equivalent to)."""
-    from nodeworker import dataplane
+    from noded.dataplane import endpoint as dataplane
 
     def patched(buf: Any, header: Any, seq: int, flags: int, payload_crc: int, sent_ns: int = 0) -> None:
         pack(buf, dataplane._with(header, {"seq": seq, "flags": flags, "payload_crc": payload_crc, "sent_ns": sent_ns}))
 
     monkeypatch.setattr(dataplane, "pack_header_into", pack)
     monkeypatch.setattr(dataplane, "pack_header_patched_into", patched)
-

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nodeworker.builtins.audio import Resampler
-from nodeworker.builtins.streams import LocalMessage
-from nodeworker.builtins.wavfile import read_wav
+from noded.nodes.audio import Resampler
+from noded.nodes.streams import LocalMessage
+from noded.wavfile import read_wav
 
 VOICE_TOML = Path(__file__).resolve().parents[2] / "examples" / "voice.toml"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spoken(text: str, rate: int = 16000) -> np.ndarray:
     """``text`` spoken by espeak-ng (en-us, 150 wpm), mono float32 at ``rate``."""
     with tempfile.TemporaryDirectory() as d:
@@ -39,7 +39,7 @@ def with_silence(*parts: np.ndarray, gap: float = 0.8, rate: int = 16000) -> np.
 def chunks(samples: np.ndarray, rate: int = 16000, ms: int = 20, end: bool = True) -> list[LocalMessage]:
     """``samples`` as the AUDIO messages nodectl run sends (timestamp_ns = sample offset)."""
     step = rate * ms // 1000
-    msgs = [LocalMessage.audio(samples[i:i + step], rate, timestamp_ns=i + 1) for i in range(0, len(samples), step)]
+    msgs = [LocalMessage.audio(samples[i : i + step], rate, timestamp_ns=i + 1) for i in range(0, len(samples), step)]
     return msgs + ([LocalMessage.end()] if end else [])
 
 

@@ -1,4 +1,4 @@
-"""nodeworker.channels: event-id encoding, credit arithmetic, limits, and the removal of a
+"""noded.dataplane.channels: event-id encoding, credit arithmetic, limits, and the removal of a
 session's files, including those of a SIGKILLed node (real iceoryx2, real processes)."""
 
 from __future__ import annotations
@@ -15,11 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from nodeworker.channels import (
-    CREDIT_WINDOW, EVENT_CONNECT, EVENT_DATA, MAX_DEPTH, ChannelError, Channels, OutPort, credit_event_id,
-    decode_credit, inbox_event_id_max, remove_session_resources,
+from noded.contract.spec import MAX_CONSUMERS, MAX_PORTS, OutputSpec, WorkerSpec, encode_spec
+from noded.dataplane.channels import (
+    CREDIT_WINDOW,
+    EVENT_CONNECT,
+    EVENT_DATA,
+    MAX_DEPTH,
+    ChannelError,
+    Channels,
+    OutPort,
+    credit_event_id,
+    decode_credit,
+    inbox_event_id_max,
+    remove_session_resources,
 )  # fmt: skip
-from nodeworker.spec import MAX_CONSUMERS, MAX_PORTS, OutputSpec, WorkerSpec, encode_spec
 from tests.unit.dataplane_support import REPO, Session
 
 
@@ -43,7 +52,9 @@ def out_port(session: Session, depth: int = 4, consumers: int = 2) -> OutPort:
     chan = Channels("p", session.root, session.prefix)
     session.endpoints.append(chan)  # type: ignore[arg-type]  # closed by session.close()
     names = [f"c{i}" for i in range(consumers)]
-    spec = OutputSpec(port="out", service="p/out", consumers=names, consumer_inboxes=[f"{n}/inbox" for n in names], depth=depth)
+    spec = OutputSpec(
+        port="out", service="p/out", consumers=names, consumer_inboxes=[f"{n}/inbox" for n in names], depth=depth
+    )
     return OutPort(chan, spec, 0, 1024)
 
 
@@ -82,8 +93,8 @@ def test_a_root_too_long_for_iceoryx2s_sockets_is_a_clear_error() -> None:
 
 CHILD = """
 import sys, time
-from nodeworker.spec import decode_spec
-from nodeworker.dataplane import Endpoint
+from noded.contract.spec import decode_spec
+from noded.dataplane.endpoint import Endpoint
 spec = decode_spec(sys.argv[1])
 ep = Endpoint(spec.dataplane, spec.node)
 ep.loan("out", (1000,), "uint8")  # a sample held on loan when it dies

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from nodeworker.builtins.chaos_nodes import Chaos
-from nodeworker.errors import ParamError
-from nodeworker.testing import FakeContext, run_setup
+from noded.errors import ParamError
+from noded.nodes.testing.chaos import Chaos
+from noded.testing import FakeContext, run_setup
 
 
-@pytest.mark.parametrize("params,match", [
-    ({"crash": "explode"}, "crash must be one of"),
-    ({"crash": "sigkill", "at": "later"}, "at must be one of"),
-    ({"crash": "exception", "at": "idle"}, "only at 'init'"),
-    ({"code": 256}, "code must be"),
-    ({"nth": 0}, "nth >= 1"),
-    ({"bogus": 1}, "unknown params"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"crash": "explode"}, "crash must be one of"),
+        ({"crash": "sigkill", "at": "later"}, "at must be one of"),
+        ({"crash": "exception", "at": "idle"}, "only at 'init'"),
+        ({"code": 256}, "code must be"),
+        ({"nth": 0}, "nth >= 1"),
+        ({"bogus": 1}, "unknown params"),
+    ],
+)
 def test_bad_params_are_refused(params: dict, match: str) -> None:
     with pytest.raises(ParamError, match=match):
         Chaos(node_id="c", params=params)

@@ -19,15 +19,21 @@ def nodectl_bin(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     exe = bin_dir / "nodectl"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                   "from daemon.nodectl import main\nmain()\n")
+    exe.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\nfrom noded.ctl.cli import main\nmain()\n"
+    )
     exe.chmod(0o755)
     return exe
 
 
 def run(exe: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60,
-                          env={"PATH": f"{exe.parent}:/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": f"{exe.parent}:/usr/bin:/bin", "HOME": "/nonexistent", **env},
+    )
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -43,10 +49,17 @@ def test_completion_scripts_are_generated_and_parse(nodectl_bin: Path, shell: st
 def complete_in_bash(nodectl_bin: Path, line: str) -> list[str]:
     script = run(nodectl_bin, _NODECTL_COMPLETE="bash_source").stdout
     words = line.split() + ([""] if line.endswith(" ") else [])
-    program = (f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\nCOMP_CWORD={len(words) - 1}\n"
-               "_nodectl_completion nodectl\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
-    res = subprocess.run(["bash", "--norc", "-c", program], capture_output=True, text=True, timeout=60,
-                         env={"PATH": f"{nodectl_bin.parent}:/usr/bin:/bin", "HOME": "/nonexistent"})
+    program = (
+        f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\nCOMP_CWORD={len(words) - 1}\n"
+        "_nodectl_completion nodectl\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    res = subprocess.run(
+        ["bash", "--norc", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": f"{nodectl_bin.parent}:/usr/bin:/bin", "HOME": "/nonexistent"},
+    )
     assert res.returncode == 0, res.stderr
     return res.stdout.split()
 
@@ -60,8 +73,11 @@ def test_bash_completes_commands_subcommands_and_options(nodectl_bin: Path) -> N
 
 def test_global_options_have_variables_and_may_follow_the_command(nodectl_bin: Path, tmp_path: Path) -> None:
     sock = str(tmp_path / "none.sock")
-    for args, env in ((["--json", "session", "list"], {}), (["session", "list", "--json"], {}),
-                      (["session", "list"], {"NODED_JSON": "1"})):
+    for args, env in (
+        (["--json", "session", "list"], {}),
+        (["session", "list", "--json"], {}),
+        (["session", "list"], {"NODED_JSON": "1"}),
+    ):
         res = run(nodectl_bin, "--socket", sock, *args, **env)
         assert res.returncode == 3 and res.stdout.startswith('{"error": {"code": "daemon_unavailable"'), (args, res)
     res = run(nodectl_bin, "status", NODED_SOCKET=sock)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import SETTINGS, Config, ConfigError, describe, env_name, load_config
-from daemon.pipeline import parse_pipeline
-from daemon.pipeline_schema import Resources
+from noded.daemon.config import SETTINGS, Config, ConfigError, describe, env_name, load_config
+from noded.pipeline.checks import parse_pipeline
+from noded.pipeline.schema import Resources
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "packaging" / "noded.toml"
@@ -43,7 +43,9 @@ def test_no_file_means_the_defaults() -> None:
 
 
 def test_every_setting_from_the_file(tmp_path: Path) -> None:
-    cfg = load(tmp_path, """
+    cfg = load(
+        tmp_path,
+        """
         socket = "/run/x/ctl.sock"
         socket_group = "staff"
         runtime_dir = "/run/x"
@@ -61,7 +63,8 @@ def test_every_setting_from_the_file(tmp_path: Path) -> None:
         private_network = true
         read_write_paths = ["/var/cache/models"]
         read_only_paths = ["/srv"]
-    """)
+    """,
+    )
     assert cfg.socket_path == Path("/run/x/ctl.sock") and cfg.socket_group == "staff"
     assert cfg.runtime_dir == Path("/run/x") and cfg.iox2_root == Path("/dev/shm/x")
     assert cfg.max_session_processes == 8 and cfg.node_start_timeout == 90 and cfg.node_stop_timeout == 2.5
@@ -73,19 +76,37 @@ def test_every_setting_from_the_file(tmp_path: Path) -> None:
 
 def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) -> None:
     values = {
-        "socket": "/run/y.sock", "socket_group": "adm", "runtime_dir": "/run/y", "iceoryx2_root": "/run/y/i",
-        "max_session_processes": "3", "node_start_timeout": "7", "node_stop_timeout": "1",
-        "metrics_address": ":9100", "log_level": "warning", "memory_max": "64M", "cpu_quota": "50%",
-        "tasks_max": "5", "private_network": "true", "read_write_paths": "/a /b", "read_only_paths": "/c",
+        "socket": "/run/y.sock",
+        "socket_group": "adm",
+        "runtime_dir": "/run/y",
+        "iceoryx2_root": "/run/y/i",
+        "max_session_processes": "3",
+        "node_start_timeout": "7",
+        "node_stop_timeout": "1",
+        "metrics_address": ":9100",
+        "log_level": "warning",
+        "memory_max": "64M",
+        "cpu_quota": "50%",
+        "tasks_max": "5",
+        "private_network": "true",
+        "read_write_paths": "/a /b",
+        "read_only_paths": "/c",
     }
     env = {env_name(key, section): values[key] for section, key in SETTINGS}
     assert set(values) == {key for _, key in SETTINGS}
     assert env_name("memory_max", "node_limits") == "NODED_NODE_LIMITS_MEMORY_MAX"
     cfg = load(tmp_path, 'log_level = "error"\nmax_session_processes = 9\n', **env)
     assert describe(cfg) == {
-        "source": cfg.source, "socket": "/run/y.sock", "socket_group": "adm", "runtime_dir": "/run/y",
-        "iceoryx2_root": "/run/y/i", "max_session_processes": 3, "node_start_timeout": 7.0,
-        "node_stop_timeout": 1.0, "metrics_address": "0.0.0.0:9100", "log_level": "warning",
+        "source": cfg.source,
+        "socket": "/run/y.sock",
+        "socket_group": "adm",
+        "runtime_dir": "/run/y",
+        "iceoryx2_root": "/run/y/i",
+        "max_session_processes": 3,
+        "node_start_timeout": 7.0,
+        "node_stop_timeout": 1.0,
+        "metrics_address": "0.0.0.0:9100",
+        "log_level": "warning",
         "node_limits": {"memory_max": 64 * 2**20, "cpu_quota": 0.5, "tasks_max": 5},
         "node_sandbox": {"private_network": True, "read_write_paths": ["/a", "/b"], "read_only_paths": ["/c"]},
     }
@@ -94,26 +115,38 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
     assert unlimited.max_session_processes is None
 
 
-@pytest.mark.parametrize(("text", "env", "expected"), [
-    ("max_sesion_processes = 3\n", {}, "unknown key 'max_sesion_processes' (did you mean 'max_session_processes'?)"),
-    ("[node_limits]\nmemroy_max = '1G'\n", {}, "unknown key 'node_limits.memroy_max' (did you mean 'memory_max'?)"),
-    ("[node_limit]\n", {}, "unknown key 'node_limit' (did you mean 'node_limits'?)"),
-    ("node_stop_timeout = 'soon'\n", {}, "key 'node_stop_timeout': expected float, got str"),
-    ("max_session_processes = 0\n", {}, "key 'max_session_processes': 0 is less than 1"),
-    ("", {"NODED_MAX_SESSION_PROCESSES": "zero"}, "NODED_MAX_SESSION_PROCESSES: 'zero' is not a number"),
-    ("", {"NODED_NODE_STOP_TIMEOUT": "soon"}, "NODED_NODE_STOP_TIMEOUT: expected float, got str"),
-    ("[node_limits]\nmemory_max = '12Q'\n", {}, "key 'node_limits.memory_max': '12Q' is not a size"),
-    ("[node_limits]\ncpu_quota = '150'\n", {}, "key 'node_limits.cpu_quota': '150' is not a CPU quota"),
-    ("metrics_address = 'localhost'\n", {}, "key 'metrics_address': 'localhost' is not HOST:PORT"),
-    ("log_level = 'loud'\n", {}, "key 'log_level': 'loud' is not one of debug, info"),
-    ("runtime_dir = 'run/noded'\n", {}, "key 'runtime_dir': 'run/noded' is not an absolute path"),
-    ("[node_sandbox]\nread_write_paths = ['cache']\n", {}, "'node_sandbox.read_write_paths': 'cache' is not an absolute"),
-    ("node_start_timeout = -1\n", {}, "key 'node_start_timeout': -1.0 is not a positive number of seconds"),
-    ("socket_group = [1]\n", {}, "key 'socket_group': expected str, got array"),
-    ("log_level = \n", {}, "TOML syntax error"),
-])
-def test_each_problem_is_one_line_naming_file_key_and_reason(tmp_path: Path, text: str, env: dict[str, str],
-                                                            expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (
+            "max_sesion_processes = 3\n",
+            {},
+            "unknown key 'max_sesion_processes' (did you mean 'max_session_processes'?)",
+        ),
+        ("[node_limits]\nmemroy_max = '1G'\n", {}, "unknown key 'node_limits.memroy_max' (did you mean 'memory_max'?)"),
+        ("[node_limit]\n", {}, "unknown key 'node_limit' (did you mean 'node_limits'?)"),
+        ("node_stop_timeout = 'soon'\n", {}, "key 'node_stop_timeout': expected float, got str"),
+        ("max_session_processes = 0\n", {}, "key 'max_session_processes': 0 is less than 1"),
+        ("", {"NODED_MAX_SESSION_PROCESSES": "zero"}, "NODED_MAX_SESSION_PROCESSES: 'zero' is not a number"),
+        ("", {"NODED_NODE_STOP_TIMEOUT": "soon"}, "NODED_NODE_STOP_TIMEOUT: expected float, got str"),
+        ("[node_limits]\nmemory_max = '12Q'\n", {}, "key 'node_limits.memory_max': '12Q' is not a size"),
+        ("[node_limits]\ncpu_quota = '150'\n", {}, "key 'node_limits.cpu_quota': '150' is not a CPU quota"),
+        ("metrics_address = 'localhost'\n", {}, "key 'metrics_address': 'localhost' is not HOST:PORT"),
+        ("log_level = 'loud'\n", {}, "key 'log_level': 'loud' is not one of debug, info"),
+        ("runtime_dir = 'run/noded'\n", {}, "key 'runtime_dir': 'run/noded' is not an absolute path"),
+        (
+            "[node_sandbox]\nread_write_paths = ['cache']\n",
+            {},
+            "'node_sandbox.read_write_paths': 'cache' is not an absolute",
+        ),
+        ("node_start_timeout = -1\n", {}, "key 'node_start_timeout': -1.0 is not a positive number of seconds"),
+        ("socket_group = [1]\n", {}, "key 'socket_group': expected str, got array"),
+        ("log_level = \n", {}, "TOML syntax error"),
+    ],
+)
+def test_each_problem_is_one_line_naming_file_key_and_reason(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
     message = error(tmp_path, text, **env)
     assert expected in message, message
     if not any(expected.startswith(v) for v in env):
@@ -123,7 +156,9 @@ def test_each_problem_is_one_line_naming_file_key_and_reason(tmp_path: Path, tex
 def test_the_shipped_example_documents_every_setting_with_its_default() -> None:
     text = EXAMPLE.read_text()
     # Commented out as shipped: loading it gives the built-in defaults.
-    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(load_config(env=NOWHERE)) | {"source": ""}
+    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(load_config(env=NOWHERE)) | {
+        "source": ""
+    }
     lines = {m[1]: m[2] for m in re.finditer(r"^#(\w+) = (.*)$", text, re.M)}
     assert sorted(lines) == sorted(key for _, key in SETTINGS)
     # Each key is explained by a comment just above its first commented line.
@@ -141,8 +176,9 @@ def test_the_shipped_example_documents_every_setting_with_its_default() -> None:
         if m:
             seen.add(m[1])
         kept.append(line)
-    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == \
-        describe(_load_text("\n".join(kept))) | {"source": ""}
+    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(_load_text("\n".join(kept))) | {
+        "source": ""
+    }
 
 
 def _load_text(text: str) -> Config:
@@ -156,16 +192,24 @@ def _load_text(text: str) -> Config:
 
 def test_node_limits_are_defaults_a_pipeline_overrides() -> None:
     defaults = Resources(memory_max=2**30, cpu_quota=1.0, tasks_max=10)
-    text = '[limits]\ntasks_max = "infinity"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n' \
-           '[[nodes]]\nid = "b"\nclass = "passthrough"\nmemory_max = "64M"\n'
+    text = (
+        '[limits]\ntasks_max = "infinity"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n'
+        '[[nodes]]\nid = "b"\nclass = "passthrough"\nmemory_max = "64M"\n'
+    )
     a, b = parse_pipeline(text, "p.toml", defaults=defaults).nodes
     assert a.resources == Resources(memory_max=2**30, cpu_quota=1.0, tasks_max=None)
     assert b.resources == Resources(memory_max=64 * 2**20, cpu_quota=1.0, tasks_max=None)
 
 
 def noded(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from daemon.main import main; main()", *args],
-                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=60, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", "from noded.daemon.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+        cwd=REPO,
+    )
 
 
 def test_check_config_exit_status_and_message(tmp_path: Path) -> None:

@@ -10,13 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from nodeworker import dataplane
-from nodeworker.dataplane import Endpoint
-from nodeworker.node import Stopped
-from nodeworker.wire import Flags, Header, Kind, PixelFormat
+from noded.contract.wire import Flags, Header, Kind, PixelFormat
+from noded.dataplane import endpoint as dataplane
+from noded.dataplane.endpoint import Endpoint
+from noded.errors import Stopped
 from tests.unit.dataplane_support import Session, patch_header_packing, receive
-
-
 
 
 def pair(session: Session, depth: int = 2, **kw: object) -> tuple[Endpoint, Endpoint]:

@@ -89,5 +89,7 @@ if __name__ == "__main__":
             print(label, _summary(latencies_us(size, via, count=n)))
     for k in (1, 5):
         ready = sorted(time_to_ready(k) for _ in range(10))
-        print(f"{k} worker(s) with a data plane, all READY: min {ready[0] * 1e3:.0f} ms, "
-              f"median {statistics.median(ready) * 1e3:.0f} ms, max {ready[-1] * 1e3:.0f} ms")
+        print(
+            f"{k} worker(s) with a data plane, all READY: min {ready[0] * 1e3:.0f} ms, "
+            f"median {statistics.median(ready) * 1e3:.0f} ms, max {ready[-1] * 1e3:.0f} ms"
+        )

@@ -1,4 +1,4 @@
-"""The data plane across real processes: ``python -m nodeworker`` workers (no systemd; a
+"""The data plane across real processes: ``python -m noded.worker`` workers (no systemd; a
 fake NOTIFY_SOCKET) wired by hand-built DataPlanes, driven by endpoints in the test
 process. Every worker is stopped by PID; every session must leave nothing behind."""
 
@@ -12,17 +12,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from nodeworker import dataplane
-from nodeworker.channels import ConsumerGone
-from nodeworker.errors import ExitCode
-from nodeworker.wire import Flags, Header, Kind, PixelFormat
+from noded.contract.exitcodes import ExitCode
+from noded.contract.wire import Flags, Header, Kind, PixelFormat
+from noded.dataplane import endpoint as dataplane
+from noded.dataplane.channels import ConsumerGone
 from tests.unit.dataplane_support import (
-    Session, WorkerProc, patch_header_packing, receive, rss_kb,
+    Session,
+    WorkerProc,
+    patch_header_packing,
+    receive,
+    rss_kb,
 )  # fmt: skip
 
 FRAME = (1080, 1920, 3)
-
-
 
 
 def start(session: Session, planes: dict[str, Any], workers: dict[str, tuple[str, dict[str, Any]]]) -> list[WorkerProc]:

@@ -1,6 +1,6 @@
 import dataclasses
 
-from daemon.failures import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExitFacts, describe_exit
+from noded.daemon.failures import CLD_DUMPED, CLD_EXITED, CLD_KILLED, ExitFacts, describe_exit
 
 
 def test_exit_code():
@@ -22,16 +22,23 @@ def test_signals():
 
 
 def test_oom_names_memory_and_limit():
-    r = describe_exit(ExitFacts(result="oom-kill", exec_main_code=CLD_KILLED, exec_main_status=9,
-                                memory_max=64 * 2**20))
+    r = describe_exit(
+        ExitFacts(result="oom-kill", exec_main_code=CLD_KILLED, exec_main_status=9, memory_max=64 * 2**20)
+    )
     assert "out of memory" in r.reason and "64 MiB" in r.reason and "OOM" in r.reason
     r = describe_exit(ExitFacts(result="signal", exec_main_code=CLD_KILLED, exec_main_status=9, oom_killed=True))
     assert "out of memory" in r.reason
 
 
 def test_setup_exception_text_is_included():
-    r = describe_exit(ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=1,
-                                status_text="error: RuntimeError: model file missing"))
+    r = describe_exit(
+        ExitFacts(
+            result="exit-code",
+            exec_main_code=CLD_EXITED,
+            exec_main_status=1,
+            status_text="error: RuntimeError: model file missing",
+        )
+    )
     assert "RuntimeError: model file missing" in r.reason
 
 
@@ -46,8 +53,12 @@ def test_systemd_start_up_failures_are_named():
 
 
 def test_tasks_max_is_named_when_threads_cannot_start():
-    facts = dict(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=1,
-                 status_text="error: RuntimeError: can't start new thread")
+    facts = dict(
+        result="exit-code",
+        exec_main_code=CLD_EXITED,
+        exec_main_status=1,
+        status_text="error: RuntimeError: can't start new thread",
+    )
     r = describe_exit(ExitFacts(**facts, tasks_max=4))
     assert "can't start new thread" in r.reason and "tasks_max of 4" in r.reason
     r = describe_exit(ExitFacts(**facts))  # no limit set: no such claim
@@ -55,13 +66,19 @@ def test_tasks_max_is_named_when_threads_cannot_start():
 
 
 def test_an_exit_caused_by_a_dead_peer_is_a_consequence() -> None:
-    from daemon.failures import is_consequence
-    from nodeworker.channels import ConsumerGone
-    from nodeworker.errors import ExitCode
+    from noded.daemon.failures import is_consequence
+    from noded.dataplane.channels import ConsumerGone
+    from noded.errors import ExitCode
 
     assert ConsumerGone("x").exit_code is ExitCode.PEER_GONE
-    peer_gone = ExitFacts(result="exit-code", exec_main_code=CLD_EXITED, exec_main_status=int(ExitCode.PEER_GONE),
-                          status_text="", memory_max=None, oom_killed=False)
+    peer_gone = ExitFacts(
+        result="exit-code",
+        exec_main_code=CLD_EXITED,
+        exec_main_status=int(ExitCode.PEER_GONE),
+        status_text="",
+        memory_max=None,
+        oom_killed=False,
+    )
     assert is_consequence(peer_gone)
     assert not is_consequence(dataclasses.replace(peer_gone, exec_main_status=1))
     assert not is_consequence(dataclasses.replace(peer_gone, exec_main_code=CLD_KILLED, exec_main_status=5))

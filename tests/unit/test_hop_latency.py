@@ -1,6 +1,6 @@
 """Hop latency, end to end in one process: Endpoint.send stamps sent_ns on every path,
 Endpoint._accept counts each received message in its input's histogram in the stats
-block, and the daemon's reader (nodeworker.stats, daemon.stats) and the metrics see it."""
+block, and the daemon's reader (noded.contract.stats, noded.daemon.stats) and the metrics see it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.metrics import HOP_BUCKETS, Metrics, hop_latency_from_edges
-from daemon.protocol import NodeInfo, SessionInfo
-from daemon.stats import channel_hops
-from nodeworker.stats import HOP_BOUNDS_NS, HOP_SUM_NS, HOP_BUCKETS as SLOT_BUCKETS, read_stats, stats_path
-from nodeworker.wire import Kind
+from noded.contract.protocol import NodeInfo, SessionInfo
+from noded.contract.stats import HOP_BOUNDS_NS, HOP_SUM_NS, read_stats, stats_path
+from noded.contract.stats import HOP_BUCKETS as SLOT_BUCKETS
+from noded.contract.wire import Kind
+from noded.daemon.metrics import HOP_BUCKETS, Metrics, hop_latency_from_edges
+from noded.daemon.stats import channel_hops
 from tests.unit.dataplane_support import Session, receive
 
 
@@ -74,8 +75,16 @@ def test_the_daemon_sums_a_channels_consumers_and_the_metrics_export_it(session:
     assert hops["a.out"].count == 0 and hops["a.out"].sum_ns == 0  # nothing sent on it
 
     m = Metrics()
-    m.on_session(SessionInfo(sid="s1", pipeline="p", state="ready", created=0.0, slice="s",
-                             nodes=[NodeInfo(id="a", cls="passthrough", unit="u", state="ready", since=0.0)]))
+    m.on_session(
+        SessionInfo(
+            sid="s1",
+            pipeline="p",
+            state="ready",
+            created=0.0,
+            slice="s",
+            nodes=[NodeInfo(id="a", cls="passthrough", unit="u", state="ready", since=0.0)],
+        )
+    )
     m.update_hop_latency("s1", hop_latency_from_edges(hops.values()))
     text = m.text().decode()
     assert 'noded_hop_latency_seconds_count{edge="src.out",session="s1"} 6.0' in text
@@ -87,7 +96,7 @@ def test_the_daemon_sums_a_channels_consumers_and_the_metrics_export_it(session:
 def test_hops_of_a_foreign_clock_neither_break_nor_wrap_the_histogram(
     session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodeworker import dataplane
+    from noded.dataplane import endpoint as dataplane
 
     planes = session.plan([("src.out", "sink")], depth=8)
     src = session.endpoint("src", planes["src"])

@@ -25,15 +25,22 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     venv = root / "opt/noded/venv"
     outside = {f for f in files_under(root) if not f.startswith("/opt/noded/")}
     assert outside == {
-        "/usr/local/lib/systemd/system/noded.service", "/usr/local/lib/systemd/system/noded.slice",
-        "/usr/local/lib/sysusers.d/noded.conf", "/usr/local/lib/tmpfiles.d/noded.conf",
-        "/usr/local/bin/nodectl", "/usr/local/sbin/noded",
-        "/usr/local/share/man/man1/nodectl.1", "/usr/local/share/man/man8/noded.8",
-        "/usr/local/share/man/man5/noded.toml.5", "/usr/local/share/man/man5/noded.pipeline.5",
+        "/usr/local/lib/systemd/system/noded.service",
+        "/usr/local/lib/systemd/system/noded.slice",
+        "/usr/local/lib/sysusers.d/noded.conf",
+        "/usr/local/lib/tmpfiles.d/noded.conf",
+        "/usr/local/bin/nodectl",
+        "/usr/local/sbin/noded",
+        "/usr/local/share/man/man1/nodectl.1",
+        "/usr/local/share/man/man8/noded.8",
+        "/usr/local/share/man/man5/noded.toml.5",
+        "/usr/local/share/man/man5/noded.pipeline.5",
         "/usr/local/share/man/man7/noded-wire.7",
-        "/usr/local/share/bash-completion/completions/nodectl", "/usr/local/share/zsh/site-functions/_nodectl",
+        "/usr/local/share/bash-completion/completions/nodectl",
+        "/usr/local/share/zsh/site-functions/_nodectl",
         "/usr/local/share/fish/vendor_completions.d/nodectl.fish",
-        "/usr/local/share/doc/noded/noded.toml", "/etc/noded/noded.toml",
+        "/usr/local/share/doc/noded/noded.toml",
+        "/etc/noded/noded.toml",
     }
     unit = (root / "usr/local/lib/systemd/system/noded.service").read_text()
     assert "ExecStart=/opt/noded/venv/bin/noded\n" in unit
@@ -41,8 +48,12 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     # The staged venv names its installed place, never the staging folder.
     assert (venv / "bin/nodectl").read_text().startswith("#!/opt/noded/venv/bin/python")
     assert str(tmp_path) not in (venv / "pyvenv.cfg").read_text()
-    res = sh(venv / "bin/python", "-c", "import daemon, nodeworker, prometheus_client, pystemd, iceoryx2; "
-                                        "print(daemon.__file__)", cwd=tmp_path)
+    res = sh(
+        venv / "bin/python",
+        "-c",
+        "import noded, noded.daemon.main, noded.ctl.cli, prometheus_client, pystemd, iceoryx2; print(noded.__file__)",
+        cwd=tmp_path,
+    )
     assert res.stdout.startswith(str(venv))
     assert "_nodectl_completion" in (root / "usr/local/share/bash-completion/completions/nodectl").read_text()
     assert ".TH NODECTL 1" in (root / "usr/local/share/man/man1/nodectl.1").read_text()

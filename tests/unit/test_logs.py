@@ -7,8 +7,8 @@ import socket
 import struct
 from pathlib import Path
 
-from daemon.logs import SessionFields
-from nodeworker.logs import JournalHandler, encode_entry, priority
+from noded.daemon.logs import SessionFields
+from noded.logs import JournalHandler, encode_entry, priority
 
 
 def test_priorities_of_python_levels() -> None:

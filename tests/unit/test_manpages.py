@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 import pytest
 
-from daemon.config import SETTINGS
-from daemon.main import cli as noded_cli
-from daemon.manpage import nodectl_cli, render
-from daemon.metrics import Metrics
-from daemon.pipeline_schema import DataplaneDoc, EdgeDoc, LimitsDoc, NodeDoc, PipelineDoc
+from noded.ctl.manpage import nodectl_cli, render
+from noded.daemon.config import SETTINGS
+from noded.daemon.main import cli as noded_cli
+from noded.daemon.metrics import Metrics
+from noded.pipeline.schema import DataplaneDoc, EdgeDoc, LimitsDoc, NodeDoc, PipelineDoc
 
 MAN = Path(__file__).resolve().parents[2] / "man"
 PAGES = ["noded.8", "noded.toml.5", "noded.pipeline.5", "noded-wire.7"]
@@ -25,8 +25,13 @@ def plain(page: str | Path, text: str | None = None) -> str:
     if shutil.which("groff") is None:
         pytest.fail("groff is missing: packaging/dev-env installs groff-base")
     source = text if text is not None else Path(page).read_text()
-    res = subprocess.run(["groff", "-t", "-man", "-Tutf8", "-ww", "-rHY=0", "-dAD=l", "-P-cbou"],
-                         input=source, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["groff", "-t", "-man", "-Tutf8", "-ww", "-rHY=0", "-dAD=l", "-P-cbou"],
+        input=source,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0 and res.stderr == "", res.stderr
     return re.sub(r"[\u2010\u2212]", "-", " ".join(res.stdout.split()))
 

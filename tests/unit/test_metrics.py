@@ -1,4 +1,4 @@
-"""daemon.metrics from session infos and edge statistics (pure: no daemon, no HTTP)."""
+"""noded.daemon.metrics from session infos and edge statistics (pure: no daemon, no HTTP)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,35 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics import HOP_BUCKETS, EdgeStats, HopLatency, Metrics, crash_reason, hop_latency_from_edges, refresh_from
-from daemon.protocol import Failure, NodeInfo, SessionInfo
+from noded.contract.protocol import Failure, NodeInfo, SessionInfo
+from noded.daemon.metrics import (
+    HOP_BUCKETS,
+    EdgeStats,
+    HopLatency,
+    Metrics,
+    crash_reason,
+    hop_latency_from_edges,
+    refresh_from,
+)
 
 
 def node(nid: str, state: str, init: float | None = None) -> NodeInfo:
     return NodeInfo(id=nid, cls="passthrough", unit=f"u-{nid}", state=state, since=0.0, init_seconds=init)
 
 
-def session(sid: str, state: str, *nodes: NodeInfo, ready: float | None = None,
-            failure: Failure | None = None) -> SessionInfo:
-    return SessionInfo(sid=sid, pipeline="p", state=state, created=0.0, slice="s", nodes=list(nodes),
-                       ready_seconds=ready, failure=failure)
+def session(
+    sid: str, state: str, *nodes: NodeInfo, ready: float | None = None, failure: Failure | None = None
+) -> SessionInfo:
+    return SessionInfo(
+        sid=sid,
+        pipeline="p",
+        state=state,
+        created=0.0,
+        slice="s",
+        nodes=list(nodes),
+        ready_seconds=ready,
+        failure=failure,
+    )
 
 
 def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -65,8 +82,14 @@ def test_crashes_by_reason_counted_once_per_session() -> None:
     for state in ("stopping", "stopping", "failed", "failed"):
         m.on_session(session("a", state, node("x", "error"), failure=oom))
     m.on_session(session("b", "creating", node("x", "initializing")))
-    m.on_session(session("b", "failed", node("x", "error"),
-                         failure=Failure(node="x", reason="exited with status 3", result="exit-code", exit_status=3)))
+    m.on_session(
+        session(
+            "b",
+            "failed",
+            node("x", "error"),
+            failure=Failure(node="x", reason="exited with status 3", result="exit-code", exit_status=3),
+        )
+    )
     assert value(m, "noded_node_crashes_total", reason="oom-kill") == 1
     assert value(m, "noded_node_crashes_total", reason="exit-code") == 1
     assert value(m, "noded_node_crashes_total", reason="signal") == 0
@@ -78,8 +101,9 @@ def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
     m = Metrics()
     m.on_session(session("a", "ready", node("x", "ready")))
     m.update_edges("a", [EdgeStats(edge="x.out", messages=10, bytes=10240, blocked_seconds=0.25)])
-    m.update_hop_latency("a", [HopLatency(edge="x.out", sum_seconds=0.004,
-                                          buckets=((250e-6, 4), (1e-3, 9), (float("inf"), 10)))])
+    m.update_hop_latency(
+        "a", [HopLatency(edge="x.out", sum_seconds=0.004, buckets=((250e-6, 4), (1e-3, 9), (float("inf"), 10)))]
+    )
     m.update_edges("zzz", [EdgeStats(edge="q.out", messages=1, bytes=1, blocked_seconds=0)])
     labels = {"session": "a", "edge": "x.out"}
     assert value(m, "noded_edge_messages_total", **labels) == 10
@@ -93,7 +117,7 @@ def test_edge_counters_and_hop_latency_of_live_sessions_only() -> None:
 
 
 @dataclass
-class Channel:  # the fields of daemon.protocol.ChannelStats the metrics read
+class Channel:  # the fields of noded.contract.protocol.ChannelStats the metrics read
     name: str
     messages: int | None
     bytes: int | None
@@ -101,7 +125,7 @@ class Channel:  # the fields of daemon.protocol.ChannelStats the metrics read
 
 
 @dataclass
-class NodeFig:  # the fields of daemon.protocol.NodeStats the metrics read
+class NodeFig:  # the fields of noded.contract.protocol.NodeStats the metrics read
     id: str
     memory_bytes: int | None
     cpu_seconds: float | None
@@ -131,9 +155,13 @@ def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
 
     def read(sess: str) -> Figures:
         calls.append(threading.current_thread().name)
-        return Figures(nodes=[NodeFig("x", 2**20, 1.5, 5 * len(calls), 5 * len(calls), 1),
-                              NodeFig("y", None, None, None, None, None)],
-                       channels=[Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)])
+        return Figures(
+            nodes=[
+                NodeFig("x", 2**20, 1.5, 5 * len(calls), 5 * len(calls), 1),
+                NodeFig("y", None, None, None, None, None),
+            ],
+            channels=[Channel("x.out", 5 * len(calls), 500, 0.5), Channel("input.audio", None, None, None)],
+        )
 
     try:
         m.set_refresh(loop, lambda: refresh_from(m, {"a": "a", "b": "b"}, read, read_hops))
@@ -154,7 +182,7 @@ def test_a_scrape_refreshes_figures_on_the_daemon_loop_first() -> None:
 
 
 @dataclass
-class Hops:  # the fields of daemon.stats.EdgeHops the metrics read
+class Hops:  # the fields of noded.daemon.stats.EdgeHops the metrics read
     edge: str
     buckets: tuple[int, ...]
     sum_ns: int

@@ -1,5 +1,5 @@
-"""The daemon's figures from readings (daemon.stats), and what `nodectl top` makes of two
-readings (daemon.top): pure functions, fed hand-made snapshots."""
+"""The daemon's figures from readings (noded.daemon.stats), and what `nodectl top` makes of two
+readings (noded.ctl.top): pure functions, fed hand-made snapshots."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from daemon.pipeline import parse_pipeline
-from daemon.protocol import ChannelStats, NodeStats, SessionStats
-from daemon.render import channels_table, human_bytes
-from daemon.session import Session
-from daemon.states import Activated, Starting
-from daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats, session_channels
-from daemon.systemd import UnitResources
-from daemon.top import Rates, blocking_edges, busiest_node, rates
-from daemon.topology import plan
-from nodeworker.stats import O_SENT, InputCounters, OutputCounters, Snapshot, StatsBlock, stats_path
-from nodeworker.wire import HEADER_SIZE
+from noded.contract.protocol import ChannelStats, NodeStats, SessionStats
+from noded.contract.states import Activated, Starting
+from noded.contract.stats import O_SENT, InputCounters, OutputCounters, Snapshot, StatsBlock, stats_path
+from noded.contract.wire import HEADER_SIZE
+from noded.ctl.render import channels_table, human_bytes
+from noded.ctl.top import Rates, blocking_edges, busiest_node, rates
+from noded.daemon.session import Session
+from noded.daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats, session_channels
+from noded.daemon.systemd import UnitResources
+from noded.pipeline.checks import parse_pipeline
+from noded.pipeline.topology import plan
 
 PIPELINE = """
 inputs = ["data"]
@@ -41,10 +41,21 @@ inputs = ["a.out"]
 """
 
 
-def snap(outputs: list[OutputCounters] = (), inputs: list[InputCounters] = (), state: str | None = "idle",
-         busy_ns: int = 0) -> Snapshot:  # type: ignore[assignment]
-    return Snapshot(pid=1, state=state, state_for_ns=2_000_000_000, processed=0, errors=1, busy_ns=busy_ns,
-                    rejected=2, unconsumed=0, outputs=list(outputs), inputs=list(inputs))
+def snap(
+    outputs: list[OutputCounters] = (), inputs: list[InputCounters] = (), state: str | None = "idle", busy_ns: int = 0
+) -> Snapshot:  # type: ignore[assignment]
+    return Snapshot(
+        pid=1,
+        state=state,
+        state_for_ns=2_000_000_000,
+        processed=0,
+        errors=1,
+        busy_ns=busy_ns,
+        rejected=2,
+        unconsumed=0,
+        outputs=list(outputs),
+        inputs=list(inputs),
+    )
 
 
 def out(sent: int, blocked_ns: int = 0, now_ns: int = 0) -> OutputCounters:
@@ -92,8 +103,9 @@ def test_node_figures_prefer_the_workers_state_when_up() -> None:
     session = Session.new("s1", pipeline, plan(pipeline, "s1"))
     node = session.nodes["a"]
     node.apply(Starting())
-    res = UnitResources(memory_current=200 << 20, memory_limit=None, cpu_usage_ns=None, tasks_current=3,
-                        control_group="/x")
+    res = UnitResources(
+        memory_current=200 << 20, memory_limit=None, cpu_usage_ns=None, tasks_current=3, control_group="/x"
+    )
     busy = snap([out(3, blocked_ns=1_000_000_000, now_ns=1)], [inp(3, 3)], state="processing", busy_ns=3_000_000_000)
     f = node_stats(node, res, busy, 5_000_000_000, "cgroup2", time.time(), ports=["out"])
     assert f.state == "initializing"  # not up yet: the lifecycle state
@@ -118,10 +130,22 @@ def test_cgroup2_cpu_reads_usage_usec(tmp_path: Path) -> None:
 def reading(at: float, busy: dict[str, float], blocked: float) -> SessionStats:
     return SessionStats(
         at=at,
-        nodes=[NodeStats(id=n, state="processing", state_seconds=1.0, busy_seconds=b, cpu_seconds=b)
-               for n, b in busy.items()],
-        channels=[ChannelStats(name="a.out", service="a/out", producer="a", consumers=["b"], depth=2,
-                               slice_bytes=1, occupancy=[1], blocked_seconds=blocked)],
+        nodes=[
+            NodeStats(id=n, state="processing", state_seconds=1.0, busy_seconds=b, cpu_seconds=b)
+            for n, b in busy.items()
+        ],
+        channels=[
+            ChannelStats(
+                name="a.out",
+                service="a/out",
+                producer="a",
+                consumers=["b"],
+                depth=2,
+                slice_bytes=1,
+                occupancy=[1],
+                blocked_seconds=blocked,
+            )
+        ],
     )
 
 
@@ -151,8 +175,8 @@ def test_the_channel_table_marks_a_full_edge() -> None:
 
 
 def test_top_keeps_the_last_figures_across_state_events_and_drops_ended_sessions() -> None:
-    from daemon.protocol import SessionInfo
-    from daemon.top import TopView
+    from noded.contract.protocol import SessionInfo
+    from noded.ctl.top import TopView
 
     def info(state: str, stats: SessionStats | None) -> SessionInfo:
         return SessionInfo(sid="s1", pipeline="p", state=state, created=0.0, slice="x", stats=stats)

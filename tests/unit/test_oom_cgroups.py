@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.oom import OomWatcher
+from noded.daemon.oom import OomWatcher
 
 
 @pytest.fixture
@@ -44,13 +44,20 @@ def test_forget_leaves_a_cgroup_it_did_not_make(root: Path) -> None:
 
 
 def test_remove_leftovers_sweeps_empty_session_cgroups_only(root: Path) -> None:
-    for d in ("noded.slice/noded-s3.slice/noded-s3-a.service", "noded.slice/noded-s3.slice/noded-s3-b.service",
-              "noded.slice/noded-s4.slice"):
+    for d in (
+        "noded.slice/noded-s3.slice/noded-s3-a.service",
+        "noded.slice/noded-s3.slice/noded-s3-b.service",
+        "noded.slice/noded-s4.slice",
+    ):
         (root / d).mkdir(parents=True)
     busy = root / "noded.slice/noded-s5.slice/noded-s5-a.service"
     busy.mkdir(parents=True)
     (busy / "tasks").write_text("123\n")  # a plain dir with a file cannot be removed: "in use"
     removed = OomWatcher(root).remove_leftovers("noded.slice")
     assert sorted(Path(p).name for p in removed) == [
-        "noded-s3-a.service", "noded-s3-b.service", "noded-s3.slice", "noded-s4.slice"]
+        "noded-s3-a.service",
+        "noded-s3-b.service",
+        "noded-s3.slice",
+        "noded-s4.slice",
+    ]
     assert busy.is_dir() and (root / "noded.slice").is_dir()

@@ -12,27 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.errors import NodedError, PipelineError, Problem
-from daemon.topology import plan
-from daemon.pipeline import (
+from noded.contract.registry import BUILTINS
+from noded.contract.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_CONSUMERS, MAX_PORTS
+from noded.errors import NodedError, PipelineError, Problem
+from noded.pipeline.checks import (
     DataplaneSettings,
     InputRef,
     Pipeline,
     PortRef,
     Resources,
     load_pipeline,
-    parse_pipeline,
     parse_depth,
     parse_payload,
+    parse_pipeline,
     parse_quota,
     parse_size,
     parse_tasks,
 )
-from nodeworker.registry import BUILTINS
-from nodeworker.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_CONSUMERS, MAX_PORTS
+from noded.pipeline.topology import plan
 from tests.fuzzing import fuzz
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -212,8 +212,20 @@ def user_pkg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 @pytest.mark.parametrize(
     "name",
-    ["Model", "Model.Inner", "Alias", "Typed", "First", "Second", "InTry", "InExcept", "InIf", "JSONDecoder",
-     "Aliased", "collections"],
+    [
+        "Model",
+        "Model.Inner",
+        "Alias",
+        "Typed",
+        "First",
+        "Second",
+        "InTry",
+        "InExcept",
+        "InIf",
+        "JSONDecoder",
+        "Aliased",
+        "collections",
+    ],
 )
 def test_user_module_class_found_without_importing(user_pkg: Path, name: str) -> None:
     (spec,) = parse(node("n", f"usernodes_pkg.nodes:{name}")).nodes
@@ -345,10 +357,17 @@ def test_duplicate_node_id() -> None:
 
 
 def test_unknown_builtin_class() -> None:
-    p = only_problem(node("a", "pasthrough"))
+    p = only_problem(node("a", "resampel"))
     assert (p.node, p.field) == ("a", "class")
-    assert p.reason.startswith("'pasthrough' is neither a built-in node")
-    assert p.reason.endswith("(did you mean 'passthrough'?)")
+    assert p.reason.startswith("'resampel' is neither a built-in node")
+    assert p.reason.endswith("(did you mean 'resample'?)")
+
+
+def test_test_nodes_are_never_offered() -> None:
+    """Test nodes resolve by their short names but a user's typo is not pointed at them."""
+    p = only_problem(node("a", "crahs"))
+    assert "crash" not in p.reason and "alloc" not in p.reason and "did you mean" not in p.reason
+    assert p.reason.startswith("'crahs' is neither a built-in node (asr, ")
 
 
 @pytest.mark.parametrize(
@@ -395,7 +414,9 @@ def test_input_listed_twice() -> None:
 
 def test_cycle_names_its_nodes_in_data_flow_order() -> None:
     p = only_problem(
-        node("src") + node("b", inputs='["a.out"]') + node("c", inputs='["b.out", "src.out"]')
+        node("src")
+        + node("b", inputs='["a.out"]')
+        + node("c", inputs='["b.out", "src.out"]')
         + node("a", inputs='["c.out"]')
     )
     assert (p.node, p.field, p.reason) == ("b", "inputs", "inputs form a cycle: b -> c -> a -> b")
@@ -465,7 +486,11 @@ def test_all_problems_are_reported_one_per_line_with_hints() -> None:
     err = info.value
     assert str(err).splitlines() == [str(p) for p in err.problems]
     assert [(p.node, p.field) for p in err.problems] == [
-        (None, "nmae"), (None, "limits.cpu_quota"), ("src", "class"), ("asr", "memory_max"), ("asr", "id"),
+        (None, "nmae"),
+        (None, "limits.cpu_quota"),
+        ("src", "class"),
+        ("asr", "memory_max"),
+        ("asr", "id"),
         ("asr", "inputs"),
     ]
     assert "voice.toml: node 'asr': field 'inputs': upstream node 'vad' does not exist" in str(err).splitlines()
@@ -506,8 +531,9 @@ def test_dataplane_settings_edge_depths_and_node_payloads() -> None:
         verify_payload = true
         """
         + node("src", inputs='["input.video"]', max_payload='"64K"')
-        + node("mix", inputs='["input.audio", { from = "src.out", depth = 2 }, { from = "src.level" }]',
-               max_payload="4096")
+        + node(
+            "mix", inputs='["input.audio", { from = "src.out", depth = 2 }, { from = "src.level" }]', max_payload="4096"
+        )
     )
     assert pipeline.inputs == ("audio", "video")
     assert pipeline.outputs == (PortRef("mix", "out"), PortRef("src", "level"))
@@ -550,10 +576,16 @@ def test_external_output_may_share_a_port_with_nodes() -> None:
         ("[dataplane]\nmax_payload = 1023\n", (None, "dataplane.max_payload"), "1023 is less than the smallest"),
         ('[dataplane]\nmax_payload = "2G"\n', (None, "dataplane.max_payload"), "'2G' is more than the largest"),
         ('[dataplane]\nmax_payload = "12Q"\n', (None, "dataplane.max_payload"), "'12Q' is not a size"),
-        ("[dataplane]\nmax_payload = true\n", (None, "dataplane.max_payload"),
-         "expected an integer or a string, got a boolean"),
-        ('[dataplane]\nverify_payload = "yes"\n', (None, "dataplane.verify_payload"),
-         "expected a boolean, got a string"),
+        (
+            "[dataplane]\nmax_payload = true\n",
+            (None, "dataplane.max_payload"),
+            "expected an integer or a string, got a boolean",
+        ),
+        (
+            '[dataplane]\nverify_payload = "yes"\n',
+            (None, "dataplane.verify_payload"),
+            "expected a boolean, got a string",
+        ),
         ("[dataplane]\ndeph = 3\n", (None, "dataplane.deph"), "unknown key 'deph' (did you mean 'depth'?)"),
         ("dataplane = 3\n", (None, "dataplane"), "expected a table, got an integer"),
         (node("a", max_payload='"512"'), ("a", "max_payload"), "'512' is less than the smallest max_payload, 1K"),
@@ -576,7 +608,7 @@ def test_bad_dataplane_values(text: str, where: tuple[str | None, str | None], r
         ('[{ from = "src.out", depth = true }]', "inputs[0].depth", "expected an integer, got a boolean"),
         ('[{ from = "src.out", depth = 0 }]', "inputs[0].depth", "0 is not between 1 and 31"),
         ('[3, "src.x", { from = "src.out", depth = 99 }]', "inputs[0]", "expected a string or a table, got an integer"),
-        ('[{ from = 3 }]', "inputs[0].from", "expected a string, got an integer"),
+        ("[{ from = 3 }]", "inputs[0].from", "expected a string, got an integer"),
         ('[{ from = "src" }]', "inputs", "'src' is not of the form 'node.port'"),
         ('["src.out", { from = "src.out", depth = 2 }]', "inputs", "'src.out' is listed twice"),
     ],
@@ -598,7 +630,8 @@ def test_edge_with_a_bad_key_still_counts_in_the_graph() -> None:
     with pytest.raises(PipelineError) as info:
         parse(node("a", inputs='[{ from = "b.out", dept = 1 }]') + node("b", inputs='["a.out"]'))
     assert [p.reason for p in info.value.problems] == [
-        "unknown key 'dept' (did you mean 'depth'?)", "inputs form a cycle: a -> b -> a",
+        "unknown key 'dept' (did you mean 'depth'?)",
+        "inputs form a cycle: a -> b -> a",
     ]
     assert info.value.hint is not None and "keys allowed in an inputs table: from, depth" in info.value.hint
 
@@ -622,8 +655,11 @@ def test_reserved_node_ids(reserved: str) -> None:
         ("", ("a", "inputs"), "external input 'x' is not declared"),
         ('inputs = ["xx"]', ("a", "inputs"), "external input 'x' is not declared (did you mean 'xx'?)"),
         ('inputs = ["x"]\noutputs = ["a"]', (None, "outputs"), "'a' is not of the form 'node.port'"),
-        ('inputs = ["x"]\noutputs = ["input.x"]', (None, "outputs"),
-         "'input.x' is an external input, not a node's output port"),
+        (
+            'inputs = ["x"]\noutputs = ["input.x"]',
+            (None, "outputs"),
+            "'input.x' is an external input, not a node's output port",
+        ),
         ('inputs = ["x"]\noutputs = ["aa.out"]', (None, "outputs"), "node 'aa' does not exist (did you mean 'a'?)"),
         ('inputs = ["x"]\noutputs = ["a.out", "a.out"]', (None, "outputs"), "external output 'a.out' is listed twice"),
         ('inputs = ["x"]\noutputs = [1]', (None, "outputs[0]"), "expected a string, got an integer"),
@@ -661,7 +697,7 @@ def test_unconsumed_external_input_has_a_hint() -> None:
     [
         node("a", inputs='["input.audio", 3]'),  # an entry that cannot be read
         node("a", inputs='["input audio"]'),  # a malformed reference
-        node("a", inputs='[{ depth = 1 }]'),  # a table without its source
+        node("a", inputs="[{ depth = 1 }]"),  # a table without its source
         '[[nodes]]\nid = "a"\ninputs = ["input.audio"]\n',  # a node that cannot be read
         node("a", inputs='"input.audio"'),  # inputs that are not an array
     ],
@@ -716,7 +752,9 @@ def test_most_external_inputs() -> None:
     parse(f"inputs = {json.dumps(names[:-1])}\n" + text.replace(f', "input.{names[-1]}"', ""))
     p = only_problem(f"inputs = {json.dumps(names)}\n" + text)
     assert (p.node, p.field, p.reason) == (
-        None, "inputs", f"{MAX_PORTS + 1} external inputs are declared; a client feeds at most {MAX_PORTS}",
+        None,
+        "inputs",
+        f"{MAX_PORTS + 1} external inputs are declared; a client feeds at most {MAX_PORTS}",
     )
 
 
@@ -778,8 +816,18 @@ def test_five_nodes_is_a_chain() -> None:
 
 @pytest.mark.parametrize(
     ("value", "size"),
-    [(1, 1), (4096, 4096), ("4096", 4096), ("1K", 1024), ("512M", 512 << 20), ("2G", 2 << 30), ("1T", 1 << 40),
-     ("1.5G", 3 << 29), (" 64 m ", 64 << 20), ("infinity", None)],
+    [
+        (1, 1),
+        (4096, 4096),
+        ("4096", 4096),
+        ("1K", 1024),
+        ("512M", 512 << 20),
+        ("2G", 2 << 30),
+        ("1T", 1 << 40),
+        ("1.5G", 3 << 29),
+        (" 64 m ", 64 << 20),
+        ("infinity", None),
+    ],
 )
 def test_parse_size(value: int | str, size: int | None) -> None:
     assert parse_size(value) == size
@@ -858,16 +906,64 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-_KEYS = st.sampled_from(["name", "description", "limits", "nodes", "id", "class", "params", "inputs", "memory_max",
-                         "cpu_quota", "tasks_max", "memory", "outputs", "dataplane", "depth", "max_payload",
-                         "verify_payload", "from", "network", "read_only_paths"]) | st.text(max_size=6)
-_STRINGS = st.sampled_from(["a", "b", "c", "a.out", "b.out", "c.x", "zz.out", "bad-id", "passthrough", "sleep",
-                            "pasthrough", "json.decoder:JSONDecoder", "json.decoder:Nope", "nosuch_xyz:X", "a:",
-                            "512M", "12Q", "50%", "0%", "infinity", "", "input", "client", "x", "input.x",
-                            "input.y"]) | st.text(max_size=10)
+_KEYS = st.sampled_from(
+    [
+        "name",
+        "description",
+        "limits",
+        "nodes",
+        "id",
+        "class",
+        "params",
+        "inputs",
+        "memory_max",
+        "cpu_quota",
+        "tasks_max",
+        "memory",
+        "outputs",
+        "dataplane",
+        "depth",
+        "max_payload",
+        "verify_payload",
+        "from",
+        "network",
+        "read_only_paths",
+    ]
+) | st.text(max_size=6)
+_STRINGS = st.sampled_from(
+    [
+        "a",
+        "b",
+        "c",
+        "a.out",
+        "b.out",
+        "c.x",
+        "zz.out",
+        "bad-id",
+        "passthrough",
+        "sleep",
+        "pasthrough",
+        "json.decoder:JSONDecoder",
+        "json.decoder:Nope",
+        "nosuch_xyz:X",
+        "a:",
+        "512M",
+        "12Q",
+        "50%",
+        "0%",
+        "infinity",
+        "",
+        "input",
+        "client",
+        "x",
+        "input.x",
+        "input.y",
+    ]
+) | st.text(max_size=10)
 _SCALARS = st.booleans() | st.integers() | st.floats() | _STRINGS
-_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
-                       max_leaves=8)
+_VALUES = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3), max_leaves=8
+)
 _RESOURCES = {
     "memory_max": st.sampled_from(["512M", 1 << 20, "infinity", "12Q", 0]),
     "cpu_quota": st.sampled_from(["50%", "infinity", "0%", "50"]),
@@ -877,41 +973,80 @@ _RESOURCES = {
 _REFS = st.sampled_from(["a.out", "b.out", "c.x", "a.y", "z.out", "input.x", "input.y"])
 _EDGES = _REFS | st.fixed_dictionaries({"from": _REFS}, optional={"depth": st.sampled_from([1, 8, 31, 0, 32, True])})
 _PAYLOADS = st.sampled_from(["1M", 4096, "infinity", 100, "2G", "12Q"])
-_PATHS = st.sampled_from(["/usr/share", "/usr/share/", "/opt", "relative", "/usr/../etc", "/nonexistent-x", "/proc",
-                          "/run/noded/x", "/", "", "/usr/./share", "/a\nb"]) | st.text(max_size=8)
+_PATHS = st.sampled_from(
+    [
+        "/usr/share",
+        "/usr/share/",
+        "/opt",
+        "relative",
+        "/usr/../etc",
+        "/nonexistent-x",
+        "/proc",
+        "/run/noded/x",
+        "/",
+        "",
+        "/usr/./share",
+        "/a\nb",
+    ]
+) | st.text(max_size=8)
 _LIKELY_NODES = st.fixed_dictionaries(
     {
         "id": st.sampled_from(["a", "b", "c", "d"]),
         "class": st.sampled_from(["passthrough", "json.decoder:JSONDecoder"]),
     },
-    optional={"inputs": st.lists(_EDGES, max_size=3), "max_payload": _PAYLOADS, **_RESOURCES,
-              "network": st.booleans() | _SCALARS, "read_only_paths": st.lists(_PATHS, max_size=3) | _SCALARS},
-)
-_ANY_NODES = st.fixed_dictionaries(
-    {},
     optional={
-        "id": _STRINGS, "class": _STRINGS, "inputs": st.lists(_STRINGS, max_size=3) | _VALUES, "params": _VALUES,
-        "memory_max": _SCALARS, "cpu_quota": _SCALARS, "tasks_max": _SCALARS, "extra": _VALUES,
-        "max_payload": _SCALARS, "network": _VALUES, "read_only_paths": _VALUES,
+        "inputs": st.lists(_EDGES, max_size=3),
+        "max_payload": _PAYLOADS,
+        **_RESOURCES,
+        "network": st.booleans() | _SCALARS,
+        "read_only_paths": st.lists(_PATHS, max_size=3) | _SCALARS,
     },
-) | _VALUES
+)
+_ANY_NODES = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": _STRINGS,
+            "class": _STRINGS,
+            "inputs": st.lists(_STRINGS, max_size=3) | _VALUES,
+            "params": _VALUES,
+            "memory_max": _SCALARS,
+            "cpu_quota": _SCALARS,
+            "tasks_max": _SCALARS,
+            "extra": _VALUES,
+            "max_payload": _SCALARS,
+            "network": _VALUES,
+            "read_only_paths": _VALUES,
+        },
+    )
+    | _VALUES
+)
 _DOCS = st.fixed_dictionaries(
     {"nodes": st.lists(_LIKELY_NODES, max_size=4, unique_by=lambda n: n["id"])},
     optional={
-        "name": _STRINGS, "limits": st.fixed_dictionaries({}, optional=_RESOURCES),
+        "name": _STRINGS,
+        "limits": st.fixed_dictionaries({}, optional=_RESOURCES),
         "inputs": st.lists(st.sampled_from(["x", "y"]), max_size=2, unique=True),
         "outputs": st.lists(st.sampled_from(["a.out", "b.z", "c.x", "z.out"]), max_size=2, unique=True),
         "dataplane": st.fixed_dictionaries(
-            {}, optional={"depth": st.sampled_from([1, 4, 64, 0]), "max_payload": _PAYLOADS,
-                          "verify_payload": st.booleans()},
+            {},
+            optional={
+                "depth": st.sampled_from([1, 4, 64, 0]),
+                "max_payload": _PAYLOADS,
+                "verify_payload": st.booleans(),
+            },
         ),
     },
 ) | st.fixed_dictionaries(
     {},
     optional={
-        "name": _SCALARS, "description": _SCALARS, "nodes": st.lists(_LIKELY_NODES | _ANY_NODES, max_size=4) | _VALUES,
-        "limits": st.dictionaries(_KEYS, _SCALARS, max_size=3) | _SCALARS, "nmae": _VALUES,
-        "inputs": st.lists(_STRINGS, max_size=3) | _VALUES, "outputs": st.lists(_STRINGS, max_size=3) | _VALUES,
+        "name": _SCALARS,
+        "description": _SCALARS,
+        "nodes": st.lists(_LIKELY_NODES | _ANY_NODES, max_size=4) | _VALUES,
+        "limits": st.dictionaries(_KEYS, _SCALARS, max_size=3) | _SCALARS,
+        "nmae": _VALUES,
+        "inputs": st.lists(_STRINGS, max_size=3) | _VALUES,
+        "outputs": st.lists(_STRINGS, max_size=3) | _VALUES,
         "dataplane": st.dictionaries(_KEYS, _SCALARS, max_size=3) | _SCALARS,
     },
 )

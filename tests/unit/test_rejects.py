@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from nodeworker.rejects import RejectLog
-from nodeworker.wire import BadMagic, HeaderChecksum
+from noded.contract.wire import BadMagic, HeaderChecksum
+from noded.dataplane.rejects import RejectLog
 
 
 class FakeLogger:
@@ -109,7 +109,7 @@ def test_negative_quiet_is_refused():
 
 
 def test_defaults_log_through_the_module_logger(caplog):
-    caplog.set_level(logging.WARNING, logger="nodeworker.rejects")
+    caplog.set_level(logging.WARNING, logger="noded.dataplane.rejects")
     rejects = RejectLog()
     rejects.record(BadMagic("nope"), "x.out")
     rejects.record(BadMagic("nope"), "x.out")

@@ -4,8 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.resources import (
-    prepare_session, remove_leftovers, remove_session, seal_session, session_prefix,
+from noded.daemon.resources import (
+    prepare_session,
+    remove_leftovers,
+    remove_session,
+    seal_session,
+    session_prefix,
 )
 
 

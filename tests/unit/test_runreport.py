@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from daemon.mediafiles import MediaError, OutputWriter, read_input, read_wav, write_wav
-from daemon.runreport import RunReport
-from nodeworker.builtins.streams import LocalMessage
+from noded.ctl.mediafiles import MediaError, OutputWriter, read_input, read_wav, write_wav
+from noded.ctl.runreport import RunReport
+from noded.nodes.streams import LocalMessage
 
 MS = 1_000_000
 
@@ -38,7 +38,10 @@ def test_report_matches_transcripts_replies_and_audio_by_end_of_speech() -> None
     report.summary()
     out = text.getvalue()
     assert "[0] heard: 'turn on the light'" in out and "[0] reply: 'Turning on.'" in out
-    assert "its processing began after ready in resample 3.0 ms, vad 12.0 ms" in out and "latency over 1 utterance(s)" in out
+    assert (
+        "its processing began after ready in resample 3.0 ms, vad 12.0 ms" in out
+        and "latency over 1 utterance(s)" in out
+    )
 
 
 def test_report_on_silence_says_so() -> None:

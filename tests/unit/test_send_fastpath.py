@@ -11,11 +11,25 @@ import threading
 import numpy as np
 import pytest
 
-from nodeworker import dataplane
-from nodeworker.wire import (
-    DTYPE_CODES, MAX_NDIM, BadField, Flags, Header, Kind, PixelFormat, pack_header, pack_header_into,
-    HeaderChecksum, LengthMismatch, Truncated, pack_header_patched_into, patch_template, unpack_head, unpack_header,
+from noded.contract.wire import (
+    DTYPE_CODES,
+    MAX_NDIM,
+    BadField,
+    Flags,
+    Header,
+    HeaderChecksum,
+    Kind,
+    LengthMismatch,
+    PixelFormat,
+    Truncated,
+    pack_header,
+    pack_header_into,
+    pack_header_patched_into,
+    patch_template,
+    unpack_head,
+    unpack_header,
 )  # fmt: skip
+from noded.dataplane import endpoint as dataplane
 from tests.unit.dataplane_support import Session, receive
 
 U64, U32 = (1 << 64) - 1, (1 << 32) - 1
@@ -70,8 +84,6 @@ def test_patched_fields_out_of_range_raise_badfield_as_a_header_does(seq: int, f
     assert not buf.any()
 
 
-
-
 @pytest.mark.parametrize("verify", [False, True])
 def test_sent_header_bytes_match_pack_header_into(
     session: Session, monkeypatch: pytest.MonkeyPatch, verify: bool
@@ -84,7 +96,9 @@ def test_sent_header_bytes_match_pack_header_into(
 
     def spy(buf: np.ndarray, header: Header, seq: int, flags: int, crc: int, sent: int) -> None:
         real(buf, header, seq, flags, crc, sent)
-        packed.append((bytes(buf[:128]), dataclasses.replace(header, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent)))
+        packed.append(
+            (bytes(buf[:128]), dataclasses.replace(header, seq=seq, flags=flags, payload_crc=crc, sent_ns=sent))
+        )
 
     monkeypatch.setattr(dataplane, "pack_header_patched_into", spy)
     arr = src.loan("out", (3, 5), np.int16, kind=Kind.TENSOR, timestamp_ns=-7, flags=Flags.END_OF_STREAM)
@@ -163,7 +177,8 @@ def test_patched_templates_are_the_bytes_pack_header_writes() -> None:
         ts, seq = rng.choice([0, 1, (1 << 63) - 1, rng.randrange(1 << 63)]), rng.randrange(U64 + 1)
         sent = rng.choice([0, 1, U64, rng.randrange(U64 + 1)])
         assert patch_template(pack_header(h), ts, seq, sent) == pack_header(
-            dataclasses.replace(h, timestamp_ns=ts, seq=seq, sent_ns=sent))
+            dataclasses.replace(h, timestamp_ns=ts, seq=seq, sent_ns=sent)
+        )
     with pytest.raises(BadField):
         patch_template(pack_header(h), 0, U64 + 1)
     with pytest.raises(BadField):

@@ -1,4 +1,4 @@
-"""A root client joins a session's user for its iceoryx2 calls (nodeworker/sessionuser.py).
+"""A root client joins a session's user for its iceoryx2 calls (noded/dataplane/sessionuser.py).
 
 Real credentials, no mocks: needs root (as tests/run is)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeworker.sessionuser import JoinError, SessionUser, as_session_user
+from noded.dataplane.sessionuser import JoinError, SessionUser, as_session_user
 
 UID = 64999  # an unused uid in systemd's dynamic-user range
 

@@ -1,5 +1,5 @@
 """The speech and video built-in nodes, with their real models, in this process
-(nodeworker.testing.FakeContext, nodeworker.builtins.chain.LocalChain)."""
+(noded.testing.FakeContext, noded.nodes.chain.LocalChain)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodeworker.builtins.asr import Asr, normalise, vocabulary_grammar
-from nodeworker.builtins.audio import Resample, Resampler, WavSink, WavSource
-from nodeworker.builtins.chain import LocalChain
-from nodeworker.builtins.params import REQUIRED, check_params
-from nodeworker.builtins.responder import reply, say_time
-from nodeworker.builtins.streams import LocalMessage, as_messages
-from nodeworker.builtins.tts import Tts
-from nodeworker.builtins.vad import Segmenter, Vad
-from nodeworker.builtins.wavfile import read_wav, write_wav
-from nodeworker.builtins.video import Gray, to_gray
-from nodeworker.errors import ParamError
-from nodeworker.node import Node
-from nodeworker.testing import run_setup
-from nodeworker.wire import Kind, PixelFormat
+from noded.contract.wire import Kind, PixelFormat
+from noded.errors import ParamError
+from noded.node import Node
+from noded.nodes.asr import Asr, normalise, vocabulary_grammar
+from noded.nodes.audio import Resample, Resampler, WavSink, WavSource
+from noded.nodes.chain import LocalChain
+from noded.nodes.params import REQUIRED, check_params
+from noded.nodes.responder import reply, say_time
+from noded.nodes.streams import LocalMessage, as_messages
+from noded.nodes.tts import Tts
+from noded.nodes.vad import Segmenter, Vad
+from noded.nodes.video import Gray, to_gray
+from noded.testing import run_setup
+from noded.wavfile import read_wav, write_wav
 from tests.unit.speech_support import chunks, spoken, voice_nodes, with_silence
 
 RATE = 16000
@@ -40,7 +40,10 @@ def test_check_params_names_the_node_and_the_problem() -> None:
         check_params(node, {"a": (str, "y")}, {"a": ("y", "z")})
     with pytest.raises(ParamError, match="required"):
         check_params(Node(node_id="n1"), {"b": (str, REQUIRED)})
-    assert check_params(Node(node_id="n1", params={"f": 2}), {"f": (float, 1.0), "o": (list, None)}) == {"f": 2.0, "o": None}
+    assert check_params(Node(node_id="n1", params={"f": 2}), {"f": (float, 1.0), "o": (list, None)}) == {
+        "f": 2.0,
+        "o": None,
+    }
 
 
 def test_resampler_keeps_a_tone_and_the_length_across_chunks() -> None:
@@ -48,7 +51,7 @@ def test_resampler_keeps_a_tone_and_the_length_across_chunks() -> None:
     t = np.arange(src) / src
     tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
     r = Resampler(RATE)
-    out = np.concatenate([r(tone[i:i + 441], src) for i in range(0, src, 441)] + [r.flush()])
+    out = np.concatenate([r(tone[i : i + 441], src) for i in range(0, src, 441)] + [r.flush()])
     assert abs(len(out) - RATE) <= 2
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(np.argmax(spectrum) * RATE / len(out) - 440) < 2
@@ -182,7 +185,11 @@ def test_responder_answers_commands_and_echoes_the_rest(heard: str, answer: str)
 def test_responder_tells_the_time_and_ignores_nothing() -> None:
     assert reply("what time is it").startswith("It is ")
     assert [say_time(datetime.time(h, m)) for h, m in ((0, 25), (9, 5), (13, 0), (23, 59))] == [
-        "It is 12 25 AM.", "It is 9 oh 5 AM.", "It is 1 o'clock.", "It is 11 59 PM."]
+        "It is 12 25 AM.",
+        "It is 9 oh 5 AM.",
+        "It is 1 o'clock.",
+        "It is 11 59 PM.",
+    ]
     assert reply("   ") is None and reply("bananas", echo=False) is None
 
 
@@ -198,7 +205,7 @@ def test_tts_streams_speech_in_chunks_with_the_reply_timestamp() -> None:
     assert min(sizes) >= 22050 * 40 // 1000 and max(sizes) <= 22050 * 60 // 1000, sizes
     samples = np.concatenate([m.array for m in audio])
     assert 1.0 < len(samples) / audio[0].sample_rate < 4.0
-    assert np.sqrt(np.mean(samples ** 2)) > 0.02  # speech, not silence
+    assert np.sqrt(np.mean(samples**2)) > 0.02  # speech, not silence
     assert sent[-1].end_of_stream
 
 

@@ -1,8 +1,19 @@
-from daemon.states import (
-    Activated, AllUnitsGone, Exited, NodeFailed, NodesChanged, NodeState, SessionState,
-    SessionStopRequested, Starting, StatusReported, StopRequested, node_transition, session_transition,
+from noded.contract.states import (
+    Activated,
+    AllUnitsGone,
+    Exited,
+    NodeFailed,
+    NodesChanged,
+    NodeState,
+    SessionState,
+    SessionStopRequested,
+    Starting,
+    StatusReported,
+    StopRequested,
+    node_transition,
+    session_transition,
 )
-from nodeworker.status import Phase, Status
+from noded.contract.status import Phase, Status
 
 N, S = NodeState, SessionState
 
@@ -18,8 +29,10 @@ def test_normal_life_of_a_node():
     assert run([Starting(), StatusReported(Status(Phase.INITIALIZING, 0.5))]) is N.INITIALIZING
     assert run([Starting(), Activated()]) is N.READY
     assert run([Starting(), Activated(), StatusReported(Status(Phase.PROCESSING))]) is N.PROCESSING
-    assert run([Starting(), Activated(), StatusReported(Status(Phase.PROCESSING)),
-                StatusReported(Status(Phase.IDLE))]) is N.IDLE
+    assert (
+        run([Starting(), Activated(), StatusReported(Status(Phase.PROCESSING)), StatusReported(Status(Phase.IDLE))])
+        is N.IDLE
+    )
     assert run([Starting(), Activated(), StopRequested(), Exited(stop_requested=True)]) is N.STOPPED
 
 

@@ -1,4 +1,4 @@
-"""Live counters (nodeworker.stats): the block's layout, and what real endpoints and a real
+"""Live counters (noded.contract.stats): the block's layout, and what real endpoints and a real
 worker process write into it while data moves and waits."""
 
 from __future__ import annotations
@@ -9,9 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodeworker.stats import (
-    H_BUSY_NS, H_PROCESSED, H_STATE, H_STATE_SINCE, HOP_BUCKETS, HOP_SUM_NS, I_RECEIVED, O_BLOCKED_SINCE, O_SENT,
-    State, StatsBlock, StatsFormatError, decode, read_stats, stats_path,
+from noded.contract.stats import (
+    H_BUSY_NS,
+    H_PROCESSED,
+    H_STATE,
+    H_STATE_SINCE,
+    HOP_BUCKETS,
+    HOP_SUM_NS,
+    I_RECEIVED,
+    O_BLOCKED_SINCE,
+    O_SENT,
+    State,
+    StatsBlock,
+    StatsFormatError,
+    decode,
+    read_stats,
+    stats_path,
 )  # fmt: skip
 from tests.unit.dataplane_support import Session, receive
 

@@ -1,6 +1,7 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from nodeworker.status import Phase, Status, format_status, parse_status
+from noded.contract.status import Phase, Status, format_status, parse_status
 
 
 def test_round_trip_examples():

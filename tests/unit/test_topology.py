@@ -11,10 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.pipeline import InputRef, Pipeline, PortRef, load_pipeline, parse_pipeline
-from daemon.resources import iox2_base, session_prefix, session_root
-from daemon.topology import Topology, plan
-from nodeworker.spec import (
+from noded.contract.spec import (
     DEFAULT_DEPTH,
     DEFAULT_MAX_PAYLOAD,
     MAX_CONSUMERS,
@@ -26,6 +23,9 @@ from nodeworker.spec import (
     decode_spec,
     encode_spec,
 )
+from noded.daemon.resources import iox2_base, session_prefix, session_root
+from noded.pipeline.checks import InputRef, Pipeline, PortRef, load_pipeline, parse_pipeline
+from noded.pipeline.topology import Topology, plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SID = "ab12cd34"
@@ -143,8 +143,10 @@ def test_root_and_prefix() -> None:
     for base in ("/tmp/iox", "/tmp/iox/"):
         topology = plan(parse(text), "s1", root_base=base)
         assert (topology.root, topology.prefix) == ("/tmp/iox/s1/", "noded_s1_")
-        assert all(dp is not None and (dp.root, dp.prefix) == (topology.root, topology.prefix)
-                   for dp in topology.nodes.values())
+        assert all(
+            dp is not None and (dp.root, dp.prefix) == (topology.root, topology.prefix)
+            for dp in topology.nodes.values()
+        )
 
 
 def test_root_and_prefix_are_those_the_daemon_creates_and_removes() -> None:
@@ -211,14 +213,17 @@ def test_port_indices_follow_first_reference() -> None:
     src = topology.nodes["src"]
     assert src is not None
     assert [(o.port, o.consumers) for o in src.outputs] == [
-        ("b", ["x", "y"]), ("a", ["y", "client.src.a"]), ("c", ["client.src.c"]),
+        ("b", ["x", "y"]),
+        ("a", ["y", "client.src.a"]),
+        ("c", ["client.src.c"]),
     ]
     y = topology.nodes["y"]
     assert y is not None
     assert [(i.source, i.port_index, i.consumer_index) for i in y.inputs] == [("src.a", 1, 0), ("src.b", 0, 1)]
     assert topology.client is not None
     assert [(i.source, i.port_index, i.consumer_index) for i in topology.client.inputs] == [
-        ("src.c", 2, 0), ("src.a", 1, 1),
+        ("src.c", 2, 0),
+        ("src.a", 1, 1),
     ]
 
 
@@ -230,8 +235,9 @@ def test_external_inputs_are_published_by_the_client() -> None:
     assert client is not None and client.inbox == "client/inbox" and client.inputs == []
     assert client.outputs == [
         OutputSpec("video", "input/video", ["vad"], ["vad/inbox"], DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD),
-        OutputSpec("audio", "input/audio", ["asr", "vad"], ["asr/inbox", "vad/inbox"], DEFAULT_DEPTH,
-                   DEFAULT_MAX_PAYLOAD),
+        OutputSpec(
+            "audio", "input/audio", ["asr", "vad"], ["asr/inbox", "vad/inbox"], DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD
+        ),
     ]
     vad = topology.nodes["vad"]
     assert vad is not None and vad.outputs == []
@@ -255,7 +261,9 @@ def test_a_node_reading_only_external_input_and_the_client_reading_it() -> None:
 def test_port_depth_is_the_largest_edge_depth() -> None:
     topology = planned(
         'outputs = ["src.out"]\n[dataplane]\ndepth = 3\n'
-        + node("src") + node("a", {"from": "src.out", "depth": 9}) + node("b", "src.out")
+        + node("src")
+        + node("a", {"from": "src.out", "depth": 9})
+        + node("b", "src.out")
         + node("c", {"from": "src.out", "depth": 2})
         + node("d", {"from": "c.out", "depth": 1})
     )
@@ -281,7 +289,8 @@ def test_external_input_depth() -> None:
 def test_payload_sizes_come_from_the_producer_or_the_dataplane() -> None:
     topology = planned(
         'inputs = ["x"]\noutputs = ["big.out", "small.out"]\n[dataplane]\nmax_payload = "64K"\nverify_payload = true\n'
-        + node("big", "input.x", max_payload='"8M"') + node("small", "input.x")
+        + node("big", "input.x", max_payload='"8M"')
+        + node("small", "input.x")
     )
     assert [o.max_payload for o in topology.nodes["big"].outputs] == [8 << 20]  # type: ignore[union-attr]
     assert [o.max_payload for o in topology.nodes["small"].outputs] == [64 << 10]  # type: ignore[union-attr]
@@ -317,8 +326,14 @@ def test_hand_built_pipelines_with_missing_ends_are_refused() -> None:
         ((InputRef(PortRef("input", "nope")),), ()),
         (a.inputs, (PortRef("zz", "out"),)),
     ]:
-        broken = Pipeline(base.name, base.description, (type(a)(a.id, a.cls, a.resolved_cls, inputs=inputs),),
-                          base.source, base.inputs, outputs)
+        broken = Pipeline(
+            base.name,
+            base.description,
+            (type(a)(a.id, a.cls, a.resolved_cls, inputs=inputs),),
+            base.source,
+            base.inputs,
+            outputs,
+        )
         with pytest.raises(ValueError):
             plan(broken, SID)
 

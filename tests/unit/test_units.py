@@ -2,14 +2,20 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Config, ConfigError, load_config
-from daemon.units import service_name, service_properties, slice_name, worker_argv
+from noded.daemon.config import Config, ConfigError, load_config
+from noded.daemon.units import service_name, service_properties, slice_name, worker_argv
 
 
 def props(**kw):
     cfg = Config(worker_python="/opt/noded/venv/bin/python")
-    base = dict(sid="ab12cd34", node_id="asr", node_class="passthrough",
-                argv=worker_argv(cfg, '{"x":1}'), config=cfg, iox2_root=Path("/run/noded/iox2/ab12cd34"))
+    base = dict(
+        sid="ab12cd34",
+        node_id="asr",
+        node_class="passthrough",
+        argv=worker_argv(cfg, '{"x":1}'),
+        config=cfg,
+        iox2_root=Path("/run/noded/iox2/ab12cd34"),
+    )
     base.update(kw)
     return {name: (sig, value) for name, sig, value in service_properties(**base)}
 
@@ -27,7 +33,7 @@ def test_service_is_a_notify_unit_in_the_session_slice():
     assert p["LogExtraFields"][0] == "aay"
     assert p["LogExtraFields"][1] == [b"NODED_SESSION=ab12cd34", b"NODED_NODE=asr"]
     argv0, argv, flags = p["ExecStartEx"][1][0]
-    assert argv0 == b"/opt/noded/venv/bin/python" and argv[1:4] == [b"-m", b"nodeworker", b"--spec"]
+    assert argv0 == b"/opt/noded/venv/bin/python" and argv[1:4] == [b"-m", b"noded.worker", b"--spec"]
     assert flags == [b"no-env-expand"]
     assert p["ReadWritePaths"] == ("as", [b"/run/noded/iox2/ab12cd34"])
     assert "MemoryMax" not in p and "TasksMax" not in p and "CPUQuotaPerSecUSec" not in p

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from nodeworker.wire import (
+from noded.contract.wire import (
     BYTE_KINDS,
     DTYPE_CODES,
     HEADER_SIZE,
@@ -72,17 +72,53 @@ def message(header, payload):
 def raw_message(payload=b"", fix_crc=True, **fields):
     """A message built field by field (any values, valid or not) with, by default, a correct
     header crc; for the rejection tests."""
-    f = dict(magic=MAGIC, version=VERSION, kind=Kind.TENSOR, dtype=2, ndim=1, flags=0,
-             pixel_format=0, reserved0=0, shape=(len(payload),), sample_rate=0, channels=0,
-             reserved1=0, timestamp_ns=0, seq=0, payload_len=len(payload), payload_crc=0,
-             header_crc=0, sent_ns=0, padding=bytes(20))
+    f = dict(
+        magic=MAGIC,
+        version=VERSION,
+        kind=Kind.TENSOR,
+        dtype=2,
+        ndim=1,
+        flags=0,
+        pixel_format=0,
+        reserved0=0,
+        shape=(len(payload),),
+        sample_rate=0,
+        channels=0,
+        reserved1=0,
+        timestamp_ns=0,
+        seq=0,
+        payload_len=len(payload),
+        payload_crc=0,
+        header_crc=0,
+        sent_ns=0,
+        padding=bytes(20),
+    )
     f.update(fields)
     shape = tuple(f["shape"]) + (0,) * (MAX_NDIM - len(f["shape"]))
-    head = bytearray(struct.pack(
-        "<4sHBBBBBB6QIHHqQQIIQ", f["magic"], f["version"], f["kind"], f["dtype"], f["ndim"],
-        f["flags"], f["pixel_format"], f["reserved0"], *shape, f["sample_rate"], f["channels"],
-        f["reserved1"], f["timestamp_ns"], f["seq"], f["payload_len"], f["payload_crc"],
-        f["header_crc"], f["sent_ns"]) + f["padding"])
+    head = bytearray(
+        struct.pack(
+            "<4sHBBBBBB6QIHHqQQIIQ",
+            f["magic"],
+            f["version"],
+            f["kind"],
+            f["dtype"],
+            f["ndim"],
+            f["flags"],
+            f["pixel_format"],
+            f["reserved0"],
+            *shape,
+            f["sample_rate"],
+            f["channels"],
+            f["reserved1"],
+            f["timestamp_ns"],
+            f["seq"],
+            f["payload_len"],
+            f["payload_crc"],
+            f["header_crc"],
+            f["sent_ns"],
+        )
+        + f["padding"]
+    )
     if fix_crc:
         head[96:100] = bytes(4)
         head[96:100] = struct.pack("<I", zlib.crc32(head))
@@ -96,24 +132,59 @@ def test_constants():
     assert HEADER_SIZE == 128 and HEADER_SIZE % 64 == 0
     assert MAGIC == b"NDRT" and VERSION == 1 and MAX_NDIM == 6
     assert [(k.name, k.value) for k in Kind] == [
-        ("AUDIO", 1), ("VIDEO", 2), ("TENSOR", 3), ("TEXT", 4), ("JSON", 5), ("CONTROL", 6)]
+        ("AUDIO", 1),
+        ("VIDEO", 2),
+        ("TENSOR", 3),
+        ("TEXT", 4),
+        ("JSON", 5),
+        ("CONTROL", 6),
+    ]
     assert [(p.name, p.value) for p in PixelFormat] == [
-        ("NONE", 0), ("GRAY8", 1), ("RGB24", 2), ("BGR24", 3), ("RGBA32", 4), ("YUV420P", 5),
-        ("NV12", 6)]
+        ("NONE", 0),
+        ("GRAY8", 1),
+        ("RGB24", 2),
+        ("BGR24", 3),
+        ("RGBA32", 4),
+        ("YUV420P", 5),
+        ("NV12", 6),
+    ]
     assert Flags.PAYLOAD_CHECKSUM == 1 and Flags.END_OF_STREAM == 2
 
 
 def test_dtype_codes_are_the_documented_table():
     # The codes are part of the wire format (and of noded-wire(7)): never renumber.
     assert {code: dt.str for code, dt in DTYPE_CODES.items()} == {
-        1: "|b1", 2: "|u1", 3: "|i1", 4: "<u2", 5: "<i2", 6: "<u4", 7: "<i4", 8: "<u8",
-        9: "<i8", 10: "<f2", 11: "<f4", 12: "<f8", 13: "<c8", 14: "<c16"}
+        1: "|b1",
+        2: "|u1",
+        3: "|i1",
+        4: "<u2",
+        5: "<i2",
+        6: "<u4",
+        7: "<i4",
+        8: "<u8",
+        9: "<i8",
+        10: "<f2",
+        11: "<f4",
+        12: "<f8",
+        13: "<c8",
+        14: "<c16",
+    }
 
 
 def test_golden_bytes_at_the_documented_offsets():
-    h = Header(Kind.VIDEO, np.dtype(np.uint8), (1080, 1920, 3), 1080 * 1920 * 3, seq=0x0102030405060708,
-               timestamp_ns=-2, sample_rate=48000, channels=2, pixel_format=PixelFormat.RGB24,
-               flags=Flags.PAYLOAD_CHECKSUM | Flags.END_OF_STREAM, payload_crc=0xDEADBEEF)
+    h = Header(
+        Kind.VIDEO,
+        np.dtype(np.uint8),
+        (1080, 1920, 3),
+        1080 * 1920 * 3,
+        seq=0x0102030405060708,
+        timestamp_ns=-2,
+        sample_rate=48000,
+        channels=2,
+        pixel_format=PixelFormat.RGB24,
+        flags=Flags.PAYLOAD_CHECKSUM | Flags.END_OF_STREAM,
+        payload_crc=0xDEADBEEF,
+    )
     b = pack_header(h)
     assert len(b) == 128
     assert b[0:4] == b"NDRT"
@@ -147,8 +218,24 @@ def test_dtype_aliases():
     assert dtype_code(np.dtype("f4", metadata={"unit": "m"})) == 11
 
 
-@pytest.mark.parametrize("dt", [">f4", ">i2", ">c8", "O", "U3", "S4", "M8[ns]", "m8[s]", "V8",
-                                [("a", "<f4"), ("b", "<i4")], ("<f4", (2,)), "f16", "longdouble"])
+@pytest.mark.parametrize(
+    "dt",
+    [
+        ">f4",
+        ">i2",
+        ">c8",
+        "O",
+        "U3",
+        "S4",
+        "M8[ns]",
+        "m8[s]",
+        "V8",
+        [("a", "<f4"), ("b", "<i4")],
+        ("<f4", (2,)),
+        "f16",
+        "longdouble",
+    ],
+)
 def test_unsupported_dtypes(dt):
     with pytest.raises(BadField):
         dtype_code(np.dtype(dt))
@@ -199,9 +286,19 @@ def test_text_round_trip(kind, text):
 
 
 def test_every_field_round_trips():
-    h = Header(Kind.AUDIO, "int16", [480, 2], 1920, seq=U64, timestamp_ns=-(2**63),
-               sample_rate=U32, channels=U16, pixel_format=PixelFormat.NV12, flags=0xFF,
-               payload_crc=U32)
+    h = Header(
+        Kind.AUDIO,
+        "int16",
+        [480, 2],
+        1920,
+        seq=U64,
+        timestamp_ns=-(2**63),
+        sample_rate=U32,
+        channels=U16,
+        pixel_format=PixelFormat.NV12,
+        flags=0xFF,
+        payload_crc=U32,
+    )
     buf = bytearray(message_size(h))
     pack_header_into(buf, h)
     got = unpack_header(buf, len(buf))
@@ -244,12 +341,16 @@ def test_non_contiguous_source_is_sent_in_c_order():
     assert bytes(buf[HEADER_SIZE:]) == np.ascontiguousarray(a).tobytes()
 
 
-@pytest.mark.parametrize("make", [
-    lambda n: bytearray(n),
-    lambda n: memoryview(bytearray(n)),
-    lambda n: np.zeros(n, np.uint8),
-    lambda n: memoryview((ctypes.c_uint8 * n)()),  # iceoryx2's Slice.as_memory_view()
-], ids=["bytearray", "memoryview", "ndarray", "ctypes"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: bytearray(n),
+        lambda n: memoryview(bytearray(n)),
+        lambda n: np.zeros(n, np.uint8),
+        lambda n: memoryview((ctypes.c_uint8 * n)()),  # iceoryx2's Slice.as_memory_view()
+    ],
+    ids=["bytearray", "memoryview", "ndarray", "ctypes"],
+)
 def test_sample_buffer_types(make):
     a = np.arange(10, dtype=np.float32)
     h = Header.for_array(Kind.TENSOR, a, flags=Flags.PAYLOAD_CHECKSUM)
@@ -295,7 +396,7 @@ def test_payload_array_is_a_zero_copy_view():
     whole = np.frombuffer(buf, np.uint8)
     assert np.shares_memory(view, whole)
     assert view.__array_interface__["data"][0] == whole.__array_interface__["data"][0] + HEADER_SIZE
-    buf[HEADER_SIZE:HEADER_SIZE + 4] = np.float32(99).tobytes()  # the sender's memory changes...
+    buf[HEADER_SIZE : HEADER_SIZE + 4] = np.float32(99).tobytes()  # the sender's memory changes...
     assert view[0, 0] == 99  # ...and the view sees it: no copy was made
 
 
@@ -355,16 +456,33 @@ def test_header_normalizes_loose_types():
     assert hash(h) == hash(Header(Kind.TENSOR, np.dtype("<f4"), (2, 3), 24, flags=Flags.PAYLOAD_CHECKSUM))
 
 
-@pytest.mark.parametrize("kw", [
-    dict(kind=0), dict(kind=7), dict(dtype=">f4"), dict(dtype="O"), dict(dtype="nonsense"),
-    dict(shape=(1,) * 7, payload_len=4), dict(shape=(2, 2), payload_len=15),
-    dict(shape=(-1, -4), payload_len=16), dict(shape=(2.0,), payload_len=8),
-    dict(shape=(2**64,), payload_len=2**66), dict(pixel_format=7), dict(flags=256),
-    dict(flags=-1), dict(seq=-1), dict(seq=2**64), dict(timestamp_ns=2**63),
-    dict(sample_rate=2**32), dict(channels=2**16), dict(payload_crc=2**32),
-    dict(kind=Kind.TEXT), dict(kind=Kind.JSON, dtype="u1", shape=(2, 2), payload_len=4),
-    dict(kind=Kind.CONTROL, dtype="u1", shape=(), payload_len=1),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kind=0),
+        dict(kind=7),
+        dict(dtype=">f4"),
+        dict(dtype="O"),
+        dict(dtype="nonsense"),
+        dict(shape=(1,) * 7, payload_len=4),
+        dict(shape=(2, 2), payload_len=15),
+        dict(shape=(-1, -4), payload_len=16),
+        dict(shape=(2.0,), payload_len=8),
+        dict(shape=(2**64,), payload_len=2**66),
+        dict(pixel_format=7),
+        dict(flags=256),
+        dict(flags=-1),
+        dict(seq=-1),
+        dict(seq=2**64),
+        dict(timestamp_ns=2**63),
+        dict(sample_rate=2**32),
+        dict(channels=2**16),
+        dict(payload_crc=2**32),
+        dict(kind=Kind.TEXT),
+        dict(kind=Kind.JSON, dtype="u1", shape=(2, 2), payload_len=4),
+        dict(kind=Kind.CONTROL, dtype="u1", shape=(), payload_len=1),
+    ],
+)
 def test_invalid_headers_cannot_be_built(kw):
     base = dict(kind=Kind.TENSOR, dtype="f4", shape=(2,), payload_len=8)
     with pytest.raises(BadField):
@@ -449,20 +567,29 @@ def test_header_checksum():
     assert type(reject(raw_message(b"abc", fix_crc=False, header_crc=1234))) is HeaderChecksum
 
 
-@pytest.mark.parametrize("fields", [
-    dict(kind=0), dict(kind=7), dict(kind=255),
-    dict(dtype=0), dict(dtype=15), dict(dtype=255),
-    dict(ndim=7, shape=(1,) * 6, sample_rate=4), dict(ndim=255),  # (7 dims would take in sample_rate)
-    dict(pixel_format=7), dict(pixel_format=255),
-    dict(ndim=1, shape=(4, 1)),  # a nonzero shape entry past ndim
-    dict(ndim=0, shape=(0, 0, 0, 0, 0, 9), payload_len=1),
-    dict(shape=(5,)),  # 5 x u1 != payload_len 4
-    dict(dtype=11),  # 4 x f4 != 4
-    dict(ndim=2, shape=(2, 2), kind=Kind.TEXT),  # byte kinds are 1-D...
-    dict(dtype=3, kind=Kind.JSON),  # ...of uint8
-    dict(ndim=0, shape=(), payload_len=1, kind=Kind.CONTROL),
-    dict(ndim=1, shape=(2**62,), dtype=14, payload_len=0),  # the product overflows u64
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(kind=0),
+        dict(kind=7),
+        dict(kind=255),
+        dict(dtype=0),
+        dict(dtype=15),
+        dict(dtype=255),
+        dict(ndim=7, shape=(1,) * 6, sample_rate=4),
+        dict(ndim=255),  # (7 dims would take in sample_rate)
+        dict(pixel_format=7),
+        dict(pixel_format=255),
+        dict(ndim=1, shape=(4, 1)),  # a nonzero shape entry past ndim
+        dict(ndim=0, shape=(0, 0, 0, 0, 0, 9), payload_len=1),
+        dict(shape=(5,)),  # 5 x u1 != payload_len 4
+        dict(dtype=11),  # 4 x f4 != 4
+        dict(ndim=2, shape=(2, 2), kind=Kind.TEXT),  # byte kinds are 1-D...
+        dict(dtype=3, kind=Kind.JSON),  # ...of uint8
+        dict(ndim=0, shape=(), payload_len=1, kind=Kind.CONTROL),
+        dict(ndim=1, shape=(2**62,), dtype=14, payload_len=0),  # the product overflows u64
+    ],
+)
 def test_bad_field(fields):
     payload = b"abcd"[: fields.get("payload_len", 4)]
     err = reject(raw_message(payload, **fields))
@@ -543,8 +670,7 @@ def test_check_order_is_the_documented_one():
 
 
 def test_reasons_are_distinct():
-    classes = [Truncated, BadMagic, UnsupportedVersion, HeaderChecksum, BadField, LengthMismatch,
-               PayloadChecksum]
+    classes = [Truncated, BadMagic, UnsupportedVersion, HeaderChecksum, BadField, LengthMismatch, PayloadChecksum]
     assert all(issubclass(c, WireError) and issubclass(c, ValueError) for c in classes)
     assert len({c.reason for c in classes}) == len(classes)
 
@@ -565,11 +691,14 @@ def headers(draw):
             # Big dimensions, with a zero elsewhere so that the payload stays empty.
             i = draw(st.integers(0, len(shape) - 1))
             if shape[i] != 0 or shape.count(0) > 1:
-                shape = shape[:i] + (draw(st.integers(0, 2**60)),) + shape[i + 1:]
+                shape = shape[:i] + (draw(st.integers(0, 2**60)),) + shape[i + 1 :]
                 # numpy's own limit (wire rejects shapes beyond it: see the test below)
                 assume(math.prod(d for d in shape if d) * dtype.itemsize < 2**63)
     return Header(
-        kind, dtype, shape, math.prod(shape) * dtype.itemsize,
+        kind,
+        dtype,
+        shape,
+        math.prod(shape) * dtype.itemsize,
         seq=draw(st.integers(0, U64)),
         timestamp_ns=draw(st.integers(-(2**63), 2**63 - 1)),
         sample_rate=draw(st.integers(0, U32)),
@@ -627,8 +756,9 @@ def consume(buf, total_len):
     return h
 
 
-@given(st.binary(max_size=HEADER_SIZE) | st.binary(min_size=HEADER_SIZE, max_size=400),
-       st.none() | st.integers(-10, 500))
+@given(
+    st.binary(max_size=HEADER_SIZE) | st.binary(min_size=HEADER_SIZE, max_size=400), st.none() | st.integers(-10, 500)
+)
 def test_property_arbitrary_bytes_raise_only_wire_errors(data, total_len):
     consume(data, len(data) if total_len is None else total_len)
 
@@ -641,17 +771,26 @@ def test_property_arbitrary_bytes_after_magic_and_version_raise_only_wire_errors
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.fixed_dictionaries(dict(
-        kind=st.integers(0, 255) | st.sampled_from(Kind), dtype=st.integers(0, 255) | st.integers(1, 14),
-        ndim=st.integers(0, 255) | st.integers(0, 6), flags=st.integers(0, 255),
-        pixel_format=st.integers(0, 255), reserved0=st.integers(0, 255),
-        shape=st.lists(st.integers(0, U64) | st.integers(0, 40), min_size=6, max_size=6),
-        sample_rate=st.integers(0, U32), channels=st.integers(0, U16),
-        reserved1=st.integers(0, U16), timestamp_ns=st.integers(-(2**63), 2**63 - 1),
-        seq=st.integers(0, U64), payload_len=st.integers(0, U64) | st.integers(0, 300),
-        payload_crc=st.integers(0, U32), sent_ns=st.integers(0, U64),
-        padding=st.binary(min_size=20, max_size=20),
-    )),
+    st.fixed_dictionaries(
+        dict(
+            kind=st.integers(0, 255) | st.sampled_from(Kind),
+            dtype=st.integers(0, 255) | st.integers(1, 14),
+            ndim=st.integers(0, 255) | st.integers(0, 6),
+            flags=st.integers(0, 255),
+            pixel_format=st.integers(0, 255),
+            reserved0=st.integers(0, 255),
+            shape=st.lists(st.integers(0, U64) | st.integers(0, 40), min_size=6, max_size=6),
+            sample_rate=st.integers(0, U32),
+            channels=st.integers(0, U16),
+            reserved1=st.integers(0, U16),
+            timestamp_ns=st.integers(-(2**63), 2**63 - 1),
+            seq=st.integers(0, U64),
+            payload_len=st.integers(0, U64) | st.integers(0, 300),
+            payload_crc=st.integers(0, U32),
+            sent_ns=st.integers(0, U64),
+            padding=st.binary(min_size=20, max_size=20),
+        )
+    ),
     st.binary(max_size=300),
 )
 def test_property_any_checksummed_header_raises_only_wire_errors(fields, payload):
@@ -665,13 +804,22 @@ def test_property_any_checksummed_header_raises_only_wire_errors(fields, payload
 
 
 RAW_FIELDS = dict(
-    kind=st.integers(0, 255), dtype=st.integers(0, 255), ndim=st.integers(0, 255),
-    flags=st.integers(0, 255), pixel_format=st.integers(0, 255), reserved0=st.integers(0, 255),
+    kind=st.integers(0, 255),
+    dtype=st.integers(0, 255),
+    ndim=st.integers(0, 255),
+    flags=st.integers(0, 255),
+    pixel_format=st.integers(0, 255),
+    reserved0=st.integers(0, 255),
     shape=st.lists(st.integers(0, U64) | st.integers(0, 10), min_size=0, max_size=6),
-    sample_rate=st.integers(0, U32), channels=st.integers(0, U16), reserved1=st.integers(0, U16),
-    timestamp_ns=st.integers(-(2**63), 2**63 - 1), seq=st.integers(0, U64),
-    payload_len=st.integers(0, U64) | st.integers(0, 300), payload_crc=st.integers(0, U32),
-    sent_ns=st.integers(0, U64), padding=st.binary(min_size=20, max_size=20),
+    sample_rate=st.integers(0, U32),
+    channels=st.integers(0, U16),
+    reserved1=st.integers(0, U16),
+    timestamp_ns=st.integers(-(2**63), 2**63 - 1),
+    seq=st.integers(0, U64),
+    payload_len=st.integers(0, U64) | st.integers(0, 300),
+    payload_crc=st.integers(0, U32),
+    sent_ns=st.integers(0, U64),
+    padding=st.binary(min_size=20, max_size=20),
 )
 
 
@@ -681,10 +829,21 @@ def test_property_mutated_valid_headers_raise_only_wire_errors(h, data):
     # A valid message with up to three raw fields replaced by any value (crc kept valid):
     # reaches the accepting path as well as every field check.
     assume(h.payload_len <= 4096)
-    fields = dict(kind=h.kind, dtype=dtype_code(h.dtype), ndim=len(h.shape), flags=h.flags,
-                  pixel_format=h.pixel_format, shape=h.shape, sample_rate=h.sample_rate,
-                  channels=h.channels, timestamp_ns=h.timestamp_ns, seq=h.seq,
-                  payload_len=h.payload_len, payload_crc=h.payload_crc, sent_ns=h.sent_ns)
+    fields = dict(
+        kind=h.kind,
+        dtype=dtype_code(h.dtype),
+        ndim=len(h.shape),
+        flags=h.flags,
+        pixel_format=h.pixel_format,
+        shape=h.shape,
+        sample_rate=h.sample_rate,
+        channels=h.channels,
+        timestamp_ns=h.timestamp_ns,
+        seq=h.seq,
+        payload_len=h.payload_len,
+        payload_crc=h.payload_crc,
+        sent_ns=h.sent_ns,
+    )
     for name in data.draw(st.sets(st.sampled_from(sorted(RAW_FIELDS)), max_size=3)):
         fields[name] = data.draw(RAW_FIELDS[name], label=name)
     payload = data.draw(st.binary(min_size=h.payload_len, max_size=h.payload_len), label="payload")
@@ -723,12 +882,28 @@ def test_man_page_layout_table_matches_the_struct():
     rows = re.findall(r"^(\d+)\t(\d+)\t[^\t]+\t(\w+)\t", MAN_PAGE.read_text(), re.M)
     fields = [(int(off), int(size), name) for off, size, name in rows]
     assert [name for _, _, name in fields] == [
-        "magic", "version", "kind", "dtype", "ndim", "flags", "pixel_format", "reserved", "shape",
-        "sample_rate", "channels", "reserved", "timestamp_ns", "seq", "payload_len", "payload_crc",
-        "header_crc", "sent_ns", "padding"]
+        "magic",
+        "version",
+        "kind",
+        "dtype",
+        "ndim",
+        "flags",
+        "pixel_format",
+        "reserved",
+        "shape",
+        "sample_rate",
+        "channels",
+        "reserved",
+        "timestamp_ns",
+        "seq",
+        "payload_len",
+        "payload_crc",
+        "header_crc",
+        "sent_ns",
+        "padding",
+    ]
     # Contiguous, and adding up to the header.
-    assert all(off == prev_off + prev_size
-               for (prev_off, prev_size, _), (off, _, _) in zip(fields, fields[1:]))
+    assert all(off == prev_off + prev_size for (prev_off, prev_size, _), (off, _, _) in zip(fields, fields[1:]))
     assert fields[-1][0] + fields[-1][1] == HEADER_SIZE
     sizes = [struct.calcsize("<" + c) for c in "4s H B B B B B B 6Q I H H q Q Q I I Q".split()]
     assert [size for _, size, _ in fields[:-1]] == sizes

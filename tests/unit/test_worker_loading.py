@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from nodeworker import Context, Node
-from nodeworker.builtins.testing_nodes import Allocate, Crash, FailSetup, PassThrough, SleepSetup
-from nodeworker.errors import ExitCode, NodeLoadError, ParamError, SpecError
-from nodeworker.loader import load_class, load_node_class
-from nodeworker.registry import BUILTINS
-from nodeworker.spec import WorkerSpec, encode_spec
-from nodeworker.testing import FakeContext, run_setup
-from nodeworker.logs import JournalFormatter
-from nodeworker.worker import _decode
+from noded import Context, Node
+from noded.contract.exitcodes import ExitCode
+from noded.contract.registry import BUILTINS
+from noded.contract.spec import WorkerSpec, encode_spec
+from noded.errors import NodeLoadError, ParamError, SpecError
+from noded.loader import load_class, load_node_class
+from noded.logs import JournalFormatter
+from noded.nodes.testing.basic import Allocate, Crash, FailSetup, PassThrough, SleepSetup
+from noded.testing import FakeContext, run_setup
+from noded.worker.main import _decode
 
 # -- spec ----------------------------------------------------------------------------
 
@@ -48,7 +49,13 @@ def test_bad_spec_is_a_spec_error(text: str, needle: str) -> None:
 
 def test_exit_codes_are_stable() -> None:
     """The daemon and unit settings (e.g. RestartPreventExitStatus=2) rely on these numbers."""
-    assert {c.name: int(c) for c in ExitCode} == {"OK": 0, "FAILED": 1, "CONFIG": 2, "TEARDOWN_FAILED": 4, "PEER_GONE": 5}
+    assert {c.name: int(c) for c in ExitCode} == {
+        "OK": 0,
+        "FAILED": 1,
+        "CONFIG": 2,
+        "TEARDOWN_FAILED": 4,
+        "PEER_GONE": 5,
+    }
 
 
 # -- loader --------------------------------------------------------------------------
@@ -60,7 +67,7 @@ def test_every_builtin_short_name_loads_a_node_class(short: str) -> None:
 
 
 def test_full_path_and_nested_class_names_load() -> None:
-    assert load_node_class("nodeworker.builtins.testing_nodes:PassThrough") is PassThrough
+    assert load_node_class("noded.nodes.testing.basic:PassThrough") is PassThrough
     assert load_class("collections:OrderedDict") is __import__("collections").OrderedDict
 
 
@@ -69,10 +76,10 @@ def test_full_path_and_nested_class_names_load() -> None:
     [
         ("nope", "neither a built-in node", "package.module:Class"),
         ("no_such_module_xyz:C", "no module named 'no_such_module_xyz'", sys.prefix),
-        ("nodeworker.no_such_sub:C", "no module named 'nodeworker.no_such_sub'", "install"),
-        ("nodeworker.builtins.testing_nodes:Nope", "has no 'Nope'", "PassThrough"),
-        ("nodeworker.registry:BUILTINS", "is a dict, not a class", "Node subclass"),
-        ("collections:OrderedDict", "not a nodeworker.Node subclass", "derive"),
+        ("noded.no_such_sub:C", "no module named 'noded.no_such_sub'", "install"),
+        ("noded.nodes.testing.basic:Nope", "has no 'Nope'", "PassThrough"),
+        ("noded.contract.registry:BUILTINS", "is a dict, not a class", "Node subclass"),
+        ("collections:OrderedDict", "not a noded.Node subclass", "derive"),
     ],
 )
 def test_load_errors_say_what_and_hint_how(name: str, message: str, hint: str) -> None:

@@ -1,4 +1,4 @@
-"""nodeworker.notify: the progress throttle, the reporter and the STATUS= line."""
+"""noded.worker.notify: the progress throttle, the reporter and the STATUS= line."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeworker import notify
-from nodeworker.errors import SetupInterrupted
-from nodeworker.notify import MAX_STATUS_BYTES, ProgressReporter, ProgressThrottle, status_assignment
-from nodeworker.status import Phase, Status, parse_status
-from nodeworker.testing import NotifyListener
+from noded.contract.status import Phase, Status, parse_status
+from noded.errors import SetupInterrupted
+from noded.testing import NotifyListener
+from noded.worker import notify
+from noded.worker.notify import MAX_STATUS_BYTES, ProgressReporter, ProgressThrottle, status_assignment
 
 INIT = Phase.INITIALIZING
 

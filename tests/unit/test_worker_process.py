@@ -1,4 +1,4 @@
-"""``python -m nodeworker`` as a real subprocess, with a fake systemd notify socket.
+"""``python -m noded.worker`` as a real subprocess, with a fake systemd notify socket.
 
 Each test checks the exact sd_notify messages and the exit status. Every worker started
 here is stopped by the ``spawn`` fixture (by its Popen, so by PID) if a test leaves it.
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-import nodeworker
-from nodeworker.errors import ExitCode
-from nodeworker.spec import WorkerSpec, encode_spec
-from nodeworker.testing import NotifyListener
+import noded
+from noded.contract.exitcodes import ExitCode
+from noded.contract.spec import WorkerSpec, encode_spec
+from noded.testing import NotifyListener
 
-REPO = Path(nodeworker.__file__).resolve().parent.parent
+REPO = Path(noded.__file__).resolve().parent.parent
 EXTEND = "30000000"
 INITIALIZING = {"STATUS": "initializing"}
 READY = {"READY": "1", "STATUS": "ready"}
@@ -74,7 +74,7 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         stderr_path = tmp_path / f"{node}.stderr"
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nodeworker", "--spec", spec],
+                [sys.executable, "-m", "noded.worker", "--spec", spec],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
             )  # fmt: skip
         worker = Worker(proc, stderr_path, listener)
@@ -189,7 +189,7 @@ def test_config_errors_exit_2_with_one_line(
 USER_NODES = '''
 import time
 from pathlib import Path
-from nodeworker import Node
+from noded import Node
 
 class BadTeardown(Node):
     def teardown(self):
@@ -234,7 +234,7 @@ def test_a_swallowed_stop_still_stops_after_setup_with_teardown(spawn: Spawn, tm
 
 def test_worker_imports_no_heavy_modules() -> None:
     code = (
-        "import sys, nodeworker.worker, nodeworker.builtins.testing_nodes;"
+        "import sys, noded.worker.main, noded.nodes.testing.basic;"
         "print(sorted(m for m in ('numpy', 'iceoryx2', 'rich', 'click', 'asyncio') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

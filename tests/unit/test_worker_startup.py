@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import nodeworker
-from nodeworker.spec import WorkerSpec, encode_spec
-from nodeworker.testing import NotifyListener
+import noded
+from noded.contract.spec import WorkerSpec, encode_spec
+from noded.testing import NotifyListener
 
-REPO = Path(nodeworker.__file__).resolve().parent.parent
+REPO = Path(noded.__file__).resolve().parent.parent
 
 
 def time_to_ready(n: int) -> list[float]:
@@ -35,7 +35,7 @@ def time_to_ready(n: int) -> list[float]:
             for i in range(n):
                 spec = encode_spec(WorkerSpec(session="bench", node=f"p{i}", cls="passthrough"))
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "nodeworker", "--spec", spec],
+                    [sys.executable, "-m", "noded.worker", "--spec", spec],
                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 ))  # fmt: skip
             while len(ready) < n:

@@ -1,0 +1,32 @@
+"""noded: a systemd-native runtime for real-time AI/media pipelines, one process per node.
+
+What node authors import::
+
+    from noded import Node, Context, Stopped
+
+The package is laid out by role (docs/architecture.md): ``contract`` (what the daemon,
+the CLI and a worker agree on), ``daemon``, ``ctl`` (nodectl), ``worker``, ``dataplane``
+and ``nodes``.  Importing ``noded`` stays cheap: a worker imports it first thing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from noded.errors import Stopped
+from noded.node import Context, Node
+
+__version__ = "0.1.0"
+
+__all__ = ["Context", "Message", "Node", "Stopped", "__version__"]
+
+if TYPE_CHECKING:
+    from noded.dataplane.message import Message
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Message":  # what process() receives; numpy comes with it
+        from noded.dataplane.message import Message
+
+        return Message
+    raise AttributeError(f"module 'noded' has no attribute {name!r}")

@@ -1,0 +1,71 @@
+"""What the daemon tells a worker about the node it hosts (``--spec`` on its argv).
+
+``DataPlane`` describes the node's iceoryx2 channels, computed by the daemon from the
+pipeline's edges (``noded.pipeline.topology``). The same structs describe a client's side
+when it attaches to a session's external inputs and outputs.
+
+Flow control is credit-based: every message on an output must be credited back by
+each of that output's consumers once it has released the message; a producer keeps
+at most ``depth`` messages in flight per consumer and waits on its inbox otherwise.
+Each endpoint (node or client) has one inbox event service: producers notify a
+consumer's inbox when they send, consumers notify a producer's inbox when they
+release. The exact event-id encoding lives in ``noded.dataplane.channels``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+DEFAULT_DEPTH = 4
+DEFAULT_MAX_PAYLOAD = 10 * 1024 * 1024 + 4096  # 10 MB frames and tensors, with room to spare
+MAX_CONSUMERS = 16  # per output port
+MAX_PORTS = 16  # outputs per endpoint
+# Messages in flight per consumer: credits carry a count modulo a window of 64, which
+# stays unambiguous up to 31 in flight (noded.dataplane.channels).
+MAX_DEPTH = 31
+
+
+class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    port: str  # the port name the node sends on ("out", ...)
+    service: str  # iceoryx2 publish-subscribe service name
+    consumers: list[str]  # who consumes it: node ids, or "client.<name>" for external outputs
+    consumer_inboxes: list[str]  # each consumer's inbox event service, aligned with consumers
+    depth: int = DEFAULT_DEPTH  # messages in flight per consumer
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # payload bytes (header excluded), sized up front
+
+
+class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    source: str  # what the node sees as msg.source: "node.port", or "input.<name>"
+    service: str  # the producer's publish-subscribe service
+    producer_inbox: str  # where this consumer's credits go
+    port_index: int  # the producer's index of that output port
+    consumer_index: int  # this consumer's index among that port's consumers
+    depth: int = DEFAULT_DEPTH
+
+
+class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    root: str  # iceoryx2 root path of the session, e.g. /run/noded/iox2/<sid>/
+    prefix: str  # iceoryx2 prefix of the session, e.g. "noded_<sid>_"
+    inbox: str  # this endpoint's inbox event service
+    outputs: list[OutputSpec] = []
+    inputs: list[InputSpec] = []
+    verify_payload: bool = False  # write and check a payload checksum on every message
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    session: str
+    node: str
+    # Fully resolved "package.module:Class" (built-in short names already expanded).
+    cls: str
+    params: dict[str, Any] = {}
+    dataplane: DataPlane | None = None
+
+
+def encode_spec(spec: WorkerSpec) -> str:
+    return msgspec.json.encode(spec).decode()
+
+
+def decode_spec(text: str) -> WorkerSpec:
+    return msgspec.json.decode(text.encode(), type=WorkerSpec)

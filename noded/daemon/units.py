@@ -1,0 +1,115 @@
+"""Pure builders of unit names and transient-unit properties: no bus here."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from noded.daemon.config import Config
+from noded.daemon.sandbox import sandbox_properties
+from noded.pipeline.grants import NodeGrants
+
+UNIT_PREFIX = "noded-"
+PARENT_SLICE = "noded.slice"
+
+# (name, D-Bus signature, value): what StartTransientUnit takes, one per property.
+Property = tuple[str, str, Any]
+
+USEC = 1_000_000
+UINT64_MAX = 2**64 - 1
+
+
+def slice_name(sid: str) -> str:
+    # A dash in a slice name is a level of the tree: noded-<sid>.slice is a child
+    # of noded.slice, which is why session ids have no dashes.
+    return f"{UNIT_PREFIX}{sid}.slice"
+
+
+def service_name(sid: str, node_id: str) -> str:
+    return f"{UNIT_PREFIX}{sid}-{node_id}.service"
+
+
+def cgroup_path(sid: str, unit: str) -> str:
+    """The unit's cgroup, relative to systemd's root, as systemd names it."""
+    return f"/{PARENT_SLICE}/{slice_name(sid)}/{unit}"
+
+
+def slice_properties(sid: str, pipeline_name: str) -> list[Property]:
+    return [
+        ("Description", "s", f"noded session {sid} ({pipeline_name})"),
+        ("CollectMode", "s", "inactive-or-failed"),
+        ("MemoryAccounting", "b", True),
+        ("TasksAccounting", "b", True),
+    ]
+
+
+def worker_argv(config: Config, spec_json: str) -> list[str]:
+    return [config.worker_python, "-m", "noded.worker", "--spec", spec_json]
+
+
+def service_properties(
+    *,
+    sid: str,
+    node_id: str,
+    node_class: str,
+    argv: list[str],
+    config: Config,
+    iox2_root: Path,
+    memory_max: int | None = None,
+    cpu_quota: float | None = None,
+    tasks_max: int | None = None,
+    sandbox: NodeGrants = NodeGrants(),
+) -> list[Property]:
+    """Everything a node's transient service is started with."""
+    props: list[Property] = [
+        ("Description", "s", f"noded node {node_id} ({node_class}) of session {sid}"),
+        ("Type", "s", "notify"),
+        ("NotifyAccess", "s", "main"),
+        # ExecStartEx with no-env-expand: the spec JSON may hold "$" (params),
+        # which plain ExecStart would expand as environment variables.
+        ("ExecStartEx", "a(sasas)", [(argv[0].encode(), [a.encode() for a in argv], [b"no-env-expand"])]),
+        ("Slice", "s", slice_name(sid)),
+        # Failed units stay loaded (and readable over D-Bus) until the daemon has
+        # read their Result and calls ResetFailedUnit; inactive ones go at once.
+        ("CollectMode", "s", "inactive"),
+        ("Restart", "s", "no"),
+        ("LogExtraFields", "aay", [f"NODED_SESSION={sid}".encode(), f"NODED_NODE={node_id}".encode()]),
+        ("SyslogIdentifier", "s", f"noded-{node_id}"),
+        # One BLAS/OpenMP thread per node: parallelism comes from the nodes' processes,
+        # and a pool per process would oversubscribe the cores (and costs ~50 ms of CPU
+        # at import, measured in benchmarks/startup.py).
+        (
+            "Environment",
+            "as",
+            [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1", b"OPENBLAS_NUM_THREADS=1", b"OMP_NUM_THREADS=1"],
+        ),
+        ("WorkingDirectory", "s", "/"),
+        ("TimeoutStartUSec", "t", int(config.node_start_timeout * USEC)),
+        ("TimeoutStopUSec", "t", int(config.node_stop_timeout * USEC)),
+        ("MemoryAccounting", "b", True),
+        ("CPUAccounting", "b", True),
+        ("TasksAccounting", "b", True),
+        # The session's dynamic user and the sandbox (noded.daemon.sandbox); writable: the
+        # session's iceoryx2 root (noded.daemon.resources) and /dev/shm.
+        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
+        # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
+        *(
+            [("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]
+            if config.node_sandbox.read_write_paths
+            else []
+        ),
+    ]
+    # [node_sandbox] of noded.toml.
+    if config.node_sandbox.read_only_paths:
+        props.append(("ReadOnlyPaths", "as", [p.encode() for p in config.node_sandbox.read_only_paths]))
+    if config.node_sandbox.private_network:
+        props.append(("PrivateNetwork", "b", True))
+    if memory_max is not None:
+        props.append(("MemoryMax", "t", memory_max))
+        # Without swap limits a node could page out instead of hitting its limit.
+        props.append(("MemorySwapMax", "t", 0))
+    if cpu_quota is not None:
+        props.append(("CPUQuotaPerSecUSec", "t", int(cpu_quota * USEC)))
+    if tasks_max is not None:
+        props.append(("TasksMax", "t", tasks_max))
+    return props

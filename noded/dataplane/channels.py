@@ -1,0 +1,423 @@
+"""The iceoryx2 side of the data plane: the only module that imports iceoryx2.
+
+Services (named by the ``DataPlane`` spec, under the session's ``root`` and ``prefix``):
+
+* per output port, a publish-subscribe service of ``Slice[c_uint8]``: a sample is a wire
+  message (``noded.contract.wire``). The producer creates it for its consumers; they only
+  open it, so its QoS is the producer's. Both build it with ``_stream_service`` (trap 5).
+* per endpoint, an event service, its *inbox*: its owner creates it and is its only
+  listener; peers only open it to notify. Built by ``_inbox_service``.
+
+Event ids on an inbox::
+
+    EVENT_DATA     0   producer -> consumer: a sample was sent to one of your inputs
+    EVENT_CONNECT  1   producer -> consumer: my output services exist, subscribe now
+    CREDIT_BASE + (port_index * MAX_CONSUMERS + consumer_index) * CREDIT_WINDOW
+                + released % CREDIT_WINDOW
+                       consumer -> producer: I have released ``released`` messages of
+                       your port ``port_index`` in total (0 = "hello, I am subscribed")
+
+Credits carry a cumulative count, never "one more": iceoryx2 may merge notifications of
+one id, and a producer that drained several credits of one consumer keeps the largest
+advance (``OutPort.credit``). ``CREDIT_WINDOW`` > 2 * depth keeps that unambiguous. An
+inbox supports ids up to ``inbox_event_id_max(outputs)``: a listener's ``try_wait``
+scans every id (about 3 ns each), so the id space grows only with the owner's outputs.
+
+Flow control: a producer sends on a port only when every consumer has said hello and
+has fewer than ``depth`` messages in flight (sent, not credited); subscriber buffers hold
+``depth`` and consumers may borrow ``depth``, so buffers never fill and ``DiscardData``
+never discards. A send reaching fewer subscribers than consumers means one is gone
+(``ConsumerGone``). Nothing here blocks: waiting is ``noded.dataplane.endpoint``'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+from typing import Any
+
+import iceoryx2 as iox
+
+from noded.contract.exitcodes import ExitCode
+from noded.contract.sessionfiles import (
+    remove_session_resources,  # noqa: F401  (re-exported)
+    restrict_shared_files,
+)
+from noded.contract.spec import MAX_CONSUMERS, MAX_DEPTH, MAX_PORTS, InputSpec, OutputSpec
+from noded.errors import WorkerError
+
+log = logging.getLogger("noded.channels")
+
+EVENT_DATA = 0
+EVENT_CONNECT = 1
+CREDIT_BASE = 16
+CREDIT_WINDOW = 64
+assert MAX_DEPTH < CREDIT_WINDOW // 2, "credit counts would be ambiguous"
+MAX_LOANS = 4  # samples a producer may hold loaned per port at once
+PAYLOAD_ALIGNMENT = 64  # samples start 64-byte aligned, so payloads (at offset 128) do too
+_SOCKET_NAME_LEN = 48  # iceoryx2 puts "<prefix><32 digits>.event" sockets into the root
+_SUN_PATH_MAX = 107
+
+
+# iceoryx2's Python layer wraps each Slice publisher's loan and each sample's assume_init
+# in a function that asserts on typing.get_origin of the payload type, per call. The
+# payload type here is always Slice[c_uint8], so the per-message path calls the binding's
+# methods underneath (iceoryx2 is pinned in pyproject.toml; the public name is the
+# fallback if a release renames them).
+_RAW_LOAN = "__loan_slice_uninit"
+_RAW_ASSUME_INIT = "__assume_init"
+_HAS_RAW_ASSUME_INIT = hasattr(iox.SampleMutUninit, _RAW_ASSUME_INIT)
+
+
+def _assume_init(sample: Any) -> Any:
+    return getattr(sample, _RAW_ASSUME_INIT)() if _HAS_RAW_ASSUME_INIT else sample.assume_init()
+
+
+class _EventIds:
+    """iox.EventId objects, made once per id (EventId.new per notify costs a binding call)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[int, Any] = {}
+
+    def __getitem__(self, value: int) -> Any:
+        event = self._ids.get(value)
+        if event is None:
+            event = self._ids[value] = iox.EventId.new(value)
+        return event
+
+
+_EVENT_IDS = _EventIds()
+
+
+class ChannelError(WorkerError):
+    """An iceoryx2 channel cannot be set up or used."""
+
+
+class ConsumerGone(ChannelError):
+    """A consumer of an output port died or left: the producer cannot deliver to it. The
+    worker exits with PEER_GONE, which tells the daemon to blame the consumer if it failed."""
+
+    exit_code = ExitCode.PEER_GONE
+
+
+def credit_event_id(port_index: int, consumer_index: int, released: int) -> int:
+    return CREDIT_BASE + (port_index * MAX_CONSUMERS + consumer_index) * CREDIT_WINDOW + released % CREDIT_WINDOW
+
+
+def decode_credit(event_id: int) -> tuple[int, int, int] | None:
+    """``(port_index, consumer_index, released % CREDIT_WINDOW)``, or None for another id."""
+    if event_id < CREDIT_BASE:
+        return None
+    slot, released = divmod(event_id - CREDIT_BASE, CREDIT_WINDOW)
+    port_index, consumer_index = divmod(slot, MAX_CONSUMERS)
+    return port_index, consumer_index, released
+
+
+def inbox_event_id_max(n_outputs: int) -> int:
+    return CREDIT_BASE + n_outputs * MAX_CONSUMERS * CREDIT_WINDOW - 1
+
+
+def _is(exc: BaseException, reason: str) -> bool:
+    return bool(exc.args) and exc.args[0] == reason
+
+
+class Channels:
+    """An endpoint's iceoryx2 node, and its notifiers to other endpoints' inboxes."""
+
+    def __init__(self, name: str, root: str, prefix: str) -> None:
+        root = root if root.endswith("/") else root + "/"
+        if len(root) + len(prefix) + _SOCKET_NAME_LEN > _SUN_PATH_MAX:
+            raise ChannelError(
+                f"iceoryx2 root {root!r} with prefix {prefix!r} is too long for its AF_UNIX sockets",
+                hint=f"keep len(root) + len(prefix) <= {_SUN_PATH_MAX - _SOCKET_NAME_LEN}",
+            )
+        self.root, self.prefix = root, prefix
+        self.config = iox.config.default()
+        self.config.global_cfg.root_path = iox.Path.new(root)
+        self.config.global_cfg.prefix = iox.FileName.new(prefix)
+        try:
+            self.node: Any = (
+                iox.NodeBuilder.new()
+                .name(iox.NodeName.new(name[: iox.NodeName.max_len()]))
+                .config(self.config)
+                .signal_handling_mode(iox.SignalHandlingMode.Disabled)
+                .create(iox.ServiceType.Ipc)
+            )
+        except iox.NodeCreationFailure as e:
+            raise ChannelError(f"cannot create iceoryx2 node {name!r} under {root}: {e}") from e
+        restrict_shared_files(prefix)  # iceoryx2's node counter is 0666
+        self._notifiers: dict[str, Any] = {}  # inbox service name -> Notifier
+
+    def notifier(self, inbox: str, event_id_max: int) -> Any | None:
+        """A notifier to another endpoint's inbox; None while that inbox does not exist."""
+        notifier = self._notifiers.get(inbox)
+        if notifier is None:
+            try:
+                service = _inbox_service(self.node, inbox, event_id_max, 1, create=False)
+            except iox.EventOpenError as e:
+                if _is(e, "DoesNotExist") or _is(e, "InsufficientPermissions"):
+                    return None
+                raise ChannelError(f"cannot open inbox {inbox!r}: {e}") from e
+            notifier = self._notifiers[inbox] = service.notifier_builder().create()
+        return notifier
+
+    def close(self) -> None:
+        for notifier in self._notifiers.values():
+            notifier.delete()
+        self._notifiers.clear()
+        self.node = None  # dropping the last reference removes the node's files
+
+
+def _stream_service(node: Any, name: str, depth: int, max_subscribers: int, *, create: bool) -> Any:
+    """THE publish-subscribe QoS, for both sides (trap 5). The producer creates it for its
+    exact consumer count; a consumer opens it asking for at least its own index + 1."""
+    builder = (
+        node.service_builder(iox.ServiceName.new(name))
+        .publish_subscribe(iox.Slice[ctypes.c_uint8])
+        .payload_alignment(iox.Alignment.new(PAYLOAD_ALIGNMENT))
+        .enable_safe_overflow(False)  # a full buffer is never overwritten
+        .history_size(0)
+        .max_publishers(1)
+        .max_subscribers(max_subscribers)
+        .max_nodes(max_subscribers + 1)
+        .subscriber_max_buffer_size(depth)
+        .subscriber_max_borrowed_samples(depth)  # a node may hold every message in flight
+    )
+    return builder.open_or_create() if create else builder.open()
+
+
+def _inbox_service(node: Any, name: str, event_id_max: int, max_peers: int, *, create: bool) -> Any:
+    """THE inbox QoS, for its owner (create) and for peers (open, with their minimums)."""
+    builder = (
+        node.service_builder(iox.ServiceName.new(name))
+        .event()
+        .event_id_max_value(event_id_max)
+        .max_listeners(1)
+        .max_notifiers(max_peers)
+        .max_nodes(max_peers + 1)
+        .disable_notifier_created_event()
+        .disable_notifier_dropped_event()
+        .disable_notifier_dead_event()
+        .disable_deadline()
+    )
+    return builder.open_or_create() if create else builder.open()
+
+
+class Inbox:
+    """The owner's side of its inbox: one listener, plus a wake-up pipe and an optional
+    extra fd (the worker's signal pipe), all waited on by one WaitSet (trap 4: signal
+    handling disabled, so SIGTERM reaches Python's handler)."""
+
+    def __init__(self, chan: Channels, name: str, n_outputs: int, max_peers: int, extra_fd: int | None) -> None:
+        self._service = _inbox_service(chan.node, name, inbox_event_id_max(n_outputs), max_peers, create=True)
+        self._listener = self._service.listener_builder().create()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._waitset = (
+            iox.WaitSetBuilder.new().signal_handling_mode(iox.SignalHandlingMode.Disabled).create(iox.ServiceType.Ipc)
+        )
+        fds = [self._wake_r] if extra_fd is None else [self._wake_r, extra_fd]
+        self._closed = False
+        self._guards = [self._waitset.attach_notification(self._listener)]
+        self._guards += [self._waitset.attach_notification_fd(iox.FileDescriptor.non_owning_new(fd)) for fd in fds]
+
+    def wait(self, timeout: float) -> list[int]:
+        """Sleep (GIL released) until an event, a wake(), the extra fd or ``timeout``
+        seconds; then return the pending event ids (maybe none). A signal ends it early.
+        The wake-up pipe is drained only when no event came (a syscall, and an exception
+        when empty, saved per message): a wake() left in it costs one spare wake-up."""
+        try:  # try/except, not contextlib.suppress: this runs once per message
+            self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
+        except iox.WaitSetRunError:
+            pass
+        events = self.take()
+        if not events:  # woken by wake() (or the extra fd, the caller's to drain): drain the pipe
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
+        return events
+
+    def take(self) -> list[int]:
+        """The pending event ids, without waiting."""
+        return [activation.id.as_value for activation in self._listener.try_wait()]
+
+    def wake(self) -> None:
+        """Make a wait() return now; callable from any thread, and from finalizers."""
+        if self._closed:
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
+
+    def close(self) -> None:
+        self._closed = True
+        for guard in self._guards:
+            guard.delete()
+        self._waitset.delete()
+        self._listener.delete()
+        self._service = None
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class OutPort:
+    """A producer's output port: its publisher and each consumer's credit state."""
+
+    def __init__(self, chan: Channels, spec: OutputSpec, index: int, max_message_len: int) -> None:
+        n = len(spec.consumers)
+        if not 1 <= n <= MAX_CONSUMERS or len(spec.consumer_inboxes) != n:
+            raise ChannelError(f"port {spec.port!r}: {n} consumers (1..{MAX_CONSUMERS}, one inbox each)")
+        if not 1 <= spec.depth <= MAX_DEPTH:
+            raise ChannelError(f"port {spec.port!r}: depth {spec.depth} is not in 1..{MAX_DEPTH}")
+        if not 0 <= index < MAX_PORTS:
+            raise ChannelError(f"port {spec.port!r}: more than {MAX_PORTS} outputs")
+        self.spec, self.index, self.depth = spec, index, spec.depth
+        self.max_message_len = max_message_len
+        self._chan = chan
+        self._service = _stream_service(chan.node, spec.service, spec.depth, n, create=True)
+        self.publisher = (
+            self._service.publisher_builder()
+            .initial_max_slice_len(max_message_len)
+            .allocation_strategy(iox.AllocationStrategy.Static)  # sized up front: never grows
+            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)  # never blocks (trap 1)
+            .max_loaned_samples(MAX_LOANS)
+            .create()
+        )
+        self._loan = getattr(self.publisher, _RAW_LOAN, None) or self.publisher.loan_slice_uninit
+        self._data_event = _EVENT_IDS[EVENT_DATA]
+        self.hello = [False] * n
+        self.sent = [0] * n
+        self.released = [0] * n
+        self._notifiers: list[Any | None] = [None] * n
+
+    def credit(self, consumer: int, released_mod: int) -> None:
+        """Apply one credit event (see the module docstring)."""
+        if not 0 <= consumer < len(self.sent):
+            return
+        self.hello[consumer] = True
+        in_flight = self.sent[consumer] - self.released[consumer]
+        advance = (released_mod - self.released[consumer]) % CREDIT_WINDOW
+        if advance <= in_flight:  # otherwise stale: an older count than already applied
+            self.released[consumer] += advance
+
+    def blocking(self) -> list[int]:
+        """The consumers that keep the next send from going out: no hello yet, or
+        ``depth`` messages in flight."""
+        if len(self.sent) == 1:  # the common case, without a comprehension per send
+            return [] if self.hello[0] and self.sent[0] - self.released[0] < self.depth else [0]
+        return [
+            i for i, (hello, s, r) in enumerate(zip(self.hello, self.sent, self.released))
+            if not hello or s - r >= self.depth
+        ]  # fmt: skip
+
+    def loan(self, length: int) -> Any:
+        """A sample of ``length`` bytes (uninitialised)."""
+        if length > self.max_message_len:
+            raise ValueError(
+                f"port {self.spec.port!r}: a {length}-byte message exceeds its max of {self.max_message_len} bytes"
+            )
+        return self._loan(length)
+
+    def send(self, sample: Any) -> None:
+        """Send a loaned, written sample to every consumer and notify their inboxes.
+        The caller has checked ``blocking()`` is empty."""
+        delivered = _assume_init(sample).send()
+        n = len(self.sent)
+        if delivered < n:
+            self.check_consumers()
+            raise ConsumerGone(f"port {self.spec.port!r}: delivered to {delivered} of {n} consumers")
+        sent, notifiers, event = self.sent, self._notifiers, self._data_event
+        for i in range(n):
+            sent[i] += 1
+            notifier = notifiers[i]
+            if notifier is None:
+                notifier = self._notifier(i)
+            if notifier is not None:
+                notifier.notify_with_custom_event_id(event)
+
+    def announce(self) -> None:
+        """Tell consumers whose inbox already exists that this port is up (EVENT_CONNECT);
+        the others will find the service when they start."""
+        for i in range(len(self.sent)):
+            notifier = self._notifier(i)
+            if notifier is not None:
+                notifier.notify_with_custom_event_id(_EVENT_IDS[EVENT_CONNECT])
+
+    def _notifier(self, i: int) -> Any | None:
+        notifier = self._notifiers[i]
+        if notifier is None:
+            notifier = self._notifiers[i] = self._chan.notifier(self.spec.consumer_inboxes[i], EVENT_CONNECT)
+        return notifier
+
+    def check_consumers(self) -> None:
+        """Raise ConsumerGone if a node that opened this port's service died (its stale
+        resources are removed first), or if a consumer that said hello unsubscribed."""
+        dead = [state._0 for state in self._service.nodes if type(state).__name__ == "Dead"]
+        for view in dead:
+            with contextlib.suppress(Exception):
+                view.try_remove_stale_resources()
+        if dead:
+            names = [view.details.name.as_str() if view.details is not None else "?" for view in dead]
+            raise ConsumerGone(f"port {self.spec.port!r}: consumer process died ({', '.join(names)})")
+        subscribed = self._service.dynamic_config.number_of_subscribers
+        if subscribed < sum(self.hello):
+            raise ConsumerGone(f"port {self.spec.port!r}: {sum(self.hello) - subscribed} consumer(s) left")
+
+    def close(self) -> None:
+        self.publisher.delete()
+        self._service = None
+
+
+class InPort:
+    """A consumer's input: its subscriber (once the producer's service exists) and the
+    cumulative count of released messages it credits back."""
+
+    def __init__(self, chan: Channels, spec: InputSpec, index: int) -> None:
+        if not 1 <= spec.depth <= MAX_DEPTH:
+            raise ChannelError(f"input {spec.source!r}: depth {spec.depth} is not in 1..{MAX_DEPTH}")
+        if not (0 <= spec.port_index < MAX_PORTS and 0 <= spec.consumer_index < MAX_CONSUMERS):
+            raise ChannelError(f"input {spec.source!r}: port/consumer index out of range")
+        self.spec, self.index = spec, index
+        self._chan = chan
+        self._service: Any = None
+        self.subscriber: Any = None
+        self.released = 0
+        self.credited = -1  # the count last delivered to the producer; -1: no hello yet
+
+    @property
+    def connected(self) -> bool:
+        return self.credited >= 0
+
+    def connect(self) -> bool:
+        """Subscribe (if the producer's service exists) and say hello; True once done."""
+        if self.subscriber is None:
+            try:
+                self._service = _stream_service(
+                    self._chan.node, self.spec.service, self.spec.depth, self.spec.consumer_index + 1, create=False
+                )
+            except iox.PublishSubscribeOpenError as e:
+                if _is(e, "DoesNotExist"):
+                    return False
+                raise ChannelError(f"input {self.spec.source!r}: cannot open {self.spec.service!r}: {e}") from e
+            self.subscriber = self._service.subscriber_builder().buffer_size(self.spec.depth).create()
+        return self.credit()
+
+    def receive(self) -> Any | None:
+        return None if self.subscriber is None else self.subscriber.receive()
+
+    def credit(self) -> bool:
+        """Tell the producer the current released count; True if it was delivered."""
+        event_id = credit_event_id(self.spec.port_index, self.spec.consumer_index, self.released)
+        notifier = self._chan.notifier(self.spec.producer_inbox, event_id)
+        if notifier is None or notifier.notify_with_custom_event_id(_EVENT_IDS[event_id]) < 1:
+            return False
+        self.credited = self.released
+        return True
+
+    def close(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.delete()
+        self._service = None

@@ -1,0 +1,155 @@
+"""Attach to a running session's external inputs and outputs from any local process.
+
+    from noded.dataplane.session import attach
+
+    with attach(sid) as session:                 # asks noded for this client's channels
+        session.send("audio", chunk, kind=Kind.AUDIO, sample_rate=16000, channels=1)
+        session.end("audio")                     # END_OF_STREAM: no more on this input
+        for msg in session.messages():           # external outputs, until each has ended
+            print(msg.source, msg.array)
+
+The pipeline declares the ports: top-level ``inputs = [...]`` (this client produces
+them) and ``outputs = ["node.port", ...]`` (this client consumes them). Sending blocks
+while a consumer's buffer is full, exactly as between nodes; receiving hands out
+read-only views of shared memory (``Message``), valid while the message is referenced.
+Only root can attach: the nodes run as the session's sandboxed user, and each call into
+the data plane runs as that user (``noded.dataplane.sessionuser``); members of the ``noded``
+group may ask for the channels but cannot open them.
+
+Send from one thread and receive in another (as ``nodectl run`` does): a single thread
+that sends more than the pipeline can buffer before it reads waits on itself, because
+the outputs it does not read hold the pipeline's credits.
+
+This module talks to the daemon's control socket itself (one request, JSON lines) so
+that the data plane does not depend on the daemon's package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from noded.contract.spec import DataPlane
+from noded.contract.stats import stats_path
+from noded.contract.wire import Flags, Kind
+from noded.dataplane.endpoint import Endpoint
+from noded.dataplane.message import Message
+from noded.dataplane.sessionuser import SessionUser, as_session_user
+from noded.errors import WorkerError
+
+DEFAULT_SOCKET = Path("/run/noded/control.sock")
+CLIENT = "client"
+
+
+class AttachError(WorkerError):
+    """The daemon did not give this client the session's channels."""
+
+
+def request_attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET, timeout: float = 10.0) -> DataPlane:
+    """Ask noded for the client side of session ``sid``'s data plane."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(json.dumps({"op": "attach", "id": 1, "args": {"sid": sid}}).encode() + b"\n")
+            reply = json.loads(sock.makefile("rb").readline() or b"null")
+    except (OSError, ValueError) as exc:
+        raise AttachError(
+            f"cannot reach noded at {socket_path}: {exc}",
+            hint="is noded running ('systemctl status noded'), and may you use its socket?",
+        ) from exc
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        err = (reply or {}).get("error") or {}
+        raise AttachError(err.get("message", "noded refused to attach"), hint=err.get("hint") or "")
+    return msgspec.convert(reply["result"]["dataplane"], DataPlane)
+
+
+class SessionIO:
+    """The client's endpoint of a session: send on external inputs, receive external outputs."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.inputs = [o.port for o in plane.outputs]  # what the client produces
+        self.outputs = [i.source for i in plane.inputs]  # what it consumes
+        # Sandboxed nodes run as the session's user: iceoryx2 calls run as that user
+        # too, so that the nodes can open what they create (noded.dataplane.sessionuser).
+        self.session_user = SessionUser.of_root(plane.root)
+        self.endpoint = self._endpoint(plane)
+        self._ended: set[str] = set()
+
+    @as_session_user
+    def _endpoint(self, plane: DataPlane) -> Endpoint:
+        # Its counters go where the daemon shows them when this process may write there.
+        counters = stats_path(plane.root, CLIENT) if os.access(plane.root, os.W_OK) else None
+        return Endpoint(plane, CLIENT, stats_path=counters)
+
+    @as_session_user
+    def loan(self, port: str, shape: Any, dtype: Any, kind: Kind | int | None = None, **fields: Any) -> Any:
+        """A writable array in shared memory to fill and pass to ``send`` (no copy)."""
+        return self.endpoint.loan(port, shape, dtype, kind, **fields)
+
+    def send(self, port: str, value: Any, *, kind: Kind | int | None = None, **fields: Any) -> None:
+        if port not in self.inputs:
+            raise AttachError(
+                f"the session has no external input {port!r}", hint=f"its inputs: {', '.join(self.inputs) or 'none'}"
+            )
+        self._send(port, value, kind, fields)
+
+    @as_session_user
+    def _send(self, port: str, value: Any, kind: Kind | int | None, fields: dict[str, Any]) -> None:
+        self.endpoint.send(port, value, kind=kind, **fields)
+
+    def end(self, port: str) -> None:
+        """Tell the consumers of ``port`` that nothing more will come on it."""
+        self.send(port, b"", kind=Kind.CONTROL, flags=Flags.END_OF_STREAM)
+
+    @as_session_user
+    def receive(self, timeout: float | None = None) -> Message | None:
+        """The next message of an external output, or None after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            msg = self.endpoint.receive()
+            if msg is not None:
+                if msg.end_of_stream:
+                    self._ended.add(msg.source)
+                return msg
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self.endpoint.wait(left)
+
+    def messages(self, timeout: float | None = None) -> Iterator[Message]:
+        """Messages of the external outputs until every one has sent END_OF_STREAM, or
+        until none came for ``timeout`` seconds. A bare end marker (a CONTROL message
+        with the flag) is not yielded; a data message carrying the flag is."""
+        while not self.all_ended:
+            msg = self.receive(timeout)
+            if msg is None:
+                return
+            if not (msg.end_of_stream and msg.kind is Kind.CONTROL):
+                yield msg
+
+    @property
+    def all_ended(self) -> bool:
+        return set(self.outputs) <= self._ended
+
+    @as_session_user
+    def close(self) -> None:
+        self.endpoint.close()
+
+    def __enter__(self) -> SessionIO:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET) -> SessionIO:
+    return SessionIO(request_attach(sid, socket_path))

@@ -1,0 +1,230 @@
+"""``asr``: speech recognition of the utterances that ``vad`` cuts out.
+
+Input: the ``vad`` node's "out" (JSON start/pause/end events around 16 kHz AUDIO). Output on
+"out", per utterance with a non-empty transcript, JSON
+``{"utterance", "text", "speech_end_ns", "endpoint_ns", "asr_ms"}`` with ``timestamp_ns`` =
+``speech_end_ns``; ``asr_ms`` is the time from the end event to the transcript.
+
+Backends (param ``backend``):
+
+* ``pocketsphinx`` (default): CMU PocketSphinx with the en-US acoustic model, dictionary
+  and language model inside the ``pocketsphinx`` wheel. Streaming: audio is decoded as
+  it arrives, so at the end of an utterance only the final search is left. Free-form
+  recognition of synthetic (espeak-ng) speech is poor; three params make it precise:
+  ``vocabulary`` (a list of words: any sequence of them), ``grammar`` (a JSGF grammar,
+  the text) or ``keyphrases`` (a list of phrases to spot, with ``kws_threshold``: larger
+  for longer phrases). Words must be in the dictionary (checked in setup).
+  ``early_endpoint`` (with ``grammar``): at a VAD "pause" event (``vad``'s ``pause_ms``
+  into a silence), if the words decoded so far make a whole sentence of the grammar, the
+  utterance ends there, without waiting for the VAD's end (``min_silence_ms``); the rest
+  of that utterance, if the speaker goes on, is not transcribed. Only a decoder that runs
+  while the audio streams in can do this.
+* ``whisper``: faster-whisper (``pip install 'noded[whisper]'``); ``model`` is a local
+  CTranslate2 model folder or a size name already in the Hugging Face cache
+  (``local_files_only``: nodes have no network). Audio is collected per utterance and
+  transcribed at its end. NOT TESTED HERE: no weights can be downloaded on the machines
+  this project is built on; the loading code is real and follows faster-whisper 1.x.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from noded.contract.wire import Kind
+from noded.errors import ParamError
+from noded.node import Context
+from noded.nodes.params import check_params
+from noded.nodes.streams import StreamNode, audio_samples
+
+RATE = 16000
+
+
+def vocabulary_grammar(words: list[str]) -> str:
+    """A JSGF grammar that accepts any sequence of ``words``."""
+    alternatives = " | ".join(sorted({w.lower() for w in words}))
+    return f"#JSGF V1.0;\ngrammar vocabulary;\npublic <utterance> = ( {alternatives} )+;\n"
+
+
+class PocketSphinx:
+    def __init__(
+        self,
+        vocabulary: list[str] | None,
+        grammar: str | None,
+        keyphrases: list[str] | None,
+        where: str,
+        kws_threshold: float = 1e-30,
+    ) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
+        words = list(vocabulary or []) + [w for k in keyphrases or [] for w in k.split()]
+        unknown = sorted({w for w in words if self.decoder.lookup_word(w.lower()) is None})
+        if unknown:
+            raise ParamError(
+                f"{where}: words not in the pocketsphinx dictionary: {unknown}",
+                hint="use other words, or spell them as the dictionary does (lower case)",
+            )
+        if vocabulary:
+            grammar = vocabulary_grammar(vocabulary)
+        self.fsg: Any = None
+        if grammar:
+            try:
+                self.decoder.add_jsgf_string("commands", grammar)
+            except ValueError as exc:
+                raise ParamError(
+                    f"{where}: the grammar is not usable JSGF ({exc})",
+                    hint="check its syntax, and that every word is in the pocketsphinx dictionary",
+                ) from exc
+            self.decoder.activate_search("commands")
+            self.fsg = self.decoder.get_fsg("commands")
+        elif keyphrases:
+            # pocketsphinx reads a keyphrase list only from a file: an in-memory one (memfd),
+            # so that the node writes nothing to any file system.
+            fd = os.memfd_create("keyphrases")
+            try:
+                os.write(fd, "".join(f"{k.lower()} /{kws_threshold:g}/\n" for k in keyphrases).encode())
+                self.decoder.add_kws("keyphrases", f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
+            self.decoder.activate_search("keyphrases")
+
+    def start(self) -> None:
+        self.decoder.start_utt()
+
+    def feed(self, samples: np.ndarray) -> None:
+        self.decoder.process_raw((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+
+    def finish(self) -> str:
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+    def complete(self) -> bool:
+        """The best hypothesis so far is a whole sentence of the grammar (False without one)."""
+        hyp = self.decoder.hyp()
+        return self.fsg is not None and hyp is not None and bool(hyp.hypstr) and bool(self.fsg.accept(hyp.hypstr))
+
+
+class Whisper:
+    """faster-whisper, transcribing each utterance once it has ended."""
+
+    def __init__(self, model: str, compute_type: str, beam_size: int, language: str, ctx: Context) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise ParamError(
+                "backend 'whisper' needs faster-whisper",
+                hint="install noded with the extra: pip install 'noded[whisper]'",
+            ) from exc
+        ctx.progress(0.2, f"loading whisper model {model}")
+        try:
+            self.model = WhisperModel(
+                model, device="cpu", compute_type=compute_type, cpu_threads=1, local_files_only=True
+            )
+        except Exception as exc:  # huggingface_hub raises its own types for a missing model
+            raise ParamError(
+                f"whisper model {model!r} could not be loaded: {exc}",
+                hint="give the path of a CTranslate2 model folder readable by the node",
+            ) from exc
+        self.beam_size, self.language = beam_size, language
+        self.parts: list[np.ndarray] = []
+
+    def start(self) -> None:
+        self.parts = []
+
+    def feed(self, samples: np.ndarray) -> None:
+        self.parts.append(samples)
+
+    def complete(self) -> bool:
+        return False  # no partial results: it waits for the end of the utterance
+
+    def finish(self) -> str:
+        audio = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+        segments, _info = self.model.transcribe(
+            audio, beam_size=self.beam_size, language=self.language, vad_filter=False, condition_on_previous_text=False
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+def normalise(text: str) -> str:
+    """Lower case, pocketsphinx's alternative-pronunciation marks "(2)" and fillers removed."""
+    text = re.sub(r"\(\d+\)|<[^>]*>|\[[^\]]*\]", " ", text.lower())
+    return " ".join(text.split())
+
+
+class Asr(StreamNode):
+    kinds = frozenset({Kind.AUDIO, Kind.JSON})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.p = check_params(self, {
+            "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
+            "keyphrases": (list, None), "model": (str, "small.en"), "compute_type": (str, "int8"),
+            "beam_size": (int, 1), "language": (str, "en"), "kws_threshold": (float, 1e-30),
+            "early_endpoint": (bool, False),
+        }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
+        if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
+            raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
+        if self.p["early_endpoint"] and not (self.p["backend"] == "pocketsphinx" and self.p["grammar"]):
+            raise ParamError(
+                f"Asr ({self.node_id}): early_endpoint needs backend pocketsphinx with a grammar",
+                hint="it ends an utterance when the words so far make a whole sentence of the grammar",
+            )
+        self.engine: Any = None
+        self.utterance: int | None = None
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        where = f"Asr ({self.node_id})"
+        if self.p["backend"] == "whisper":
+            self.engine = Whisper(self.p["model"], self.p["compute_type"], self.p["beam_size"], self.p["language"], ctx)
+        else:
+            ctx.progress(0.1, "loading pocketsphinx en-us model")
+            self.engine = PocketSphinx(
+                self.p["vocabulary"], self.p["grammar"], self.p["keyphrases"], where, self.p["kws_threshold"]
+            )
+        self.engine.start()  # a first decode warms the search up before READY
+        self.engine.feed(np.zeros(RATE // 10, np.float32))
+        self.engine.finish()
+        ctx.progress(1.0, f"{self.p['backend']} ready")
+
+    def on_end(self) -> None:
+        if self.utterance is not None:  # cut off: no end event came (the VAD sends one)
+            self.engine.finish()
+            self.utterance = None
+
+    def handle(self, msg: Any) -> None:
+        if msg.kind is Kind.AUDIO:
+            if self.utterance is not None:
+                self.engine.feed(audio_samples(msg))
+            return
+        event = msg.json
+        kind = event.get("event")
+        if kind == "start":
+            if self.utterance is not None:
+                self.engine.finish()
+            self.utterance = event["utterance"]
+            self.engine.start()
+        elif self.utterance is not None and (
+            kind == "end" or (kind == "pause" and self.p["early_endpoint"] and self.engine.complete())
+        ):
+            t0 = time.monotonic()
+            text = normalise(self.engine.finish())
+            self.utterance = None  # after an early end: the rest of the utterance is not heard
+            if text:
+                self.ctx.send(
+                    "out",
+                    {
+                        "utterance": event["utterance"],
+                        "text": text,
+                        "speech_end_ns": event["speech_end_ns"],
+                        "endpoint_ns": event.get("endpoint_ns", 0),
+                        "asr_ms": round(1000 * (time.monotonic() - t0), 1),
+                    },
+                    timestamp_ns=event["speech_end_ns"],
+                )

@@ -1,0 +1,146 @@
+"""``tts``: text to speech, streamed: audio goes out in ``chunk_ms`` chunks while the rest
+of the reply is still being synthesized.
+
+Input: JSON replies (``{"text": ...}``, as ``responder`` sends) or TEXT. Output on "out":
+mono float32 AUDIO at the voice's rate, each chunk with the reply's ``timestamp_ns`` (the
+utterance's end of speech). Empty text makes no audio.
+
+Backends (param ``backend``):
+
+* ``espeak`` (default): espeak-ng, the Debian package: its library (libespeak-ng.so.1,
+  through ctypes) in the node's process, voices from /usr/share/espeak-ng-data. It
+  hands over audio every ~``chunk_ms`` while it synthesizes the rest (the first chunk of
+  a sentence comes after about 0.1 ms, where a ``espeak-ng --stdout`` process per reply
+  took 15-30 ms). ``voice`` (default "en-us") and ``speed`` (words per minute). Needs no
+  network, device, subprocess or writable path.
+* ``piper``: Piper neural TTS (``pip install 'noded[piper]'``); ``model`` is the path of a
+  voice's .onnx file (its .onnx.json beside it). NOT TESTED HERE: no voice can be
+  downloaded on the machines this project is built on; the loading code is real and
+  follows piper-tts 1.3 (``PiperVoice.load``, ``synthesize`` yielding AudioChunks).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from noded.contract.wire import Kind
+from noded.errors import ParamError
+from noded.node import Context
+from noded.nodes.params import check_params
+from noded.nodes.streams import StreamNode, send_audio
+
+
+class Espeak:
+    """libespeak-ng (the Debian package's library) in this process, synchronous mode: it
+    calls back with each ~``chunk_ms`` of audio while it synthesizes the rest."""
+
+    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    _SYNCHRONOUS, _RATE_PARAM, _UTF8, _POS_CHARACTER = 2, 1, 1, 1
+
+    def __init__(self, voice: str, speed: int, chunk_ms: int) -> None:
+        name = ctypes.util.find_library("espeak-ng")
+        if name is None:
+            raise ParamError("libespeak-ng is not installed", hint="apt-get install espeak-ng (packaging/dev-env does)")
+        lib = ctypes.CDLL(name)
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        self.rate = lib.espeak_Initialize(self._SYNCHRONOUS, chunk_ms, None, 0)
+        if self.rate <= 0:
+            raise RuntimeError("espeak-ng could not start: is /usr/share/espeak-ng-data readable?")
+        if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ParamError(f"espeak-ng has no voice {voice!r}", hint="espeak-ng --voices lists them")
+        lib.espeak_SetParameter(self._RATE_PARAM, speed, 0)
+        self.lib = lib
+        self._emit: Callable[[np.ndarray], None] | None = None
+        self._error: BaseException | None = None
+        self._callback = self._CALLBACK(self._on_audio)  # referenced: ctypes must not free it
+        lib.espeak_SetSynthCallback(self._callback)
+        self.speak("ready", lambda _: None)  # loads the voice's data before READY
+
+    def _on_audio(self, wav: Any, count: int, _events: Any) -> int:
+        if count <= 0 or self._emit is None:
+            return 0
+        try:
+            self._emit(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
+        except BaseException as exc:
+            self._error = exc
+            return 1  # abort the synthesis
+        return 0
+
+    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
+        data = text.encode() + b"\0"
+        self._emit, self._error = emit, None
+        try:
+            status = self.lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._UTF8, None, None)
+        finally:
+            self._emit = None
+        if self._error is not None:
+            raise self._error
+        if status != 0:
+            raise RuntimeError(f"espeak-ng failed to synthesize (error {status})")
+
+
+class Piper:
+    def __init__(self, model: str | None) -> None:
+        if not model:
+            raise ParamError("backend 'piper' needs the param model", hint="the path of a Piper voice .onnx file")
+        try:
+            from piper import PiperVoice
+        except ImportError as exc:
+            raise ParamError("backend 'piper' needs piper-tts", hint="pip install 'noded[piper]'") from exc
+        try:
+            self.voice = PiperVoice.load(model)
+        except (OSError, ValueError) as exc:
+            raise ParamError(
+                f"piper voice {model!r} could not be loaded: {exc}",
+                hint="give a voice .onnx with its .onnx.json beside it, readable by the node",
+            ) from exc
+        self.rate = int(self.voice.config.sample_rate)
+
+    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
+        for chunk in self.voice.synthesize(text):  # one AudioChunk per sentence
+            emit(np.asarray(chunk.audio_float_array, np.float32))
+
+
+class Tts(StreamNode):
+    kinds = frozenset({Kind.JSON, Kind.TEXT})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.p = check_params(self, {
+            "backend": (str, "espeak"), "voice": (str, "en-us"), "speed": (int, 160), "chunk_ms": (int, 40),
+            "model": (str, None),
+        }, {"backend": ("espeak", "piper")})  # fmt: skip
+        self.engine: Any = None
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        ctx.progress(0.1, f"loading {self.p['backend']}")
+        if self.p["backend"] == "piper":
+            self.engine = Piper(self.p["model"])
+        else:
+            self.engine = Espeak(self.p["voice"], self.p["speed"], max(5, self.p["chunk_ms"]))
+        ctx.progress(1.0, f"{self.p['backend']} ready at {self.engine.rate} Hz")
+
+    def handle(self, msg: Any) -> None:
+        text = str(msg.json.get("text", "")) if msg.kind is Kind.JSON else msg.text
+        if not text.strip():
+            return
+        rate, ts = self.engine.rate, msg.timestamp_ns
+        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts))

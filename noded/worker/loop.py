@@ -1,0 +1,151 @@
+"""The worker's main loop after READY=1, for a node with a data plane.
+
+1. ``node.run(ctx)``, if the node overrides it (a *source*: see ``Node.run``). While it
+   runs, inputs wait (with backpressure); ``ctx.send`` blocks for credits.
+2. Then, until a stop is requested: take the next message (inputs in turn, each in
+   order), call ``node.process(msg)`` and send what it returns or yields; sleep in the
+   inbox when there is nothing to do (no polling: ``Endpoint.wait``, which the signal
+   pipe also wakes).
+
+What ``process`` returns or yields (a generator: each item in turn):
+
+* ``None``: nothing is sent;
+* ``(port, value)`` with ``port`` a str: ``value`` is sent on ``port``;
+* any other value: sent on port ``"out"``.
+
+A value is what ``ctx.send`` takes: an array from ``ctx.loan`` (no copy), an ndarray
+(TENSOR), a str (TEXT), a dict or list (JSON), bytes (CONTROL), or a received
+``Message`` (forwarded with its header). Send with ``ctx.send`` directly to choose
+``kind`` or header fields.
+
+State (``noded.contract.stats``, read by the daemon when asked): READY once serving,
+PROCESSING while ``run`` runs and from the first message of a burst until there is
+nothing left to take, then IDLE while the loop sleeps. A transition is two stores and a
+clock read per burst; messages, errors and busy time are counted in the same block.
+
+Failures: an exception from ``process`` (or from sending its outputs) is logged with
+its traceback, counted in ``errors``, and the loop goes on with the next message; the
+log is throttled to one traceback per ``ERROR_LOG_INTERVAL`` seconds (with the number
+of failures since). ``Stopped`` ends the loop; ``ChannelError`` (e.g. ``ConsumerGone``)
+and an exception from ``run`` propagate: the worker fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from noded.contract.stats import H_BUSY_NS, H_ERRORS, H_PROCESSED, H_SERVING_SINCE, H_STATE, H_STATE_SINCE, State
+from noded.dataplane.endpoint import ChannelError, Endpoint
+from noded.dataplane.message import Message
+from noded.errors import Stopped
+from noded.node import Context, Node
+
+ERROR_LOG_INTERVAL = 5.0
+_IDLE, _PROCESSING = int(State.IDLE), int(State.PROCESSING)  # plain ints: the cheapest stores
+
+log = logging.getLogger("noded.worker")
+
+
+class Loop:
+    def __init__(
+        self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool],
+        stop_event: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        """``should_stop`` is asked before sleeping (it may drain a pipe); ``stop_event``,
+        set whenever it would say True, is checked between messages instead."""
+        self.node, self.ctx, self.endpoint = node, ctx, endpoint
+        self.should_stop = should_stop
+        self.stop_event = stop_event
+        self.block = endpoint.block
+        self._slots = self.block.slots
+        self._unlogged = 0
+        self._logged_at = -ERROR_LOG_INTERVAL
+
+    @property
+    def processed(self) -> int:
+        return self._slots[H_PROCESSED]
+
+    @property
+    def errors(self) -> int:
+        return self._slots[H_ERRORS]
+
+    def run(self) -> None:
+        """Run until a stop is requested (or Stopped is raised)."""
+        slots, monotonic_ns = self._slots, time.monotonic_ns
+        now = monotonic_ns()
+        slots[H_SERVING_SINCE] = now
+        if not slots[H_STATE]:
+            self.block.set_state(State.READY, now)
+        busy = False
+        try:
+            if type(self.node).run is not Node.run:
+                self.block.set_state(State.PROCESSING)
+                busy = True
+                self.node.run(self.ctx)
+            stopping = self.stop_event.is_set if self.stop_event is not None else self.should_stop
+            while not stopping():
+                msg = self.endpoint.receive()
+                if msg is None:
+                    if busy:  # the burst is over
+                        now = monotonic_ns()
+                        slots[H_BUSY_NS] += now - slots[H_STATE_SINCE]
+                        slots[H_STATE_SINCE] = now
+                        slots[H_STATE] = _IDLE
+                        busy = False
+                    if self.should_stop():
+                        break
+                    self.endpoint.wait()
+                    continue
+                if not busy:
+                    slots[H_STATE_SINCE] = monotonic_ns()
+                    slots[H_STATE] = _PROCESSING
+                    busy = True
+                self.dispatch(msg)
+                del msg  # not held while idle: the producer gets its credit now
+        except Stopped:
+            pass
+        finally:
+            if busy:
+                slots[H_BUSY_NS] += monotonic_ns() - slots[H_STATE_SINCE]
+            self.block.set_state(State.STOPPING)
+
+    def dispatch(self, msg: Message) -> None:
+        """Call process(msg) and send its outputs; count and log a failure."""
+        try:
+            result = self.node.process(msg)
+            if inspect.isgenerator(result):
+                for item in result:
+                    self.emit(item)
+            else:
+                self.emit(result)
+        except (Stopped, ChannelError):
+            raise
+        except Exception as e:
+            self.failed(msg, e)
+        self._slots[H_PROCESSED] += 1
+
+    def emit(self, item: Any) -> None:
+        if item is None:
+            return
+        if type(item) is tuple and len(item) == 2 and isinstance(item[0], str):
+            self.ctx.send(item[0], item[1])
+        else:
+            self.ctx.send("out", item)
+
+    def failed(self, msg: Message, exc: Exception) -> None:
+        self._slots[H_ERRORS] += 1
+        now = time.monotonic()
+        if now - self._logged_at < ERROR_LOG_INTERVAL:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more failures not logged)" if self._unlogged else ""
+        log.error(
+            "process() of node %s failed on %r: %s (%d failures so far)%s",
+            self.node.node_id, msg, type(exc).__name__, self.errors, more, exc_info=exc,
+        )  # fmt: skip
+        self._logged_at, self._unlogged = now, 0

@@ -1,0 +1,171 @@
+"""The worker's only line to systemd: sd_notify datagrams on $NOTIFY_SOCKET.
+
+What the worker sends, and when (one datagram per bullet):
+
+* ``STATUS=initializing`` as soon as it starts;
+* ``STATUS=initializing <pct>%: <text>`` + ``EXTEND_TIMEOUT_USEC=30000000`` for each setup
+  progress report that ``ProgressThrottle`` lets through;
+* ``READY=1`` + ``STATUS=ready`` once setup returned;
+* ``STOPPING=1`` + ``STATUS=stopping`` on SIGTERM/SIGINT, before teardown;
+* ``STATUS=error: <Type>: <message>`` before a failing exit.
+
+Start-timeout policy: ``EXTEND_TIMEOUT_USEC=N`` asks systemd to wait N more µs from the
+moment it gets the message, and only matters once TimeoutStartSec= has passed. So a setup
+whose progress keeps moving (each report that changes the shown status) at least every
+30 s may take as long as it needs, while one that goes silent is stopped by systemd after
+TimeoutStartSec=, or 30 s after its last report if that is later.
+
+Without $NOTIFY_SOCKET (outside systemd) sending is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from sdnotify import SystemdNotifier
+
+from noded.contract.status import Phase, Status, format_status
+
+EXTEND_TIMEOUT_USEC = 30_000_000
+MIN_PROGRESS_INTERVAL = 0.05  # seconds between two progress messages
+# systemd ignores a whole notify datagram above 4096 bytes: keep the status well below.
+MAX_STATUS_BYTES = 1024
+
+log = logging.getLogger("noded.worker")
+
+
+def status_assignment(status: Status) -> str:
+    """``STATUS=<format_status>``, made safe for one sd_notify datagram: no NUL (systemd
+    rejects the datagram), valid UTF-8, at most MAX_STATUS_BYTES."""
+    # systemd C-unescapes STATUS= (a lone backslash vanishes), so escape it.
+    data = format_status(status).replace("\0", "").replace("\\", "\\\\").encode("utf-8", "replace")
+    if len(data) > MAX_STATUS_BYTES:
+        data = data[: MAX_STATUS_BYTES - 3].decode("utf-8", "ignore").encode() + "…".encode()
+    return "STATUS=" + data.decode("utf-8")
+
+
+class Notifier:
+    """One connection to the notify socket named by $NOTIFY_SOCKET when it is created."""
+
+    def __init__(self) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET") or None
+        self._sd: SystemdNotifier | None = None
+        if self.address is not None:
+            sd = SystemdNotifier()  # never raises; .socket is None when it cannot connect
+            if sd.socket is None:
+                log.warning("NOTIFY_SOCKET=%s is unusable: systemd will not hear from this worker", self.address)
+            else:
+                # Without debug, notify() swallows everything in a bare except, SetupInterrupted
+                # raised by a SIGTERM handler included: a stop during setup would be lost.
+                sd.debug = True
+                self._sd = sd
+        self._failed = False
+
+    def send(self, *assignments: str) -> None:
+        if self._sd is None:
+            return
+        try:
+            # systemd reads UTF-8; sdnotify encodes as Latin-1, which maps this back to our bytes.
+            self._sd.notify("\n".join(assignments).encode("utf-8").decode("latin-1"))
+        except OSError as e:
+            if not self._failed:  # say it once: a dead notify socket fails every send
+                self._failed = True
+                log.warning("sd_notify to %s failed: %s", self.address, e)
+
+    def close(self) -> None:
+        if self._sd is not None:
+            self._sd.socket.close()
+            self._sd = None
+
+
+_default: Notifier | None = None
+
+
+def connect() -> Notifier:
+    """The worker's notifier. The first call also removes $NOTIFY_SOCKET from the
+    environment so that the node's child processes do not speak in the worker's name."""
+    global _default
+    if _default is None:
+        _default = Notifier()
+        os.environ.pop("NOTIFY_SOCKET", None)
+    return _default
+
+
+def status(st: Status, *, extend_usec: int | None = None) -> None:
+    lines = [status_assignment(st)]
+    if extend_usec is not None:
+        lines.append(f"EXTEND_TIMEOUT_USEC={extend_usec}")
+    connect().send(*lines)
+
+
+def ready() -> None:
+    connect().send("READY=1", status_assignment(Status(Phase.READY)))
+
+
+def stopping() -> None:
+    connect().send("STOPPING=1", status_assignment(Status(Phase.STOPPING)))
+
+
+def extend_timeout(usec: int) -> None:
+    connect().send(f"EXTEND_TIMEOUT_USEC={usec}")
+
+
+class ProgressThrottle:
+    """Decides which progress statuses are worth a message (pure: time is an argument).
+
+    A status is sent when what it shows differs from the last one sent, and either
+    ``min_interval`` has passed since then, or its phase differs, or its fraction is 1.0.
+    Reports in between are dropped; the next one that passes carries the news.
+    """
+
+    def __init__(self, min_interval: float = MIN_PROGRESS_INTERVAL) -> None:
+        self.min_interval = min_interval
+        self._last: Status | None = None
+        self._last_text = ""
+        self._last_time = 0.0
+
+    def admit(self, st: Status, now: float) -> bool:
+        text = format_status(st)
+        last = self._last
+        if last is not None:
+            if text == self._last_text:
+                return False
+            urgent = st.phase != last.phase or (st.fraction is not None and st.fraction >= 1.0)
+            if not urgent and now - self._last_time < self.min_interval:
+                return False
+        self._last, self._last_text, self._last_time = st, text, now
+        return True
+
+
+class ProgressReporter:
+    """Turns setup progress reports into throttled STATUS= + EXTEND_TIMEOUT_USEC= messages.
+
+    Thread-safe: a node may report from its loader threads.
+    """
+
+    def __init__(
+        self,
+        send: Callable[..., None] = status,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        throttle: ProgressThrottle | None = None,
+        extend_usec: int = EXTEND_TIMEOUT_USEC,
+    ) -> None:
+        self._send = send
+        self._clock = clock
+        self._throttle = throttle or ProgressThrottle()
+        self._extend_usec = extend_usec
+        self._lock = threading.Lock()
+
+    def report(self, fraction: float | None, text: str = "") -> bool:
+        """Send ``initializing <fraction>: <text>`` if the throttle admits it; say if sent."""
+        st = Status(Phase.INITIALIZING, fraction, text)
+        with self._lock:
+            if not self._throttle.admit(st, self._clock()):
+                return False
+            self._send(st, extend_usec=self._extend_usec)
+        return True

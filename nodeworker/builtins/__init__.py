@@ -1,1 +1,0 @@
-"""Nodes that ship with nodeworker; their short names are in ``nodeworker.registry``."""
