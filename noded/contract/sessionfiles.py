@@ -14,7 +14,8 @@ log = logging.getLogger("noded.channels")
 def remove_session_resources(root: str | os.PathLike[str], prefix: str, shm: str = "/dev/shm") -> list[str]:
     """Remove a session's iceoryx2 files: everything under ``root`` (the directory too)
     and every ``shm`` entry whose name starts with ``prefix``, whatever state the nodes
-    that made them were in (SIGKILLed nodes leave theirs: trap 8). Call it only once no
+    that made them were in (a SIGKILLed node's files stay until someone removes them:
+    docs/dataplane.md, "Dead nodes' files stay until cleanup"). Call it only once no
     process uses the session. ``prefix`` must not be a prefix of another session's.
     Returns the removed paths. Needs no iceoryx2 call."""
     if not prefix:

@@ -4,7 +4,9 @@ Services (named by the ``DataPlane`` spec, under the session's ``root`` and ``pr
 
 * per output port, a publish-subscribe service of ``Slice[c_uint8]``: a sample is a wire
   message (``noded.contract.wire``). The producer creates it for its consumers; they only
-  open it, so its QoS is the producer's. Both build it with ``_stream_service`` (trap 5).
+  open it, so its QoS is the producer's. Both build it with ``_stream_service``: iceoryx2
+  refuses to open a service built with other QoS (docs/dataplane.md, "Identical QoS on both
+  sides").
 * per endpoint, an event service, its *inbox*: its owner creates it and is its only
   listener; peers only open it to notify. Built by ``_inbox_service``.
 
@@ -171,7 +173,8 @@ class Channels:
 
 
 def _stream_service(node: Any, name: str, depth: int, max_subscribers: int, *, create: bool) -> Any:
-    """THE publish-subscribe QoS, for both sides (trap 5). The producer creates it for its
+    """THE publish-subscribe QoS, for both sides: opening with any other QoS fails
+    (docs/dataplane.md, "Identical QoS on both sides"). The producer creates it for its
     exact consumer count; a consumer opens it asking for at least its own index + 1."""
     builder = (
         node.service_builder(iox.ServiceName.new(name))
@@ -207,8 +210,9 @@ def _inbox_service(node: Any, name: str, event_id_max: int, max_peers: int, *, c
 
 class Inbox:
     """The owner's side of its inbox: one listener, plus a wake-up pipe and an optional
-    extra fd (the worker's signal pipe), all waited on by one WaitSet (trap 4: signal
-    handling disabled, so SIGTERM reaches Python's handler)."""
+    extra fd (the worker's signal pipe), all waited on by one WaitSet. Its signal handling
+    is disabled: by default a WaitSet swallows SIGTERM, which must reach Python's handler
+    (docs/dataplane.md, "WaitSet swallows SIGTERM")."""
 
     def __init__(self, chan: Channels, name: str, n_outputs: int, max_peers: int, extra_fd: int | None) -> None:
         self._service = _inbox_service(chan.node, name, inbox_event_id_max(n_outputs), max_peers, create=True)
@@ -282,7 +286,9 @@ class OutPort:
             self._service.publisher_builder()
             .initial_max_slice_len(max_message_len)
             .allocation_strategy(iox.AllocationStrategy.Static)  # sized up front: never grows
-            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)  # never blocks (trap 1)
+            # Never blocks: a send blocked in RetryUntilDelivered has no timeout, holds the GIL
+            # and hangs if the consumer dies (docs/dataplane.md, "Blocked send has no timeout").
+            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
             .max_loaned_samples(MAX_LOANS)
             .create()
         )

@@ -1,15 +1,18 @@
 """What a node receives (``Message``) and what it fills to send (a loan).
 
 Receiving. A ``Message`` wraps one iceoryx2 sample: ``msg.array`` is a read-only numpy
-view of the payload in shared memory (no copy; writing raises instead of SIGSEGVing, trap
-3), ``msg.text`` / ``msg.json`` decode byte kinds, ``msg.header`` is the validated
-``wire.Header`` and ``msg.source`` says where it came from ("node.port" or "input.name").
-The sample stays borrowed exactly as long as the Message *or any array/view taken from
-it* is referenced: every view's numpy ``base`` chain ends in a ``_Mapping`` that holds the
-``Lease``, which holds the sample (trap 2). When the last reference goes, the lease
-releases the sample and reports it, and the endpoint credits the producer. Keep a copy
-(``msg.array.copy()``) to hold data longer than a few messages: a node holding ``depth``
-messages of one input stalls its producer.
+view of the payload in shared memory (no copy). Received memory is mapped read-only and
+writing it SIGSEGVs, so the view is marked read-only and a write raises instead
+(docs/dataplane.md, "Received memory is read-only"). ``msg.text`` / ``msg.json`` decode
+byte kinds, ``msg.header`` is the validated ``wire.Header`` and ``msg.source`` says where
+it came from ("node.port" or "input.name"). The sample stays borrowed exactly as long as
+the Message *or any array/view taken from it* is referenced: every view's numpy ``base``
+chain ends in a ``_Mapping`` that holds the ``Lease``, which holds the sample (a plain view
+does not keep a sample alive, and reads a reused buffer once it is released:
+docs/dataplane.md, "Views do not keep samples alive"). When the last reference goes, the
+lease releases the sample and reports it, and the endpoint credits the producer. Keep a
+copy (``msg.array.copy()``) to hold data longer than a few messages: a node holding
+``depth`` messages of one input stalls its producer.
 
 Sending. ``Loan`` is a loaned sample with a *writable* array at offset HEADER_SIZE; the
 endpoint writes the header in place at send time and sends the sample itself (no copy).

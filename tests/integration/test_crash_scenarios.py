@@ -124,7 +124,7 @@ def test_scenarios_cover_every_moment_and_way() -> None:
 
 @pytest.mark.parametrize("s", ALL, ids=[s.id for s in ALL])
 def test_crash_is_detected_named_and_cleaned_up(client: Client, sessions: Sessions, s: Scenario) -> None:
-    replay = f"(replay: NODED_SC005_SEED={SEED} tests/run tests/integration/test_sc005_crashes.py -k {s.id})"
+    replay = f"(replay: NODED_SC005_SEED={SEED} tests/run tests/integration/test_crash_scenarios.py -k {s.id})"
     info = sessions.create(client, pipeline(s))
     done = wait_for(client, info.sid, ended, DEADLINE)
     assert done.state == "failed", f"{s} ended {done.state} {replay}"

@@ -1,5 +1,5 @@
 """The chaos node's params and its harmless paths (the crashes themselves run in
-tests/integration/test_sc005_crashes.py, in real processes)."""
+tests/integration/test_crash_scenarios.py, in real processes)."""
 
 from __future__ import annotations
 

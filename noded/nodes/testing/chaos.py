@@ -1,5 +1,5 @@
 """A node that moves data and, when told to, fails at a chosen moment: the crash scenarios
-of tests/integration/test_sc005_crashes.py (SC-005).
+of tests/integration/test_crash_scenarios.py (SC-005).
 
 ``Chaos`` is a source when it has no inputs (it sends ``count`` messages of ``size`` bytes
 on "out", ``interval`` s apart, from ``run``), and otherwise forwards every message to "out"
