@@ -4,7 +4,7 @@ ready with a memory limit. Either way no orphan remains: no unit (service or sli
 worker process, no iceoryx2 file, no /dev/shm segment; the client that was streaming is
 told (it does not hang); and the new daemon runs sessions again.
 
-What happens (README, "Daemon restart and crash"): a restarted daemon stops its sessions
+What happens (docs/architecture.md, "Daemon restart and crash"): a restarted daemon stops its sessions
 itself before it exits (SIGTERM -> stop every session, wait for the units); a killed one
 cannot, and the new instance stops every noded-* unit it finds and removes every session
 file before it sends READY=1. Sessions are cleaned up, never re-adopted.
