@@ -1,4 +1,8 @@
-"""Removing a session's iceoryx2 files: no iceoryx2 needed, so the daemon can use it too."""
+"""A session's iceoryx2 files: how they are named, and removing them.
+
+No iceoryx2 needed, so the daemon can use it too; the topology names every service
+with ``session_prefix`` so that cleanup finds them all.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import stat
 from pathlib import Path
 
 log = logging.getLogger("noded.channels")
+
+
+def session_prefix(sid: str) -> str:
+    """The prefix of every iceoryx2 service name (and so /dev/shm segment) of session ``sid``."""
+    return f"noded_{sid}_"
 
 
 def remove_session_resources(root: str | os.PathLike[str], prefix: str, shm: str = "/dev/shm") -> list[str]:
