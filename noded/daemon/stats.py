@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
 from noded.contract.spec import DataPlane
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
@@ -36,7 +37,6 @@ from noded.daemon.systemd import Systemd, UnitResources
 from noded.errors import SystemdError
 
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")  # hybrid; on a unified host: /sys/fs/cgroup
-CLIENT = "client"
 
 ReadStats = Callable[[str], Snapshot | None]  # endpoint name -> its block
 
