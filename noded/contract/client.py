@@ -129,7 +129,7 @@ class Client:
     # -- typed operations ------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return self.call(Status())  # type: ignore[no-any-return]
+        return self.call(Status())
 
     def create(self, text: str, filename: str, watch: bool = False) -> SessionInfo:
         return session_info(self.call(Create(text=text, filename=filename, watch=watch)))

@@ -163,8 +163,8 @@ class Attach(_Op, tag="attach"):
 
 Request = Status | Create | List | Show | Stop | Watch | Attach
 OPERATIONS: dict[str, type[_Op]] = {
-    t.__struct_config__.tag: t for t in (Status, Create, List, Show, Stop, Watch, Attach)
-}  # type: ignore[misc]
+    str(t.__struct_config__.tag): t for t in (Status, Create, List, Show, Stop, Watch, Attach)
+}
 
 
 class BadRequest(NodedError):
@@ -210,7 +210,7 @@ def decode_request(line: bytes) -> Request:
 
 def _checked(decode: Any, raw: Any) -> Request:
     try:
-        return decode()  # type: ignore[no-any-return]
+        return decode()
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         # msgspec lets invalid UTF-8 inside a string through as UnicodeDecodeError.
         op = _op_of(raw)

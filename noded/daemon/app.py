@@ -146,7 +146,7 @@ class Daemon:
         handler = self._handlers[type(req)]
         return await handler(self, req, conn)
 
-    async def _status(self, req: Status, conn: Connection) -> Any:
+    async def _on_status(self, req: Status, conn: Connection) -> Any:
         config = describe(self.config)
         return {
             "version": __version__,
@@ -159,26 +159,26 @@ class Daemon:
             "config": self.config.source,
         }
 
-    async def _create(self, req: Create, conn: Connection) -> Any:
+    async def _on_create(self, req: Create, conn: Connection) -> Any:
         pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
         session = self.manager.create(pipeline)
         if req.watch:
             conn.watching.add(session.sid)
         return to_builtins(session.info())
 
-    async def _list(self, req: List, conn: Connection) -> Any:
+    async def _on_list(self, req: List, conn: Connection) -> Any:
         return [to_builtins(s.info()) for s in self.manager.sessions.values()]
 
-    async def _show(self, req: Show, conn: Connection) -> Any:
+    async def _on_show(self, req: Show, conn: Connection) -> Any:
         return to_builtins(self._with_stats(self.manager.get(req.sid)))
 
-    async def _stop(self, req: Stop, conn: Connection) -> Any:
+    async def _on_stop(self, req: Stop, conn: Connection) -> Any:
         session = self.manager.stop(req.sid)
         if req.wait:
             await self.manager.wait_finished(req.sid)
         return to_builtins(session.info())
 
-    async def _attach(self, req: Attach, conn: Connection) -> Any:
+    async def _on_attach(self, req: Attach, conn: Connection) -> Any:
         # The client's side of the session's external inputs and outputs.
         session = self.manager.get(req.sid)
         if session.topology.client is None:
@@ -188,7 +188,7 @@ class Daemon:
             )
         return {"session": session.sid, "dataplane": to_builtins(session.topology.client)}
 
-    async def _watch(self, req: Watch, conn: Connection) -> Any:
+    async def _on_watch(self, req: Watch, conn: Connection) -> Any:
         interval = None  # seconds between stats events
         if req.stats is True:
             interval = STATS_INTERVAL
@@ -207,13 +207,13 @@ class Daemon:
         return result
 
     _handlers: dict[type, Callable[[Daemon, Any, Connection], Awaitable[Any]]] = {
-        Status: _status,
-        Create: _create,
-        List: _list,
-        Show: _show,
-        Stop: _stop,
-        Attach: _attach,
-        Watch: _watch,
+        Status: _on_status,
+        Create: _on_create,
+        List: _on_list,
+        Show: _on_show,
+        Stop: _on_stop,
+        Attach: _on_attach,
+        Watch: _on_watch,
     }
 
 

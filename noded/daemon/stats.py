@@ -256,5 +256,5 @@ def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:
     for node in info.nodes:
         f = figures.get(node.id)
         if f is not None and node.state in NODE_UP and f.state != node.state:
-            node.state, node.since = f.state, stats.at - f.state_seconds
+            node.state, node.since = NodeState(f.state), stats.at - f.state_seconds
     return stats
