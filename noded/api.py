@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from noded.contract.client import Client
 from noded.contract.paths import configured_socket
 from noded.contract.protocol import SessionInfo
+from noded.contract.spec import DataPlane
 from noded.contract.states import SESSION_TERMINAL, SessionState
 from noded.errors import NodedError
 
@@ -104,6 +105,14 @@ class Noded:
     def show(self, sid: str) -> SessionInfo:
         """Session ``sid`` now, with its figures (``SessionInfo.stats``)."""
         return self.client.show(sid)
+
+    def stop(self, sid: str, wait: bool = True) -> SessionInfo:
+        """Stop session ``sid``; with ``wait``, return once every unit is gone."""
+        with Client(self.socket, timeout=None if wait else self.timeout) as client:
+            info = client.stop(sid, wait=wait)
+            if wait and info.state not in SESSION_TERMINAL:
+                info = client.show(sid)
+        return info
 
     def create(
         self,
@@ -167,6 +176,7 @@ class Session:
         self.info = info
         self.stop_on_exit = stop_on_exit
         self._client = client  # watching this session: its events come here
+        self._plane: DataPlane | None = None
         self._io: SessionIO | None = None
         self._guard: _Guard | None = None
         self._lock = threading.Lock()
@@ -234,27 +244,38 @@ class Session:
     # -- data plane -------------------------------------------------------------------
 
     @property
+    def dataplane(self) -> DataPlane:
+        """The client's side of the session's data plane: its ports, as the daemon says."""
+        if self._plane is None:
+            with Client(self.noded.socket, timeout=self.noded.timeout) as client:
+                self._plane = client.attach(self.sid)
+        return self._plane
+
+    @property
     def io(self) -> SessionIO:
-        """The client's endpoint of the session's data plane, attached on first use."""
+        """The client's endpoint of the session's data plane, opened on first use (once
+        the session is ready: the nodes create what it opens)."""
         if self._io is None:
             from noded.dataplane.session import SessionIO
 
-            with Client(self.noded.socket, timeout=self.noded.timeout) as client:
-                plane = client.attach(self.sid)
-            self._io = SessionIO(plane)
+            self._io = SessionIO(self.dataplane)
             self._guard = _Guard(self)
             self._guard.start()
         return self._io
 
+    def attach(self) -> SessionIO:
+        """Open the data plane now (``feed`` and ``outputs`` do it on first use)."""
+        return self.io
+
     @property
     def inputs(self) -> list[str]:
         """The session's external inputs (``feed`` them)."""
-        return self.io.inputs
+        return [o.port for o in self.dataplane.outputs]
 
     @property
     def output_names(self) -> list[str]:
         """The session's external outputs ("node.port")."""
-        return self.io.outputs
+        return [i.source for i in self.dataplane.inputs]
 
     def feed(self, port: str, value: Any, *, kind: Kind | int | None = None, end: bool = False, **fields: Any) -> None:
         """Send ``value`` (an array, bytes or text) on external input ``port``; header
@@ -292,12 +313,8 @@ class Session:
 
     def stop(self, wait: bool = True) -> SessionInfo:
         """Stop the session; with ``wait``, return once every unit is gone."""
-        with Client(self.noded.socket, timeout=None if wait else self.noded.timeout) as client:
-            info = client.stop(self.sid, wait=wait)
-            if wait and info.state not in SESSION_TERMINAL:
-                info = client.show(self.sid)
-        self.info = info
-        return info
+        self.info = self.noded.stop(self.sid, wait=wait)
+        return self.info
 
     def detach(self) -> None:
         """Close this client's endpoint of the data plane (the session goes on)."""
