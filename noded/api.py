@@ -138,8 +138,12 @@ class Noded:
             try:
                 session.wait_ready(on_progress, timeout=timeout)
             except BaseException:
-                session.stop()
-                session.close()
+                try:
+                    session.stop()
+                except NodedError:
+                    pass  # the error that brought us here says more
+                finally:
+                    session.close()
                 raise
         elif on_progress is not None:
             on_progress(info)
