@@ -333,6 +333,8 @@ class Session:
         with self._lock:
             self._closed = True
         self._client.close()
+        if self._guard is not None and self._guard is not threading.current_thread():
+            self._guard.join(timeout=5.0)
 
     def __enter__(self) -> Session:
         return self

@@ -79,6 +79,12 @@ class Client:
         self._events: deque[SessionInfo] = deque()
 
     def close(self) -> None:
+        """Hang up; a thread blocked reading this connection's events returns (it gets
+        DaemonUnavailable) instead of holding the reader while it is closed."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not connected (any more)
         self._file.close()
         self._sock.close()
 

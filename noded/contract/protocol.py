@@ -221,12 +221,23 @@ def _checked(decode: Any, raw: Any) -> Request:
 
 
 def _op_of(raw: Any) -> Any:
+    return _field_of(raw, "op")
+
+
+def request_id(line: bytes) -> int:
+    """The ``id`` of a request line that may be malformed (0 if it has none), so that
+    its error reply reaches the client that waits for it."""
+    value = _field_of(line, "id")
+    return value if type(value) is int and -(2**63) <= value < 2**63 else 0
+
+
+def _field_of(raw: Any, name: str) -> Any:
     if isinstance(raw, bytes):
         try:
             raw = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except Exception:  # anything at all: malformed, too deep, bad UTF-8
             return None
-    return raw.get("op") if isinstance(raw, dict) else None
+    return raw.get(name) if isinstance(raw, dict) else None
 
 
 def decode_message(line: bytes) -> Message:

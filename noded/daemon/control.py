@@ -18,6 +18,7 @@ from noded.contract.protocol import (
     SessionInfo,
     decode_request,
     encode,
+    request_id,
 )
 from noded.daemon.config import Config
 from noded.errors import NodedError
@@ -138,6 +139,7 @@ class ControlServer:
     async def _answer(self, line: bytes, conn: Connection) -> Reply:
         req_id = 0
         try:
+            req_id = request_id(line)  # also for the error reply of a malformed request
             req = decode_request(line)  # BadRequest saying what is wrong
             req_id = req.id
             result = await self.handler(req, conn)

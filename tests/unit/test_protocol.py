@@ -27,6 +27,7 @@ from noded.contract.protocol import (
     decode_request,
     encode,
     request,
+    request_id,
 )
 from noded.contract.states import NodeState, SessionState
 
@@ -118,3 +119,13 @@ def test_states_are_the_enums_on_both_sides() -> None:
         decode_message(line.replace(b'"ready"', b'"sleepy"'))
     reply = decode_message(encode(Reply(id=3, ok=True, result={"x": 1})))
     assert isinstance(reply, Reply) and reply.result == {"x": 1}
+
+
+def test_the_error_reply_of_a_malformed_request_carries_its_id_when_it_has_one() -> None:
+    assert request_id(b'{"op": "reboot", "id": 12}') == 12
+    assert request_id(b'{"op": "show", "id": 5, "sid": 7}') == 5
+    assert request_id(b'{"id": "5"}') == 0
+    assert request_id(b'{"id": true}') == 0
+    assert request_id(b'{"id": 99999999999999999999}') == 0
+    assert request_id(b"[" * 100_000) == 0
+    assert request_id(b"\xff") == 0
