@@ -211,8 +211,9 @@ def decode_request(line: bytes) -> Request:
 def _checked(decode: Any, raw: Any) -> Request:
     try:
         return decode()
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        # msgspec lets invalid UTF-8 inside a string through as UnicodeDecodeError.
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+        # msgspec lets invalid UTF-8 inside a string through as UnicodeDecodeError, and
+        # nesting too deep while it looks for "op" as RecursionError.
         op = _op_of(raw)
         if isinstance(op, str) and op not in OPERATIONS:
             raise BadRequest(f"unknown operation {op!r}", hint=f"operations: {', '.join(OPERATIONS)}") from None
