@@ -112,7 +112,7 @@ def nodectl_run(pipeline: Path, wav: Path, reply: Path, fast_chunk_ms: int = 0) 
     cmd = [
         sys.executable,
         "-c",
-        "from noded.ctl.cli import main; main()",
+        "from noded.ctl.main import main; main()",
         "--json",
         "run",
         str(pipeline),

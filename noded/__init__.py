@@ -4,6 +4,10 @@ What node authors import::
 
     from noded import Node, Context, Stopped
 
+What programs that drive noded import (``noded.api``)::
+
+    from noded import connect
+
 The package is laid out by role (docs/architecture.md): ``contract`` (what the daemon,
 the CLI and a worker agree on), ``daemon``, ``ctl`` (nodectl), ``worker``, ``dataplane``
 and ``nodes``.  Importing ``noded`` stays cheap: a worker imports it first thing.
@@ -18,9 +22,10 @@ from noded.node import Context, Node
 
 __version__ = "0.1.0"
 
-__all__ = ["Context", "Message", "Node", "Stopped", "__version__"]
+__all__ = ["Context", "Message", "Node", "Stopped", "__version__", "connect"]
 
 if TYPE_CHECKING:
+    from noded.api import connect
     from noded.dataplane.message import Message
 
 
@@ -29,4 +34,8 @@ def __getattr__(name: str) -> Any:
         from noded.dataplane.message import Message
 
         return Message
+    if name == "connect":  # the client API: only for programs that use it
+        from noded.api import connect
+
+        return connect
     raise AttributeError(f"module 'noded' has no attribute {name!r}")

@@ -57,6 +57,7 @@ CLI_EXIT_BY_ERROR_CODE = {
     "session_not_found": CliExit.NOT_FOUND,
     "limit_exceeded": CliExit.LIMIT,
     "bad_request": CliExit.USAGE,
+    "session_failed": CliExit.FAILED,  # noded.api.SessionFailed
 }
 
 

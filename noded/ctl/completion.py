@@ -12,7 +12,8 @@ import click
 from click.shell_completion import CompletionItem
 
 from noded.contract.client import Client
-from noded.daemon.config import configured_socket
+from noded.contract.paths import configured_socket
+from noded.contract.protocol import List
 
 TIMEOUT = 2.0  # seconds: a shell waiting on a completion must not hang
 
@@ -21,7 +22,7 @@ def _sessions(ctx: click.Context) -> list[dict[str, Any]]:
     socket = ctx.find_root().params.get("socket") or configured_socket()
     try:
         with Client(socket, timeout=TIMEOUT) as c:
-            result = c.request("list")
+            result = c.call(List())
     except Exception:
         return []
     return [s for s in result if isinstance(s, dict)] if isinstance(result, list) else []

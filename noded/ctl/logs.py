@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from noded.ctl.cli import Ctx, cli, reports_errors
+from noded.ctl.common import Ctx, reports_errors
 from noded.ctl.completion import complete_node, complete_sid
 from noded.errors import NodedError
 from noded.pipeline.schema import NAME_RE
@@ -93,7 +93,7 @@ def _reader_hint() -> str:
     )
 
 
-@cli.command("logs")
+@click.command("logs")
 @click.argument("sid", shell_complete=complete_sid)
 @click.argument("node", required=False, shell_complete=complete_node)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing new entries as they come (Ctrl-C ends).")

@@ -3,43 +3,26 @@
     python -m noded.ctl.manpage > nodectl.1
 
 The install script and the Debian package run this at build time, so the manual
-always matches the installed CLI (commands other modules register included).
+always matches the installed CLI: it imports the CLI (``noded.ctl.main``), nothing of
+the server, and its exit statuses are ``noded.contract.exitcodes.CliExit``.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 import sys
 from datetime import date
 
 import click
 
-import noded.ctl
 from noded import __version__
-
-EXIT_CODES = (
-    (0, "success"),
-    (1, "any other error"),
-    (2, "bad usage: an unknown option, a bad argument or request"),
-    (3, "the daemon cannot be reached: not running, or no permission on its socket"),
-    (4, "the pipeline file is invalid (every problem is listed)"),
-    (5, "the session failed"),
-    (6, "no such session (or, for logs, no journal entries of it)"),
-    (7, "refused by a limit, such as max_session_processes"),
-)
+from noded.contract.exitcodes import CliExit
 
 
 def nodectl_cli() -> click.Group:
-    """The complete nodectl command tree: the core commands plus those that other modules
-    register (nodectl_io, nodectl_logs, top, ...): every module of the package is imported,
-    so a new one needs no change here."""
-    from noded.ctl.cli import cli
+    """The complete nodectl command tree."""
+    from noded.ctl.main import cli
 
-    for module in pkgutil.iter_modules(noded.ctl.__path__):
-        if module.name not in ("__main__", "manpage"):
-            importlib.import_module(f"noded.ctl.{module.name}")
     return cli
 
 
@@ -135,7 +118,7 @@ def render(cli: click.Group, when: date | None = None) -> str:
         "one too, \\fBNODED_\\fR\\fICOMMAND\\fR\\fB_\\fR\\fIOPTION\\fR (for example "
         "\\fBNODED_SESSION_CREATE_WAIT\\fR=1). An option given on the command line wins.",
         ".SH EXIT STATUS",
-        *[f".TP\n\\fB{code}\\fR\n{esc(what)}" for code, what in EXIT_CODES],
+        *[f".TP\n\\fB{int(code)}\\fR\n{esc(code.meaning)}" for code in CliExit],
         ".SH SHELL COMPLETION",
         "The packages install completion for bash, zsh and fish. To set it up by hand:",
         ".PP",

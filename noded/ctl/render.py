@@ -9,17 +9,18 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from noded.contract.protocol import Failure, NodeInfo, SessionInfo, SessionStats
+from noded.contract.states import NODE_UP, NodeState, SessionState
 
-STATE_STYLE = {
-    "ready": "green",
-    "processing": "cyan",
-    "idle": "green",
-    "initializing": "yellow",
-    "creating": "yellow",
-    "stopping": "magenta",
-    "stopped": "dim",
-    "failed": "bold red",
-    "error": "bold red",
+STATE_STYLE: dict[str, str] = {  # node and session states (StrEnums: their values are the keys)
+    NodeState.READY: "green",
+    NodeState.PROCESSING: "cyan",
+    NodeState.IDLE: "green",
+    NodeState.INITIALIZING: "yellow",
+    SessionState.CREATING: "yellow",
+    NodeState.STOPPING: "magenta",
+    NodeState.STOPPED: "dim",
+    SessionState.FAILED: "bold red",
+    NodeState.ERROR: "bold red",
 }
 
 
@@ -228,7 +229,7 @@ class NodeProgress:
 
     def update(self, s: SessionInfo) -> None:
         for n in s.nodes:
-            done = n.state in ("ready", "processing", "idle")
+            done = n.state in NODE_UP
             fraction = 1.0 if done else (n.progress or 0.0)
             text = n.status_text.partition(": ")[2] if ": " in n.status_text else ""
             if self.live:

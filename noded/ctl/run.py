@@ -1,24 +1,25 @@
-"""`nodectl run` and `nodectl feed`: stream files through a session's external ports."""
+"""`nodectl run` and `nodectl feed`: stream files through a session's external ports,
+through ``noded.api`` (numpy and the data plane are imported by the commands)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
-import msgspec
 
-from noded.contract.client import Client, session_info
-from noded.contract.protocol import SessionInfo
-from noded.contract.spec import DataPlane
-from noded.ctl.cli import EXIT_FAILED, Ctx, _follow, cli, err, out, reports_errors
-from noded.ctl.mediafiles import InputFile, OutputWriter, paced, read_input
+from noded.contract.exitcodes import CliExit
+from noded.contract.states import SessionState
+from noded.ctl.common import Ctx, err, fail, out, reports_errors
 from noded.ctl.render import print_failure
-from noded.ctl.runreport import RunReport
-from noded.dataplane.session import SessionIO
 from noded.errors import NodedError, Stopped
+
+if TYPE_CHECKING:
+    from noded.api import Session
+    from noded.ctl.mediafiles import InputFile
+    from noded.ctl.runreport import RunReport
 
 
 def _pairs(values: tuple[str, ...], names: list[str], what: str) -> dict[str, str]:
@@ -40,43 +41,26 @@ def _pairs(values: tuple[str, ...], names: list[str], what: str) -> dict[str, st
     return out_
 
 
-class _Watcher(threading.Thread):
-    """Follows the session's events; on failure, stops the client's blocked sends."""
-
-    def __init__(self, client: Client, sid: str, io: SessionIO) -> None:
-        super().__init__(daemon=True)
-        self.client, self.sid, self.io = client, sid, io
-        self.last: SessionInfo | None = None
-
-    def run(self) -> None:
-        try:
-            for info in self.client.events():
-                if info.sid == self.sid:
-                    self.last = info
-                    if info.failure is not None or info.state in ("stopped", "failed"):
-                        self.io.endpoint.stop()
-                        return
-        except NodedError:
-            self.io.endpoint.stop()
-
-
 def _feed(
-    io: SessionIO, port: str, data: InputFile, realtime: bool, end: bool, report: RunReport | None = None
+    session: Session, port: str, data: InputFile, realtime: bool, end: bool, report: RunReport | None = None
 ) -> None:
     """Send the file's chunks, each stamped with the time it was sent (timestamp_ns,
     CLOCK_MONOTONIC: the speech nodes measure from it), then END_OF_STREAM."""
+    from noded.ctl.mediafiles import paced
+
     try:
         for chunk in paced(data.chunks, realtime):
             if report is not None:
                 report.fed()
-            io.send(port, chunk.value, kind=chunk.kind, timestamp_ns=time.monotonic_ns(), **chunk.fields)
+            fields: dict[str, Any] = chunk.fields  # header fields: sample_rate, channels
+            session.feed(port, chunk.value, kind=chunk.kind, timestamp_ns=time.monotonic_ns(), **fields)
         if end:
-            io.end(port)
+            session.end(port)
     except Stopped:  # the session failed or stopped: the main thread reports it
         return
 
 
-@cli.command()
+@click.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--input", "-i", "inputs", multiple=True, help="[NAME=]FILE for an external input (.wav, .npy, text).")
 @click.option(
@@ -110,36 +94,37 @@ def run(
     Audio goes in as chunks of --chunk-ms, at its real-time pace unless --fast; outputs
     are written as they come. For a speech pipeline (examples/voice.toml) the transcripts
     and replies are printed as they come, then the latencies."""
+    from noded.ctl.mediafiles import read_input
+
     try:
         text = pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise NodedError(f"cannot read {pipeline_file}: {exc}") from exc
     # Every input file is read (and refused if bad) before any session starts.
     data = {value: read_input(Path(value.rpartition("=")[2]), chunk_ms) for value in inputs}
-    with ctx.client(timeout=None) as c:
-        info = session_info(c.request("create", text=text, filename=pipeline_file.name, watch=True))
-        try:
-            status = _run_session(ctx, c, info, data, outputs, realtime, timeout)
-        finally:
-            with ctx.client(timeout=None) as stopper:
-                final = session_info(stopper.request("stop", sid=info.sid, wait=True))
-    if status != 0 or final.state == "failed":
-        print_failure(err, final if final.failure else info)
-        sys.exit(EXIT_FAILED)
+    with ctx.connect() as nd:
+        session = nd.create(text, filename=pipeline_file.name, wait=False)
+        first = session.info
+        with session:  # stopped (waiting until every unit is gone) on leaving
+            status = _run_session(ctx, session, data, outputs, realtime, timeout)
+        final = session.info
+    if status != 0 or final.state is SessionState.FAILED:
+        print_failure(err, final if final.failure else first)
+        fail()
 
 
 def _run_session(
     ctx: Ctx,
-    c: Client,
-    info: SessionInfo,
+    session: Session,
     data: dict[str, InputFile],
     outputs: tuple[str, ...],
     realtime: bool,
     timeout: float,
 ) -> int:
-    plane = msgspec.convert(c.request("attach", sid=info.sid)["dataplane"], DataPlane)
-    in_names = [o.port for o in plane.outputs]
-    out_names = [i.source for i in plane.inputs]
+    from noded.ctl.mediafiles import OutputWriter
+    from noded.ctl.runreport import RunReport
+
+    in_names, out_names = session.inputs, session.output_names
     files = {name: data[value] for name, value in _pairs(tuple(data), in_names, "input").items()}
     missing = set(in_names) - set(files)
     if missing:
@@ -149,38 +134,37 @@ def _run_session(
     # The client joins the data plane as the session's sandboxed user, whose files exist
     # once the nodes are up (noded.dataplane.sessionuser): its ports open right after READY.
     report = RunReport(out, quiet=ctx.json)
-    info = _follow(ctx, c, info, until_ready=True)
-    if info.state != "ready":
-        return EXIT_FAILED
+    info = ctx.follow(session, until_ready=True)
+    if info.state is not SessionState.READY:
+        return CliExit.FAILED
     report.ready_ns = time.monotonic_ns()
     started = time.monotonic()
-    with SessionIO(plane) as io:
-        feeders = [
-            threading.Thread(target=_feed, args=(io, name, data, realtime, True, report), daemon=True)
-            for name, data in files.items()
-        ]
-        for t in feeders:
-            t.start()
-        watcher = _Watcher(c, info.sid, io)
-        watcher.start()
-        first: float | None = None
-        try:
-            for msg in io.messages(timeout=timeout):
-                first = first or time.monotonic()
-                if not report.handle(msg) or msg.source in targets:
-                    writers[msg.source].add(msg)
-                del msg  # not held while waiting: the producer gets its credit back
-        except Stopped:
-            return EXIT_FAILED
-        for t in feeders:
-            t.join(timeout=1.0)
-        for w in writers.values():
-            w.close()
-        if watcher.last is not None and watcher.last.failure is not None:
-            return EXIT_FAILED
-        if not io.all_ended:
-            err.print(f"nodectl: no END_OF_STREAM on every output within {timeout:.0f}s", markup=False)
-            return EXIT_FAILED
+    session.attach()  # from here a guard stops blocked sends if the session fails
+    feeders = [
+        threading.Thread(target=_feed, args=(session, name, data, realtime, True, report), daemon=True)
+        for name, data in files.items()
+    ]
+    for t in feeders:
+        t.start()
+    first: float | None = None
+    try:
+        for msg in session.outputs(timeout=timeout):
+            first = first or time.monotonic()
+            if not report.handle(msg) or msg.source in targets:
+                writers[msg.source].add(msg)
+            del msg  # not held while waiting: the producer gets its credit back
+    except Stopped:
+        return CliExit.FAILED
+    for t in feeders:
+        t.join(timeout=1.0)
+    for w in writers.values():
+        w.close()
+    if session.info.failure is not None:
+        return CliExit.FAILED
+    if not session.all_ended:
+        err.print(f"nodectl: no END_OF_STREAM on every output within {timeout:.0f}s", markup=False)
+        return CliExit.FAILED
+    session.detach()
     summary = ", ".join(
         f"{n}: {w.count} message(s) -> {w.target}" for n, w in writers.items() if w.count or n in targets
     )
@@ -193,7 +177,7 @@ def _run_session(
     return 0
 
 
-@cli.command()
+@click.command()
 @click.argument("sid")
 @click.argument("port")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -204,13 +188,15 @@ def _run_session(
 @reports_errors
 def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: bool, no_end: bool) -> None:
     """Send FILE to external input PORT of session SID (.wav audio, .npy, or text lines)."""
+    from noded.ctl.mediafiles import read_input
+
     data = read_input(file, chunk_ms)
-    with ctx.client() as c:
-        plane = msgspec.convert(c.request("attach", sid=sid)["dataplane"], DataPlane)
-    with SessionIO(plane) as io:
-        if port not in io.inputs:
-            raise click.UsageError(f"session {sid} has no input {port!r} (it has: {', '.join(io.inputs) or 'none'})")
-        _feed(io, port, data, realtime, not no_end)
+    with ctx.connect() as nd, nd.session(sid) as session:
+        if port not in session.inputs:
+            raise click.UsageError(
+                f"session {sid} has no input {port!r} (it has: {', '.join(session.inputs) or 'none'})"
+            )
+        _feed(session, port, data, realtime, not no_end)
     if ctx.json:
         ctx.emit(
             {"sid": sid, "port": port, "file": str(file), "messages": len(data.chunks), "end_of_stream": not no_end}

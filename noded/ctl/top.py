@@ -17,12 +17,10 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from noded.contract.client import session_info
 from noded.contract.protocol import SessionInfo, SessionStats
-from noded.ctl.cli import Ctx, cli, out, reports_errors
+from noded.contract.states import SESSION_TERMINAL
+from noded.ctl.common import Ctx, out, reports_errors
 from noded.ctl.render import channels_table, human_seconds, nodes_stats_table, wide
-
-ENDED = ("stopped", "failed")
 
 
 @dataclass
@@ -98,7 +96,7 @@ class TopView:
         self.readings = 0
 
     def apply(self, info: SessionInfo) -> None:
-        if info.state in ENDED:
+        if info.state in SESSION_TERMINAL:
             self.sessions.pop(info.sid, None)
             self.prev.pop(info.sid, None)
             self.rates.pop(info.sid, None)
@@ -136,7 +134,7 @@ class TopView:
         return Group(*parts)
 
 
-@cli.command()
+@click.command()
 @click.argument("sid", required=False)
 @click.option(
     "--interval",
@@ -162,12 +160,12 @@ def top(ctx: Ctx, sid: str | None, interval: float, iterations: int | None) -> N
     """
     view = TopView()
     with ctx.client(timeout=None) as c:
-        first = c.request("watch", **({"sid": sid} if sid else {}), stats=interval)
-        for info in [session_info(d) for d in (first if isinstance(first, list) else [first])]:
+        first = c.watch(sid, stats=interval)
+        for info in first:
             view.apply(info)
         if sid is not None and sid not in view.sessions:
             if ctx.json:
-                ctx.emit(first)
+                ctx.emit(first[0])
             else:
                 out.print(f"session {sid} has ended")
             return
@@ -186,7 +184,7 @@ def top(ctx: Ctx, sid: str | None, interval: float, iterations: int | None) -> N
                     sys.stdout.flush()
                 elif live is not None:
                     live.update(view.render(), refresh=True)
-                if sid is not None and info.sid == sid and info.state in ENDED:
+                if sid is not None and info.sid == sid and info.state in SESSION_TERMINAL:
                     break
                 if iterations is not None and view.readings >= iterations:
                     break

@@ -5,15 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sdnotify
 
 from noded import __version__
-from noded.contract.protocol import PROTOCOL_VERSION, Event, Request, SessionInfo, to_builtins
-from noded.contract.states import SESSION_TERMINAL, SessionState
+from noded.contract.protocol import (
+    PROTOCOL_VERSION,
+    Attach,
+    BadRequest,
+    Create,
+    Event,
+    List,
+    Request,
+    SessionInfo,
+    Show,
+    Status,
+    Stop,
+    Watch,
+    to_builtins,
+)
+from noded.contract.states import SESSION_TERMINAL
 from noded.daemon.config import Config, describe
-from noded.daemon.control import BadRequest, Connection, ControlServer
+from noded.daemon.control import Connection, ControlServer
 from noded.daemon.manager import SessionManager
 from noded.daemon.metrics import Metrics, refresh_from
 from noded.daemon.session import Session
@@ -25,13 +40,6 @@ from noded.pipeline.checks import parse_pipeline
 log = logging.getLogger("noded")
 
 STATS_INTERVAL = 1.0  # s between stats events for a watcher that asked for them (default)
-
-
-def _arg(req: Request, name: str, kind: type = str) -> Any:
-    value = req.args.get(name)
-    if not isinstance(value, kind):
-        raise BadRequest(f"{req.op!r} needs argument {name!r} ({kind.__name__})")
-    return value
 
 
 class Daemon:
@@ -134,71 +142,79 @@ class Daemon:
     # -- requests -----------------------------------------------------------------
 
     async def handle(self, req: Request, conn: Connection) -> Any:
-        match req.op:
-            case "status":
-                live = [
-                    s
-                    for s in self.manager.sessions.values()
-                    if s.state not in (SessionState.STOPPED, SessionState.FAILED)
-                ]
-                return {
-                    "version": __version__,
-                    "protocol": PROTOCOL_VERSION,
-                    "sessions": len(live),
-                    "limits": {"max_session_processes": self.config.max_session_processes},
-                    # noded.toml's node defaults and endpoints (nodectl status shows them)
-                    "node_limits": describe(self.config)["node_limits"],
-                    "metrics": describe(self.config)["metrics_address"],
-                    "config": self.config.source,
-                }
-            case "create":
-                pipeline = parse_pipeline(_arg(req, "text"), _arg(req, "filename"), defaults=self.config.node_limits)
-                session = self.manager.create(pipeline)
-                if req.args.get("watch"):
-                    conn.watching.add(session.sid)
-                return to_builtins(session.info())
-            case "list":
-                return [to_builtins(s.info()) for s in self.manager.sessions.values()]
-            case "show":
-                return to_builtins(self._with_stats(self.manager.get(_arg(req, "sid"))))
-            case "stop":
-                sid = _arg(req, "sid")
-                session = self.manager.stop(sid)
-                if req.args.get("wait"):
-                    await self.manager.wait_finished(sid)
-                return to_builtins(session.info())
-            case "attach":
-                # The client's side of the session's external inputs and outputs.
-                session = self.manager.get(_arg(req, "sid"))
-                if session.topology.client is None:
-                    raise BadRequest(
-                        f"pipeline {session.pipeline.name!r} declares no external inputs or outputs",
-                        hint="add top-level inputs = [...] / outputs = [...] to the pipeline",
-                    )
-                return {"session": session.sid, "dataplane": to_builtins(session.topology.client)}
-            case "watch":
-                sid = req.args.get("sid")
-                interval = req.args.get("stats")  # seconds between stats events, or true (1 s)
-                if interval is not None and interval is not False:
-                    if interval is True:
-                        interval = STATS_INTERVAL
-                    if not isinstance(interval, (int, float)) or not 0.2 <= interval <= 60:
-                        raise BadRequest("'watch' takes 'stats': true or a period of 0.2 to 60 seconds")
-                if sid is None:
-                    conn.watching.add(None)
-                    result = [to_builtins(s.info()) for s in self.manager.sessions.values()]
-                else:
-                    if not isinstance(sid, str):
-                        raise BadRequest("'watch' takes an optional session id string 'sid'")
-                    result = to_builtins(self.manager.get(sid).info())
-                    conn.watching.add(sid)
-                if interval:
-                    self._watch_stats(conn, float(interval))
-                return result
-            case _:
-                raise BadRequest(
-                    f"unknown operation {req.op!r}", hint="operations: status, create, list, show, stop, watch, attach"
-                )
+        """Carry out one request of ``conn``: its result, as plain data."""
+        handler = self._handlers[type(req)]
+        return await handler(self, req, conn)
+
+    async def _on_status(self, req: Status, conn: Connection) -> Any:
+        config = describe(self.config)
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "sessions": sum(1 for s in self.manager.sessions.values() if s.state not in SESSION_TERMINAL),
+            "limits": {"max_session_processes": self.config.max_session_processes},
+            # noded.toml's node defaults and endpoints (nodectl status shows them)
+            "node_limits": config["node_limits"],
+            "metrics": config["metrics_address"],
+            "config": self.config.source,
+        }
+
+    async def _on_create(self, req: Create, conn: Connection) -> Any:
+        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
+        session = self.manager.create(pipeline)
+        if req.watch:
+            conn.watching.add(session.sid)
+        return to_builtins(session.info())
+
+    async def _on_list(self, req: List, conn: Connection) -> Any:
+        return [to_builtins(s.info()) for s in self.manager.sessions.values()]
+
+    async def _on_show(self, req: Show, conn: Connection) -> Any:
+        return to_builtins(self._with_stats(self.manager.get(req.sid)))
+
+    async def _on_stop(self, req: Stop, conn: Connection) -> Any:
+        session = self.manager.stop(req.sid)
+        if req.wait:
+            await self.manager.wait_finished(req.sid)
+        return to_builtins(session.info())
+
+    async def _on_attach(self, req: Attach, conn: Connection) -> Any:
+        # The client's side of the session's external inputs and outputs.
+        session = self.manager.get(req.sid)
+        if session.topology.client is None:
+            raise BadRequest(
+                f"pipeline {session.pipeline.name!r} declares no external inputs or outputs",
+                hint="add top-level inputs = [...] / outputs = [...] to the pipeline",
+            )
+        return {"session": session.sid, "dataplane": to_builtins(session.topology.client)}
+
+    async def _on_watch(self, req: Watch, conn: Connection) -> Any:
+        interval = None  # seconds between stats events
+        if req.stats is True:
+            interval = STATS_INTERVAL
+        elif req.stats is not None and req.stats is not False:
+            if not 0.2 <= req.stats <= 60:
+                raise BadRequest("'watch' takes 'stats': true or a period of 0.2 to 60 seconds")
+            interval = float(req.stats)
+        if req.sid is None:
+            conn.watching.add(None)
+            result: Any = [to_builtins(s.info()) for s in self.manager.sessions.values()]
+        else:
+            result = to_builtins(self.manager.get(req.sid).info())
+            conn.watching.add(req.sid)
+        if interval:
+            self._watch_stats(conn, interval)
+        return result
+
+    _handlers: dict[type, Callable[[Daemon, Any, Connection], Awaitable[Any]]] = {
+        Status: _on_status,
+        Create: _on_create,
+        List: _on_list,
+        Show: _on_show,
+        Stop: _on_stop,
+        Attach: _on_attach,
+        Watch: _on_watch,
+    }
 
 
 __all__ = ["Daemon", "NodedError"]

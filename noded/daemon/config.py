@@ -26,10 +26,10 @@ from typing import Any
 
 import msgspec
 
+from noded.contract.paths import DEFAULT_CONFIG_PATH, DEFAULT_RUNTIME_DIR, SOCKET_NAME
 from noded.errors import NodedError
 from noded.pipeline.schema import INFINITY, Resources, parse_quota, parse_size, parse_tasks
 
-DEFAULT_CONFIG_PATH = Path("/etc/noded/noded.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _HINT = "see noded.toml(5): every key, its default and its variable"
 
@@ -81,7 +81,7 @@ class NodeSandbox:
 
 @dataclass(frozen=True)
 class Config:
-    runtime_dir: Path = Path("/run/noded")
+    runtime_dir: Path = DEFAULT_RUNTIME_DIR
     socket_group: str = "noded"
     # Node processes a single session may have; None means no limit.
     max_session_processes: int | None = None
@@ -103,7 +103,7 @@ class Config:
 
     @property
     def socket_path(self) -> Path:
-        return self.socket or self.runtime_dir / "control.sock"
+        return self.socket or self.runtime_dir / SOCKET_NAME
 
     @property
     def iox2_root(self) -> Path:
@@ -283,15 +283,6 @@ def parse_address(value: str) -> tuple[str, int] | None:
         raise ValueError(f"{value!r} is not HOST:PORT (e.g. '127.0.0.1:9464', or ':9464' for every address)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
-
-
-def configured_socket() -> Path:
-    """The control socket the daemon's configuration names (for clients such as nodectl);
-    the default when the file is missing or invalid (the daemon says why, not the client)."""
-    try:
-        return load_config().socket_path
-    except ConfigError:
-        return Config().socket_path
 
 
 def describe(config: Config) -> dict[str, Any]:

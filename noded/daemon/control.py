@@ -1,4 +1,4 @@
-"""The control socket: JSON lines over a Unix socket under /run/noded/."""
+"""The control socket: JSON lines over a Unix socket under /run/noded/ (noded.contract.protocol)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
-
-from noded.contract.protocol import MAX_LINE, ErrorInfo, Event, Reply, Request, SessionInfo, decode_request, encode
+from noded.contract.protocol import (
+    MAX_LINE,
+    ErrorInfo,
+    Event,
+    Reply,
+    Request,
+    SessionInfo,
+    decode_request,
+    encode,
+    request_id,
+)
 from noded.daemon.config import Config
 from noded.errors import NodedError
 
@@ -20,10 +28,6 @@ log = logging.getLogger("noded.control")
 WATCH_QUEUE = 1000  # events buffered for one slow watcher before it is dropped
 
 Handler = Callable[[Request, "Connection"], Awaitable[Any]]
-
-
-class BadRequest(NodedError):
-    code = "bad_request"
 
 
 class Connection:
@@ -135,13 +139,8 @@ class ControlServer:
     async def _answer(self, line: bytes, conn: Connection) -> Reply:
         req_id = 0
         try:
-            try:
-                req = decode_request(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-                # msgspec lets invalid UTF-8 inside a string through as UnicodeDecodeError.
-                raise BadRequest(
-                    f"malformed request: {exc}", hint='one JSON object per line: {"op": ..., "id": ..., "args": {...}}'
-                ) from exc
+            req_id = request_id(line)  # also for the error reply of a malformed request
+            req = decode_request(line)  # BadRequest saying what is wrong
             req_id = req.id
             result = await self.handler(req, conn)
             return Reply(id=req_id, ok=True, result=result)

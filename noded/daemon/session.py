@@ -52,7 +52,7 @@ class NodeRuntime:
             id=self.spec.id,
             cls=self.spec.cls,
             unit=self.unit,
-            state=str(self.state),
+            state=self.state,
             since=self.since,
             progress=st.fraction if st else None,
             status_text=self.props.get("StatusText", ""),
@@ -101,7 +101,7 @@ class Session:
         return SessionInfo(
             sid=self.sid,
             pipeline=self.pipeline.name,
-            state=str(self.state),
+            state=self.state,
             created=self.created,
             slice=self.slice,
             ready_seconds=self.ready_seconds,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
 from noded.contract.spec import DataPlane
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
@@ -36,7 +37,6 @@ from noded.daemon.systemd import Systemd, UnitResources
 from noded.errors import SystemdError
 
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")  # hybrid; on a unified host: /sys/fs/cgroup
-CLIENT = "client"
 
 ReadStats = Callable[[str], Snapshot | None]  # endpoint name -> its block
 
@@ -256,5 +256,5 @@ def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:
     for node in info.nodes:
         f = figures.get(node.id)
         if f is not None and node.state in NODE_UP and f.state != node.state:
-            node.state, node.since = f.state, stats.at - f.state_seconds
+            node.state, node.since = NodeState(f.state), stats.at - f.state_seconds
     return stats

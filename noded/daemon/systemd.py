@@ -19,6 +19,7 @@ from typing import Any
 from pystemd.dbusexc import DBusBaseError, DBusNoSuchUnitError
 from pystemd.dbuslib import DBus, apply_signature
 
+from noded.contract.paths import UINT64_MAX
 from noded.daemon.units import UNIT_PREFIX, Property
 from noded.errors import SystemdError
 
@@ -67,8 +68,6 @@ class UnitGone:
 
 SystemdEvent = UnitChange | JobDone | UnitGone
 
-_UINT64_MAX = 2**64 - 1  # systemd's "not set" / "infinity" for a t property
-
 
 @dataclass(frozen=True)
 class UnitResources:
@@ -89,7 +88,7 @@ class UnitResources:
 
 
 def _t(value: Any) -> int | None:
-    return None if value is None or int(value) >= _UINT64_MAX else int(value)
+    return None if value is None or int(value) >= UINT64_MAX else int(value)
 
 
 def unit_path(name: str) -> str:

@@ -16,7 +16,6 @@ PARENT_SLICE = "noded.slice"
 Property = tuple[str, str, Any]
 
 USEC = 1_000_000
-UINT64_MAX = 2**64 - 1
 
 
 def slice_name(sid: str) -> str:

@@ -20,22 +20,21 @@ Send from one thread and receive in another (as ``nodectl run`` does): a single 
 that sends more than the pipeline can buffer before it reads waits on itself, because
 the outputs it does not read hold the pipeline's credits.
 
-This module talks to the daemon's control socket itself (one request, JSON lines) so
-that the data plane does not depend on the daemon's package.
+The channels come from the daemon's ``attach`` request, through the one control-socket
+client (``noded.contract.client``). ``noded.connect()`` (``noded.api``) wraps all this in
+a session handle.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from noded.contract.client import Client
+from noded.contract.paths import CLIENT, DEFAULT_SOCKET
 from noded.contract.spec import DataPlane
 from noded.contract.stats import stats_path
 from noded.contract.wire import Flags, Kind
@@ -44,31 +43,16 @@ from noded.dataplane.message import Message
 from noded.dataplane.sessionuser import SessionUser, as_session_user
 from noded.errors import WorkerError
 
-DEFAULT_SOCKET = Path("/run/noded/control.sock")
-CLIENT = "client"
-
 
 class AttachError(WorkerError):
-    """The daemon did not give this client the session's channels."""
+    """The session has no such external port."""
 
 
 def request_attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET, timeout: float = 10.0) -> DataPlane:
-    """Ask noded for the client side of session ``sid``'s data plane."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(socket_path))
-            sock.sendall(json.dumps({"op": "attach", "id": 1, "args": {"sid": sid}}).encode() + b"\n")
-            reply = json.loads(sock.makefile("rb").readline() or b"null")
-    except (OSError, ValueError) as exc:
-        raise AttachError(
-            f"cannot reach noded at {socket_path}: {exc}",
-            hint="is noded running ('systemctl status noded'), and may you use its socket?",
-        ) from exc
-    if not isinstance(reply, dict) or not reply.get("ok"):
-        err = (reply or {}).get("error") or {}
-        raise AttachError(err.get("message", "noded refused to attach"), hint=err.get("hint") or "")
-    return msgspec.convert(reply["result"]["dataplane"], DataPlane)
+    """Ask noded for the client side of session ``sid``'s data plane (DaemonUnavailable,
+    or the daemon's RemoteError, if it does not give it)."""
+    with Client(socket_path, timeout=timeout) as client:
+        return client.attach(sid)
 
 
 class SessionIO:

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from noded.contract.paths import CLIENT, UINT64_MAX
 from noded.contract.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_DEPTH
 from noded.pipeline.grants import NodeGrants
 
@@ -32,14 +33,12 @@ NAME_RE = re.compile(NAME_PATTERN)
 PORT_REF_RE = re.compile(rf"({NAME_PATTERN})\.({NAME_PATTERN})")
 
 EXTERNAL_INPUT = "input"  # the pseudo-node of external inputs: "input.<name>"
-CLIENT = "client"  # the session's client: producer of external inputs, consumer of outputs
 RESERVED_IDS = (EXTERNAL_INPUT, CLIENT)
 
 MIN_DEPTH = 1  # messages in flight per edge, up to noded.contract.spec.MAX_DEPTH
 MIN_PAYLOAD, MAX_PAYLOAD = 1024, 1024**3  # bytes per message payload
 
 INFINITY = "infinity"
-_UINT64_MAX = 2**64 - 1  # systemd's "infinity" for MemoryMax=, TasksMax=, ...
 _USEC_PER_SEC = 1_000_000
 _SIZE_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*([KMGT]?)\s*", re.IGNORECASE)
 _QUOTA_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*%\s*")
@@ -218,7 +217,7 @@ def parse_size(value: int | str) -> int | None:
         raise ValueError(f"expected a size in bytes or a string such as '512M', got {type(value).__name__}")
     if size <= 0:
         raise ValueError(f"{value!r} is not a positive size")
-    if size >= _UINT64_MAX:
+    if size >= UINT64_MAX:
         raise ValueError(f"{value!r} is too large")
     return size
 
@@ -237,7 +236,7 @@ def parse_quota(value: str) -> float | None:
         raise ValueError(f"{value!r} is not more than 0%")
     if cpus * _USEC_PER_SEC < 1:
         raise ValueError(f"{value!r} is too small (the smallest quota is 0.0001%)")
-    if cpus * _USEC_PER_SEC >= _UINT64_MAX:
+    if cpus * _USEC_PER_SEC >= UINT64_MAX:
         raise ValueError(f"{value!r} is too large")
     return float(cpus)
 
@@ -250,7 +249,7 @@ def parse_tasks(value: int | str) -> int | None:
         raise ValueError(f"{value!r} is not a positive integer or 'infinity'")
     if value <= 0:
         raise ValueError(f"{value!r} is not a positive number of tasks")
-    if value >= _UINT64_MAX:
+    if value >= UINT64_MAX:
         raise ValueError(f"{value!r} is too large")
     return value
 

@@ -17,7 +17,7 @@ from noded.errors import NodedError
 
 pytestmark = pytest.mark.integration
 
-NODECTL = [sys.executable, "-c", "from noded.ctl.cli import main; main()"]
+NODECTL = [sys.executable, "-c", "from noded.ctl.main import main; main()"]
 
 
 def _pid1_is_systemd() -> bool:

@@ -26,7 +26,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from noded.contract.client import Client
-from noded.contract.protocol import MAX_LINE, decode_request
+from noded.contract.protocol import MAX_LINE, List, Status, Watch, decode_request
 from tests.fuzzing import fuzz
 
 from .conftest import NODECTL, Sessions, chain, noded_main_pid, systemctl, wait_for
@@ -105,20 +105,21 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-_args = (
-    st.dictionaries(
-        st.sampled_from(["sid", "text", "filename", "watch", "wait"]) | st.text(max_size=6), _json, max_size=4
-    )
-    | _json
+_fields = st.dictionaries(
+    st.sampled_from(["sid", "text", "filename", "watch", "wait", "stats", "args"]) | st.text(max_size=6),
+    _json,
+    max_size=4,
 )
-_requests = st.fixed_dictionaries(
-    {},
-    optional={
-        "op": st.sampled_from(OPS) | st.text(max_size=12) | _json,
-        "id": st.integers() | _json,
-        "args": _args,
-        "extra": _json,
-    },
+_requests = st.builds(
+    lambda fields, base: {**fields, **base},
+    _fields,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "op": st.sampled_from(OPS) | st.text(max_size=12) | _json,
+            "id": st.integers() | _json,
+        },
+    ),
 )
 
 
@@ -128,7 +129,7 @@ def _valid_request(line: bytes) -> bool:
         req = decode_request(line)
     except Exception:
         return False
-    return req.op in ("status", "list") or (req.op == "watch" and req.args.get("sid") is None)
+    return isinstance(req, (Status, List)) or (isinstance(req, Watch) and req.sid is None)
 
 
 @st.composite
@@ -141,13 +142,13 @@ def bad_lines(draw: st.DrawFn) -> bytes:
     elif kind == "request":
         line = json.dumps(draw(_requests)).encode()
     elif kind == "truncated":
-        whole = json.dumps({"op": draw(st.sampled_from(OPS)), "id": 1, "args": draw(_args)}).encode()
+        whole = json.dumps({"op": draw(st.sampled_from(OPS)), "id": 1, **draw(_fields)}).encode()
         line = whole[: draw(st.integers(0, len(whole) - 1))]
     elif kind == "nested":
         depth = draw(st.integers(1, 5000))
         line = draw(st.sampled_from([b"[", b'{"a":'])) * depth
     else:
-        line = b'{"op": "show", "id": 3, "args": {"sid": "' + draw(st.binary(min_size=1, max_size=8)) + b'"}}'
+        line = b'{"op": "show", "id": 3, "sid": "' + draw(st.binary(min_size=1, max_size=8)) + b'"}'
     line = line.replace(b"\n", b" ")
     assume(not _valid_request(line))
     return line
@@ -201,7 +202,7 @@ def test_malformed_requests_each_get_an_error_and_change_nothing(client: Client,
     "payload",
     [
         b"x" * (MAX_LINE + 1),
-        json.dumps({"op": "create", "id": 1, "args": {"text": "#" * MAX_LINE, "filename": "big.toml"}}).encode(),
+        json.dumps({"op": "create", "id": 1, "text": "#" * MAX_LINE, "filename": "big.toml"}).encode(),
         b"[" * (MAX_LINE + 10),
     ],
 )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 
 import psutil
 import pytest
 
 from noded.contract.client import Client, RemoteError
-from noded.contract.protocol import SessionInfo
+from noded.contract.protocol import BadRequest, SessionInfo
 
 from .conftest import Sessions, chain, ended, noded_main_pid, noded_units, systemctl, wait_for
 
@@ -160,9 +161,15 @@ def test_unknown_session_and_bad_requests(client: Client) -> None:
     with pytest.raises(RemoteError) as exc:
         client.request("show", sid="nosuch")
     assert exc.value.code == "session_not_found"
-    with pytest.raises(RemoteError) as exc:
-        client.request("frobnicate")
-    assert exc.value.code == "bad_request"
+    with pytest.raises(BadRequest, match="unknown operation 'frobnicate'"):
+        client.request("frobnicate")  # refused before it is sent
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # and by the daemon
+        sock.settimeout(30)
+        sock.connect(str(client.path))
+        sock.sendall(b'{"op": "frobnicate", "id": 9}\n')
+        reply = json.loads(sock.makefile("rb").readline())
+    assert reply["id"] == 9 and reply["ok"] is False and reply["error"]["code"] == "bad_request"
+    assert reply["error"]["message"] == "unknown operation 'frobnicate'" and "attach" in reply["error"]["hint"]
     with pytest.raises(RemoteError) as exc:
         client.request("create", text="nodes = 3", filename="x.toml")
     assert exc.value.code == "invalid_pipeline"

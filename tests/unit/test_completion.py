@@ -20,7 +20,7 @@ def nodectl_bin(tmp_path: Path) -> Path:
     bin_dir.mkdir()
     exe = bin_dir / "nodectl"
     exe.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\nfrom noded.ctl.cli import main\nmain()\n"
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\nfrom noded.ctl.main import main\nmain()\n"
     )
     exe.chmod(0o755)
     return exe

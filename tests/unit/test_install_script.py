@@ -51,7 +51,7 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     res = sh(
         venv / "bin/python",
         "-c",
-        "import noded, noded.daemon.main, noded.ctl.cli, prometheus_client, pystemd, iceoryx2; print(noded.__file__)",
+        "import noded, noded.daemon.main, noded.ctl.main, prometheus_client, pystemd, iceoryx2; print(noded.__file__)",
         cwd=tmp_path,
     )
     assert res.stdout.startswith(str(venv))
