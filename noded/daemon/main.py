@@ -19,12 +19,10 @@ from pathlib import Path
 import click
 
 from noded import __version__
+from noded.contract.exitcodes import DaemonExit
 from noded.daemon.config import ConfigError, describe, load_config
 from noded.daemon.logs import setup_logging
 from noded.errors import NodedError
-
-EXIT_FAILURE = 1
-EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h
 
 log = logging.getLogger("noded")
 
@@ -58,7 +56,7 @@ def cli(config_path: Path | None, check_config: bool, as_json: bool) -> None:
         config = load_config(config_path)
     except ConfigError as exc:
         log.error("invalid configuration, not starting: %s", _one_line(exc))
-        sys.exit(EXIT_CONFIG)
+        sys.exit(DaemonExit.CONFIG)
     setup_logging(config.log_level)
     from noded.daemon.app import Daemon
 
@@ -66,7 +64,7 @@ def cli(config_path: Path | None, check_config: bool, as_json: bool) -> None:
         asyncio.run(Daemon(config).run())
     except NodedError as exc:
         log.error("%s", _one_line(exc))
-        sys.exit(EXIT_FAILURE)
+        sys.exit(DaemonExit.FAILURE)
 
 
 def _check(config_path: Path | None, as_json: bool) -> int:
@@ -77,7 +75,7 @@ def _check(config_path: Path | None, as_json: bool) -> int:
             print(json.dumps({"valid": False, "error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}))
         else:
             print(f"noded: invalid configuration: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_CONFIG
+        return DaemonExit.CONFIG
     if as_json:
         print(json.dumps({"valid": True, "config": describe(config)}))
     else:
