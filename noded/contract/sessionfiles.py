@@ -11,6 +11,12 @@ from pathlib import Path
 log = logging.getLogger("noded.channels")
 
 
+def session_prefix(sid: str) -> str:
+    """The iceoryx2 prefix of session ``sid``'s shared-memory files (the daemon plans it,
+    nodes and clients use it, the daemon removes what it names)."""
+    return f"noded_{sid}_"
+
+
 def remove_session_resources(root: str | os.PathLike[str], prefix: str, shm: str = "/dev/shm") -> list[str]:
     """Remove a session's iceoryx2 files: everything under ``root`` (the directory too)
     and every ``shm`` entry whose name starts with ``prefix``, whatever state the nodes

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from noded.contract.sessionfiles import remove_session_resources
+from noded.contract.sessionfiles import remove_session_resources, session_prefix
 
 SHM = Path("/dev/shm")
 
@@ -25,10 +25,6 @@ def iox2_base(runtime_dir: Path) -> Path:
 def session_root(base: Path, sid: str) -> Path:
     """``base`` is the iceoryx2 root of all sessions (``Config.iox2_root``)."""
     return base / sid
-
-
-def session_prefix(sid: str) -> str:
-    return f"noded_{sid}_"
 
 
 def prepare_session(base: Path, sid: str) -> Path:

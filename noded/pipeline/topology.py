@@ -37,8 +37,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from noded.contract.sessionfiles import session_prefix
 from noded.contract.spec import DataPlane, InputSpec, OutputSpec
-from noded.daemon.resources import session_prefix
 from noded.pipeline.schema import CLIENT, EXTERNAL_INPUT, Pipeline, PortRef
 
 __all__ = ["DEFAULT_ROOT_BASE", "Topology", "inbox", "plan", "service"]
