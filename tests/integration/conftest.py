@@ -25,10 +25,10 @@ def _pid1_is_systemd() -> bool:
         return False
 
 
-@pytest.hookimpl(trylast=True)  # after -m deselected: only the integration tests that will run
+@pytest.hookimpl(trylast=True)  # after -m deselected: only the tests of this folder that will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # tests/conftest.py marks every test of this folder `integration`.
-    selected = [item for item in items if item.get_closest_marker("integration")]
+    here = Path(__file__).parent
+    selected = [item for item in items if item.path.is_relative_to(here)]
     if not selected or _pid1_is_systemd():
         return
     if os.environ.get("CI") or os.environ.get("NODED_REQUIRE_SYSTEMD"):

@@ -1,11 +1,18 @@
-"""packaging/install and packaging/uninstall, staged with --destdir (no system changes)."""
+"""packaging/install and packaging/uninstall, staged with --destdir (no system changes).
+
+Marked ``integration``: building the venv needs PyPI (or pip's cache) and about a minute.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
 
 
 def sh(*argv: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
