@@ -244,8 +244,8 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     ]
     private = private_breaches(g, "noded.daemon")
     assert len(private) == 2 and "noded/ctl/cli.py:2: noded.ctl.cli imports noded.daemon.config" in private[1]
-    # contract.spec -> daemon (the package) -> ... no; spec -> daemon.units -> spec is one.
-    # The lazy import a -> b (TYPE_CHECKING) closes no circle with b -> a.
+    # spec -> daemon.units -> spec is a circle; nodes.a -> nodes.b is not imported at run
+    # time (TYPE_CHECKING), so nodes.b -> nodes.a closes none.
     assert cycles(g) == [
         "noded.contract.spec -> noded.daemon.units -> noded.contract.spec  "
         "(noded/contract/spec.py:2, noded/daemon/units.py:1)"
