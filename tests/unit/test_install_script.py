@@ -58,7 +58,9 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     res = sh(
         venv / "bin/python",
         "-c",
-        "import noded, noded.daemon.main, noded.ctl.cli, prometheus_client, pystemd, iceoryx2; print(noded.__file__)",
+        # The speech extra too: the installed noded runs examples/voice.toml.
+        "import noded, noded.daemon.main, noded.ctl.cli, prometheus_client, pystemd, iceoryx2, onnxruntime, "
+        "pocketsphinx, soxr; print(noded.__file__)",
         cwd=tmp_path,
     )
     assert res.stdout.startswith(str(venv))
