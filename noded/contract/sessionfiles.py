@@ -16,7 +16,8 @@ log = logging.getLogger("noded.channels")
 
 
 def session_prefix(sid: str) -> str:
-    """The prefix of every iceoryx2 service name (and so /dev/shm segment) of session ``sid``."""
+    """The iceoryx2 prefix of session ``sid``'s shared-memory files (the daemon plans it,
+    nodes and clients use it, the daemon removes what it names)."""
     return f"noded_{sid}_"
 
 

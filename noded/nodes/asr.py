@@ -38,6 +38,7 @@ import numpy as np
 from noded.contract.wire import Kind
 from noded.errors import ParamError
 from noded.node import Context
+from noded.nodes.extras import speech_module
 from noded.nodes.params import check_params
 from noded.nodes.streams import StreamNode, audio_samples
 
@@ -59,9 +60,8 @@ class PocketSphinx:
         where: str,
         kws_threshold: float = 1e-30,
     ) -> None:
-        from pocketsphinx import Decoder
-
-        self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
+        pocketsphinx = speech_module("pocketsphinx", "asr backend pocketsphinx")
+        self.decoder = pocketsphinx.Decoder(samprate=RATE, loglevel="FATAL")
         words = list(vocabulary or []) + [w for k in keyphrases or [] for w in k.split()]
         unknown = sorted({w for w in words if self.decoder.lookup_word(w.lower()) is None})
         if unknown:

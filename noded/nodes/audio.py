@@ -23,6 +23,7 @@ import numpy as np
 
 from noded.contract.wire import Kind
 from noded.node import Context, Node
+from noded.nodes.extras import speech_module
 from noded.nodes.params import REQUIRED, check_params
 from noded.nodes.streams import StreamNode, audio_samples, send_audio, send_end
 from noded.wavfile import read_wav, write_wav
@@ -40,8 +41,7 @@ class Resampler:
 
     def __call__(self, samples: np.ndarray, in_rate: int, last: bool = False) -> np.ndarray:
         if in_rate != self.in_rate:
-            import soxr
-
+            soxr = speech_module("soxr", "resample")
             tail = self.flush() if self._stream is not None else np.zeros(0, np.float32)
             self.in_rate = in_rate
             self._stream = (
@@ -77,8 +77,7 @@ class Resample(StreamNode):
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
-        import soxr
-
+        soxr = speech_module("soxr", f"resample ({self.node_id})")
         # The first resampling allocates and plans: done before READY, not on the first chunk.
         soxr.resample(np.zeros(4410, np.float32), 44100, self.rate)
 

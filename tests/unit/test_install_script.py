@@ -1,11 +1,18 @@
-"""packaging/install and packaging/uninstall, staged with --destdir (no system changes)."""
+"""packaging/install and packaging/uninstall, staged with --destdir (no system changes).
+
+Marked ``integration``: building the venv needs PyPI (or pip's cache) and about a minute.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
 
 
 def sh(*argv: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -51,7 +58,9 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     res = sh(
         venv / "bin/python",
         "-c",
-        "import noded, noded.daemon.main, noded.ctl.main, prometheus_client, pystemd, iceoryx2; print(noded.__file__)",
+        # The speech extra too: the installed noded runs examples/voice.toml.
+        "import noded, noded.daemon.main, noded.ctl.main, prometheus_client, pystemd, iceoryx2, onnxruntime, "
+        "pocketsphinx, soxr; print(noded.__file__)",
         cwd=tmp_path,
     )
     assert res.stdout.startswith(str(venv))
