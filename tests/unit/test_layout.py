@@ -39,6 +39,8 @@ RULES: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     "noded.nodes.*": ("noded.nodes.*", *SDK, "noded.contract.*", "noded.errors"),
     "noded.pipeline.*": ("noded.pipeline.*", "noded.contract.*", "noded.errors"),
+    # The public API for code that drives noded: the client side only, never the server.
+    "noded.api": ("noded.contract.*", "noded.dataplane.*", "noded.pipeline.*", "noded.errors", "noded"),
 }
 
 #: Packages that only their own modules import: the server and the CLI are ends, not libraries.
