@@ -22,8 +22,10 @@ Event ids on an inbox::
 Credits carry a cumulative count, never "one more": iceoryx2 may merge notifications of
 one id, and a producer that drained several credits of one consumer keeps the largest
 advance (``OutPort.credit``). ``CREDIT_WINDOW`` > 2 * depth keeps that unambiguous. An
-inbox supports ids up to ``inbox_event_id_max(outputs)``: a listener's ``try_wait``
-scans every id (about 3 ns each), so the id space grows only with the owner's outputs.
+inbox supports ids up to ``inbox_event_id_max(outputs, consumers of the last one)``: a
+listener's ``try_wait`` scans every id (3-10 ns each, on every wake-up and credit: 1,040
+ids cost a producer 10 us a message where 80 cost 1 us), so the id space ends at the
+last consumer of the owner's last output.
 
 Flow control: a producer sends on a port only when every consumer has said hello and
 has fewer than ``depth`` messages in flight (sent, not credited); subscriber buffers hold
@@ -117,8 +119,12 @@ def decode_credit(event_id: int) -> tuple[int, int, int] | None:
     return port_index, consumer_index, released
 
 
-def inbox_event_id_max(n_outputs: int) -> int:
-    return CREDIT_BASE + n_outputs * MAX_CONSUMERS * CREDIT_WINDOW - 1
+def inbox_event_id_max(n_outputs: int, last_consumers: int = MAX_CONSUMERS) -> int:
+    """The largest id an inbox needs: the last credit id of consumer ``last_consumers - 1``
+    of port ``n_outputs - 1`` (earlier ports keep their full stride of MAX_CONSUMERS)."""
+    if n_outputs <= 0:
+        return CREDIT_BASE - 1
+    return CREDIT_BASE + ((n_outputs - 1) * MAX_CONSUMERS + last_consumers) * CREDIT_WINDOW - 1
 
 
 def _is(exc: BaseException, reason: str) -> bool:
@@ -214,8 +220,17 @@ class Inbox:
     is disabled: by default a WaitSet swallows SIGTERM, which must reach Python's handler
     (docs/dataplane.md, "WaitSet swallows SIGTERM")."""
 
-    def __init__(self, chan: Channels, name: str, n_outputs: int, max_peers: int, extra_fd: int | None) -> None:
-        self._service = _inbox_service(chan.node, name, inbox_event_id_max(n_outputs), max_peers, create=True)
+    def __init__(
+        self,
+        chan: Channels,
+        name: str,
+        n_outputs: int,
+        max_peers: int,
+        extra_fd: int | None,
+        last_consumers: int = MAX_CONSUMERS,
+    ) -> None:
+        event_id_max = inbox_event_id_max(n_outputs, last_consumers)
+        self._service = _inbox_service(chan.node, name, event_id_max, max_peers, create=True)
         self._listener = self._service.listener_builder().create()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)

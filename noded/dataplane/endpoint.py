@@ -161,7 +161,8 @@ class Endpoint:
             if len(set(ports)) != len(ports):
                 raise ChannelError(f"endpoint {name!r}: duplicate output ports {ports}")
             peers = sum(len(o.consumers) for o in plane.outputs) + len(plane.inputs) + 1
-            self._inbox = Inbox(self._chan, plane.inbox, len(plane.outputs), peers, extra_fd)
+            last = len(plane.outputs[-1].consumers) if plane.outputs else 0
+            self._inbox = Inbox(self._chan, plane.inbox, len(plane.outputs), peers, extra_fd, last)
             for i, spec in enumerate(plane.outputs):
                 self._outputs[spec.port] = OutPort(self._chan, spec, i, HEADER_SIZE + spec.max_payload)
                 self._seq[spec.port] = 0

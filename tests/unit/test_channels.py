@@ -17,6 +17,7 @@ import pytest
 
 from noded.contract.spec import MAX_CONSUMERS, MAX_PORTS, OutputSpec, WorkerSpec, encode_spec
 from noded.dataplane.channels import (
+    CREDIT_BASE,
     CREDIT_WINDOW,
     EVENT_CONNECT,
     EVENT_DATA,
@@ -46,6 +47,17 @@ def test_credit_ids_round_trip_and_fit_the_producers_inbox() -> None:
         event_id = credit_event_id(port, consumer, released)
         assert decode_credit(event_id) == (port, consumer, released % CREDIT_WINDOW)
         assert event_id <= inbox_event_id_max(port + 1)  # a producer sizes its inbox by its outputs
+        # ... and by the consumers of its last output: every id of a consumer fits.
+        assert event_id <= inbox_event_id_max(port + 1, consumer + 1)
+        if port + 1 < MAX_PORTS:
+            assert event_id <= inbox_event_id_max(port + 2, 1)
+
+
+def test_an_inbox_with_one_output_and_one_consumer_is_small() -> None:
+    # The listener scans every id on each wake-up: 16 control ids plus one credit window.
+    assert inbox_event_id_max(1, 1) == CREDIT_BASE + CREDIT_WINDOW - 1
+    assert inbox_event_id_max(0, 0) == CREDIT_BASE - 1
+    assert inbox_event_id_max(2, 3) == CREDIT_BASE + (MAX_CONSUMERS + 3) * CREDIT_WINDOW - 1
 
 
 def out_port(session: Session, depth: int = 4, consumers: int = 2) -> OutPort:
