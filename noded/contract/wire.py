@@ -495,6 +495,40 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
     crc = zlib.crc32(mv[HEADER_CRC_OFFSET + 4 : HEADER_SIZE], crc)
     if crc != f[21]:
         raise HeaderChecksum(f"header crc {f[21]:#010x}, computed {crc:#010x}")
+    # A producer sends one geometry over and over: the fields checked below (everything
+    # but timestamp_ns, seq, payload_crc and sent_ns) are validated once per geometry and
+    # message length, then looked up. Only geometries that passed every check are kept.
+    key = (f[2:17], f[19], total_len)
+    geometry = _GEOMETRIES.get(key)
+    if geometry is None:
+        geometry = _check_geometry(f, total_len)
+        if len(_GEOMETRIES) >= _MAX_GEOMETRIES:
+            _GEOMETRIES.clear()  # geometries that change every message: no cache
+        _GEOMETRIES[key] = geometry
+    kind, dtype, shape, payload_len, pf = geometry
+    # Everything Header.__post_init__ would check is checked: build it 4x faster.
+    header = _new_header(Header)
+    _set_kind(header, kind)
+    _set_dtype(header, dtype)
+    _set_shape(header, shape)
+    _set_payload_len(header, payload_len)
+    _set_seq(header, f[18])
+    _set_timestamp_ns(header, f[17])
+    _set_sample_rate(header, f[14])
+    _set_channels(header, f[15])
+    _set_pixel_format(header, pf)
+    _set_flags(header, _FLAGS[f[5]])
+    _set_payload_crc(header, f[20])
+    _set_sent_ns(header, f[22])
+    return header
+
+
+_GEOMETRIES: dict[Any, tuple[Kind, np.dtype, tuple[int, ...], int, PixelFormat]] = {}
+_MAX_GEOMETRIES = 256
+
+
+def _check_geometry(f: tuple[Any, ...], total_len: int) -> tuple[Kind, np.dtype, tuple[int, ...], int, PixelFormat]:
+    """Validate the per-geometry fields of an unpacked header (see ``_unpack``)."""
     kind = _KINDS.get(f[2])
     if kind is None:
         raise BadField(f"unknown kind {f[2]}")
@@ -521,21 +555,7 @@ def _unpack(mv: memoryview, total_len: int) -> Header:
         )
     if HEADER_SIZE + payload_len != total_len:
         raise LengthMismatch(f"payload_len {payload_len} + header {HEADER_SIZE} != message length {total_len}")
-    # Everything Header.__post_init__ would check is checked: build it 4x faster.
-    header = _new_header(Header)
-    _set_kind(header, kind)
-    _set_dtype(header, dtype)
-    _set_shape(header, shape)
-    _set_payload_len(header, payload_len)
-    _set_seq(header, f[18])
-    _set_timestamp_ns(header, f[17])
-    _set_sample_rate(header, f[14])
-    _set_channels(header, f[15])
-    _set_pixel_format(header, pf)
-    _set_flags(header, _FLAGS[f[5]])
-    _set_payload_crc(header, f[20])
-    _set_sent_ns(header, f[22])
-    return header
+    return kind, dtype, shape, payload_len, pf
 
 
 # Slot setters of Header, bypassing the frozen dataclass's __init__ (see unpack_header).

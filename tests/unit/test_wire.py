@@ -935,3 +935,43 @@ def test_empty_shapes_numpy_cannot_view_are_rejected(shape):
     with pytest.raises(BadField, match="numpy cannot"):
         unpack_header(bytes(buf), len(buf))
     assert payload_array(bytes(pack_header(ok)), ok).shape == (0,)
+
+
+def test_a_geometry_seen_before_is_still_checked_per_message() -> None:
+    """unpack_head validates each geometry once (a cache): the per-message checks (length,
+    header crc) and the fields left out of the cache still apply to every message."""
+    from noded.contract import wire
+
+    h = Header(Kind.TENSOR, np.dtype("f4"), (3, 5), 60, seq=1, timestamp_ns=-7, sent_ns=11, payload_crc=9)
+    good = pack_header(h)
+    wire._GEOMETRIES.clear()
+    assert unpack_head(good, HEADER_SIZE + 60) == h
+    assert len(wire._GEOMETRIES) == 1
+    for seq, ts, sent in [(2, 0, 12), (U64, -(2**63), U64), (0, 2**63 - 1, 0)]:
+        other = dataclasses.replace(h, seq=seq, timestamp_ns=ts, sent_ns=sent, flags=Flags.END_OF_STREAM)
+        assert unpack_head(pack_header(other), HEADER_SIZE + 60) == other
+    with pytest.raises(LengthMismatch):
+        unpack_head(good, HEADER_SIZE + 61)
+    corrupt = bytearray(good)
+    corrupt[76] ^= 1  # seq: a per-message field, covered by the header crc
+    with pytest.raises(HeaderChecksum):
+        unpack_head(bytes(corrupt), HEADER_SIZE + 60)
+    # A geometry that fails is never cached: it fails every time.
+    bad = bytearray(good)
+    struct.pack_into("<Q", bad, 84, 64)  # payload_len disagrees with the shape
+    struct.pack_into("<I", bad, 96, 0)
+    struct.pack_into("<I", bad, 96, zlib.crc32(bytes(bad[:96]) + bytes(4) + bytes(bad[100:])))
+    for _ in range(2):
+        with pytest.raises(BadField):
+            unpack_head(bytes(bad), HEADER_SIZE + 64)
+    assert len(wire._GEOMETRIES) == 2  # h's, and h's with END_OF_STREAM (flags are in the key)
+
+
+def test_the_geometry_cache_is_bounded() -> None:
+    from noded.contract import wire
+
+    wire._GEOMETRIES.clear()
+    for n in range(1, wire._MAX_GEOMETRIES * 2 + 1):
+        h = Header(Kind.TENSOR, np.dtype("u1"), (n,), n)
+        assert unpack_head(pack_header(h), HEADER_SIZE + n) == h
+    assert len(wire._GEOMETRIES) <= wire._MAX_GEOMETRIES
