@@ -23,7 +23,9 @@ import ctypes
 import gc
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,7 +78,9 @@ def planes(root: str, prefix: str, size: int) -> tuple[DataPlane, DataPlane]:
     return a, b
 
 
-def run(count: int, size: int) -> dict[str, Any]:
+def run(count: int, size: int, loop: str | None = None) -> dict[str, Any]:
+    """The table's rows; with ``loop`` ("noded" or "bare") only that hop, ``count`` times
+    (for instruction counts: see ``callgrind``)."""
     root = tempfile.mkdtemp(prefix="nwhb", dir="/tmp") + "/"
     prefix = f"nhb{uuid.uuid4().hex[:8]}_"
     res: dict[str, dict[str, float]] = {}
@@ -123,6 +127,13 @@ def run(count: int, size: int) -> dict[str, Any]:
 
         for _ in range(50):
             hop()
+        if loop == "noded":
+            for _ in range(count):
+                hop()
+            return res
+        n_bare = count
+        if loop == "bare":
+            count = 10  # the same fixed cost in every run: callgrind's difference drops it
         res["noded: whole hop, in one thread (no wake-up)"] = summary(timed(count, hop))
         steps: dict[str, list[int]] = {k: [] for k in ("loan", "send", "take", "receive", "release", "credit")}
         for _ in range(count):
@@ -206,6 +217,10 @@ def run(count: int, size: int) -> dict[str, Any]:
 
         for _ in range(50):
             bare_hop()
+        if loop == "bare":
+            for _ in range(n_bare):
+                bare_hop()
+            return res
         res["bare: whole hop, in one thread (no wake-up)"] = summary(timed(count, bare_hop))
         bsteps: dict[str, list[int]] = {k: [] for k in ("loan", "send", "notify", "take", "receive", "release")}
         bst: dict[str, Any] = {}
@@ -242,17 +257,46 @@ def run(count: int, size: int) -> dict[str, Any]:
     return res
 
 
+def callgrind(size: int, loop: str, counts: tuple[int, int] = (200, 1200)) -> float:
+    """Instructions per hop of ``loop``: the difference of two runs under valgrind's
+    callgrind (which counts instructions, whatever else the machine runs) over the
+    difference of their hop counts, so set-up and tear-down cancel out."""
+    totals = []
+    for n in counts:
+        cmd = [
+            "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, __file__, "--loop", loop, "--count", str(n), "--size", str(size),
+        ]  # fmt: skip
+        err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+        found = re.search(r"Collected : (\d+)", err)
+        if found is None:
+            raise RuntimeError(f"no instruction count from callgrind:\n{err[-2000:]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--size", type=int, default=1024, help="payload bytes (default 1024)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--loop", choices=["noded", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--instructions", action="store_true", help="also count instructions per hop under valgrind (slow, steady)"
+    )
     args = ap.parse_args()
+    if args.loop:
+        run(args.count, args.size, args.loop)
+        return 0
     before = loadavg()
     res = run(args.count, args.size)
+    instructions = {}
+    if args.instructions:
+        instructions = {loop: callgrind(args.size, loop) for loop in ("noded", "bare")}
     after = loadavg()
     if args.json:
-        print(json.dumps({"loadavg_before": before, "loadavg_after": after, "steps": res}, indent=1))
+        out = {"loadavg_before": before, "loadavg_after": after, "steps": res, "instructions_per_hop": instructions}
+        print(json.dumps(out, indent=1))
         return 0
     print(f"hop breakdown, {args.size}-byte payload, {args.count} runs per step; "
           f"loadavg before {' '.join(before)}, after {' '.join(after)}")  # fmt: skip
@@ -262,6 +306,9 @@ def main() -> int:
     print(f"|{'-' * 80}|-------:|-------:|")
     for k, v in res.items():
         print(f"| {k:<78} | {v['p50']:>6.0f} | {v['p95']:>6.0f} |")
+    if instructions:
+        n, b = instructions["noded"], instructions["bare"]
+        print(f"\ninstructions per hop (callgrind): noded {n:,.0f}, bare {b:,.0f}, ratio {n / b:.1f}x")
     return 0
 
 

@@ -254,14 +254,21 @@ class Endpoint:
 
     def _flush_credits(self) -> None:
         """With the lock held: release the samples Leases let go, then credit them."""
-        if not self._released:
+        released = self._released
+        if not released:
             return
-        counts: Counter[int] = Counter()
-        while self._released:
-            index, sample = self._released.popleft()
+        if len(released) == 1:  # the common case, without a Counter per message
+            index, sample = released.popleft()
             sample.delete()
-            counts[index] += 1
-        for index, n in counts.items():
+            counts: Any = ((index, 1),)
+        else:
+            tally: Counter[int] = Counter()
+            while released:
+                index, sample = released.popleft()
+                sample.delete()
+                tally[index] += 1
+            counts = tally.items()
+        for index, n in counts:
             if index < len(self._inputs):
                 port = self._inputs[index]
                 port.released += n

@@ -54,7 +54,13 @@ class _Mapping:
 
     def __init__(self, owner: object, ptr: int, shape: tuple[int, ...], dtype: np.dtype, readonly: bool) -> None:
         self.owner = owner
-        self.__array_interface__ = {"data": (ptr, readonly), "shape": shape, "typestr": dtype.str, "version": 3}
+        typestr = _TYPESTR.get(dtype)
+        if typestr is None:  # numpy builds dtype.str anew on every access (~0.5 us): once per dtype
+            typestr = _TYPESTR[dtype] = dtype.str
+        self.__array_interface__ = {"data": (ptr, readonly), "shape": shape, "typestr": typestr, "version": 3}
+
+
+_TYPESTR: dict[np.dtype, str] = {}  # the wire's dtypes (noded.contract.wire.DTYPE_CODES), and uint8
 
 
 def map_array(owner: object, ptr: int, shape: tuple[int, ...], dtype: np.dtype, *, readonly: bool) -> np.ndarray:
