@@ -38,6 +38,9 @@ import iceoryx2 as iox
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conditions import loadavg, wait_quiet, warning
 
 from noded.contract.spec import DataPlane, InputSpec, OutputSpec
 from noded.contract.wire import HEADER_SIZE, Kind, patch_template, unpack_head
@@ -45,10 +48,6 @@ from noded.dataplane import channels
 from noded.dataplane.endpoint import Endpoint
 
 _ns = time.perf_counter_ns
-
-
-def loadavg() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def timed(n: int, step: Callable[[], Any], before: Callable[[], Any] | None = None) -> list[int]:
@@ -284,10 +283,13 @@ def main() -> int:
     ap.add_argument(
         "--instructions", action="store_true", help="also count instructions per hop under valgrind (slow, steady)"
     )
+    ap.add_argument("--wait-quiet", type=float, nargs="?", const=600.0, metavar="SECONDS")
     args = ap.parse_args()
     if args.loop:
         run(args.count, args.size, args.loop)
         return 0
+    if args.wait_quiet is not None and not wait_quiet(timeout=args.wait_quiet):
+        print(f"the machine did not get quiet in {args.wait_quiet:g} s: running anyway", file=sys.stderr)
     before = loadavg()
     res = run(args.count, args.size)
     instructions = {}
@@ -300,8 +302,9 @@ def main() -> int:
         return 0
     print(f"hop breakdown, {args.size}-byte payload, {args.count} runs per step; "
           f"loadavg before {' '.join(before)}, after {' '.join(after)}")  # fmt: skip
-    if float(before[0]) > 1.0 or float(after[0]) > 1.0:
-        print("WARNING: the machine was not quiet (load average > 1): compare rows, not absolutes")
+    warn = warning(before, after)
+    if warn:
+        print(warn)
     print(f"| {'step':<78} | p50 ns | p95 ns |")
     print(f"|{'-' * 80}|-------:|-------:|")
     for k, v in res.items():

@@ -44,6 +44,7 @@ import numpy as np
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
+from conditions import QUIET, loadavg, wait_quiet, warning
 from raw_iceoryx2 import run_raw
 
 from noded.contract.client import Client, session_info
@@ -94,7 +95,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "iceoryx2": version("iceoryx2"),
-        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "loadavg": loadavg(),
     }
 
 
@@ -318,6 +319,9 @@ def report(res: dict[str, Any]) -> None:
         f"numpy {m['numpy']}, iceoryx2 {m['iceoryx2']}; loadavg before {' '.join(m['loadavg'])}, "
         f"after {' '.join(res['loadavg_after'])}"
     )
+    warn = warning(m["loadavg"], res["loadavg_after"])
+    if warn:
+        print(warn)
     pb, pa = res["probe_before"], res["probe_after"]
     print(
         f"cold-start probe (p50 us of building and packing one wire header): hot {pb['hot']:.1f}, right after "
@@ -462,7 +466,17 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the tables")
     ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs baseline")
     ap.add_argument("--interval", type=float, default=0.005, help="seconds between messages (default 0.005)")
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        nargs="?",
+        const=600.0,
+        metavar="SECONDS",
+        help=f"first wait (default up to 600 s) for a 1-minute load average <= {QUIET:g}",
+    )
     args = ap.parse_args()
+    if args.wait_quiet is not None and not wait_quiet(timeout=args.wait_quiet):
+        print(f"the machine did not get quiet in {args.wait_quiet:g} s: running anyway", file=sys.stderr)
     count, warmup = (40, 10) if args.quick else (200, 50)
     rss_messages = 1_000 if args.quick else RSS_MESSAGES
     res: dict[str, Any] = {
@@ -478,7 +492,8 @@ def main() -> int:
         res["dora"] = "skipped (--no-dora)" if args.no_dora else run_dora(count, warmup, args.interval)
     except RuntimeError as e:
         res["dora"] = str(e)
-    res["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+    res["loadavg_after"] = loadavg()
+    res["warning"] = warning(res["machine"]["loadavg"], res["loadavg_after"])
     res["probe_after"] = cold_probe()
     buf = np.empty(10_000_000, np.uint8)
     buf.fill(1)
