@@ -394,6 +394,27 @@ class Endpoint:
             self._drop_unconsumed(port)
             return
         owner = _loan_of(value, port) if isinstance(value, np.ndarray) else None
+        if owner is not None and owner.template is not None and not fields and kind is None and not self.verify:
+            # The common case: a loan made from a template, sent as it is. Its header is
+            # the template with this message's timestamp and seq (and its crc), written in
+            # one go; no Header and no dict is built, and the credit wait is entered only
+            # when something is pending (what it checks first, inline).
+            loan = owner
+            if loan.sample is None:
+                raise ValueError("this loan was already sent")
+            with self._locked_cm:
+                if self._stopped or self._released or self._stop_event.is_set() or out.blocking():
+                    self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
+                seq = loan.seq if loan.seq_given else self._seq[port]
+                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq, _monotonic_ns()))
+                self._seq[port] = seq + 1
+                sample, loan.sample = loan.sample, None
+                out.send(sample)
+                slots, base = self._slots, self._out_base[out.index]
+                slots[base + O_SENT] += 1
+                slots[base + O_BYTES] += loan.header.payload_len
+            value.flags.writeable = False  # the consumers own it now
+            return
         changes: dict[str, Any] = {}  # applied to the header in one go, under the lock
         if owner is not None:
             if owner.sample is None:
@@ -408,21 +429,6 @@ class Endpoint:
                 sample = out.loan(HEADER_SIZE + header.payload_len)
             loan = Loan(port, sample, header, seq_given)
             np.copyto(loan.array(), payload, casting="no")
-        if loan.template is not None and not changes and not self.verify:
-            # The loan's header is a template: write it with this message's timestamp and
-            # seq (and its crc) in one go; no Header is built.
-            with self._locked_cm:
-                self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
-                seq = loan.seq if loan.seq_given else self._seq[port]
-                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq, _monotonic_ns()))
-                self._seq[port] = seq + 1
-                sample, loan.sample = loan.sample, None
-                out.send(sample)
-                slots, base = self._slots, self._out_base[out.index]
-                slots[base + O_SENT] += 1
-                slots[base + O_BYTES] += loan.header.payload_len
-            value.flags.writeable = False  # the consumers own it now
-            return
         if loan.template is not None:  # the header this loan stands for, with its timestamp and seq
             fixed = {"timestamp_ns": loan.timestamp_ns, **({"seq": loan.seq} if loan.seq_given else {})}
             loan.header, loan.template = _with(loan.header, fixed), None
