@@ -394,7 +394,8 @@ class Endpoint:
             self._drop_unconsumed(port)
             return
         owner = _loan_of(value, port) if isinstance(value, np.ndarray) else None
-        if owner is not None and owner.template is not None and not fields and kind is None and not self.verify:
+        template = None if owner is None else owner.template
+        if template is not None and owner is not None and not fields and kind is None and not self.verify:
             # The common case: a loan made from a template, sent as it is. Its header is
             # the template with this message's timestamp and seq (and its crc), written in
             # one go; no Header and no dict is built, and the credit wait is entered only
@@ -406,7 +407,7 @@ class Endpoint:
                 if self._stopped or self._released or self._stop_event.is_set() or out.blocking():
                     self._wait_for_credit(out, None if timeout is None else time.monotonic() + timeout)
                 seq = loan.seq if loan.seq_given else self._seq[port]
-                loan.write_header(patch_template(loan.template, loan.timestamp_ns, seq, _monotonic_ns()))
+                loan.write_header(patch_template(template, loan.timestamp_ns, seq, _monotonic_ns()))
                 self._seq[port] = seq + 1
                 sample, loan.sample = loan.sample, None
                 out.send(sample)
