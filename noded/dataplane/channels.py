@@ -407,6 +407,8 @@ class InPort:
         self.subscriber: Any = None
         self.released = 0
         self.credited = -1  # the count last delivered to the producer; -1: no hello yet
+        self._credit_base = credit_event_id(spec.port_index, spec.consumer_index, 0)
+        self._notifier: Any | None = None  # to the producer's inbox, once it exists (Channels keeps it)
 
     @property
     def connected(self) -> bool:
@@ -431,14 +433,17 @@ class InPort:
 
     def credit(self) -> bool:
         """Tell the producer the current released count; True if it was delivered."""
-        event_id = credit_event_id(self.spec.port_index, self.spec.consumer_index, self.released)
-        notifier = self._chan.notifier(self.spec.producer_inbox, event_id)
+        event_id = self._credit_base + self.released % CREDIT_WINDOW  # credit_event_id, per release
+        notifier = self._notifier
+        if notifier is None:
+            notifier = self._notifier = self._chan.notifier(self.spec.producer_inbox, event_id)
         if notifier is None or notifier.notify_with_custom_event_id(_EVENT_IDS[event_id]) < 1:
             return False
         self.credited = self.released
         return True
 
     def close(self) -> None:
+        self._notifier = None  # Channels.close deletes it
         if self.subscriber is not None:
             self.subscriber.delete()
         self._service = None
