@@ -16,6 +16,13 @@ PARENT_SLICE = "noded.slice"
 Property = tuple[str, str, Any]
 
 USEC = 1_000_000
+# Every node's environment; one BLAS/OpenMP thread (see service_properties).
+NODE_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def slice_name(sid: str) -> str:
@@ -82,10 +89,10 @@ def service_properties(
         (
             "Environment",
             "as",
-            [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1", b"OPENBLAS_NUM_THREADS=1", b"OMP_NUM_THREADS=1"]
-            # The pipeline's env, after noded's (a later assignment wins). Environment= set
-            # over D-Bus is not expanded: "$" and "%" reach the node as written.
-            + [f"{name}={value}".encode() for name, value in env],
+            # The pipeline's env over noded's (systemd refuses a block that assigns a name
+            # twice). Environment= set over D-Bus is not expanded: "$" and "%" reach the
+            # node as written.
+            [f"{name}={value}".encode() for name, value in {**NODE_ENV, **dict(env)}.items()],
         ),
         ("WorkingDirectory", "s", "/"),
         ("TimeoutStartUSec", "t", int(config.node_start_timeout * USEC)),
