@@ -5,6 +5,7 @@ results.json there. Audio is made here, at test time, by Piper and espeak-ng."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,6 +22,20 @@ from noded.nodes.tts import Tts
 from noded.testing import run_setup
 from noded.wavfile import write_wav
 
+MDWE_CHILD = """
+import ctypes, json
+from noded.errors import NodedError
+from noded.nodes.asr import Asr
+from noded.testing import run_setup
+if ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print(json.dumps({"type": "unsupported", "message": "", "hint": ""}))
+else:
+    try:
+        run_setup(Asr, {"backend": "whisper"}, node_id="ears")
+        print(json.dumps({"type": "none", "message": "", "hint": ""}))
+    except NodedError as exc:
+        print(json.dumps({"type": type(exc).__name__, "message": exc.message, "hint": exc.hint or ""}))
+"""
 QUESTIONS = ["what is the capital of france", "how many legs does a spider have", "turn off the kitchen lights"]
 
 
@@ -101,6 +116,12 @@ def main(out: Path) -> None:
         "tts_corrupt": error_of(lambda: run_setup(Tts, {"backend": "piper", "model": str(bad_voice)}, node_id="voice")),
         "asr_missing": error_of(lambda: run_setup(Asr, {"backend": "whisper", "model": str(out / "nowhere")})),
     }
+    # What a unit without jit = true does to Whisper: PR_SET_MDWE (as MemoryDenyWriteExecute=),
+    # in a child process, since it cannot be undone.
+    child = subprocess.run(
+        [sys.executable, "-c", MDWE_CHILD], capture_output=True, text=True, timeout=300, env={**os.environ}
+    )
+    results["errors"]["asr_no_jit"] = json.loads(child.stdout.strip().splitlines()[-1])
     (out / "results.json").write_text(json.dumps(results, default=str))
 
 

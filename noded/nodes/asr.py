@@ -148,6 +148,18 @@ class Whisper:
         self.beam_size, self.language = beam_size, language
         self.parts: list[np.ndarray] = []
         self.decoded = 0  # samples in the buffer at the last decode
+        try:
+            self.feed(np.zeros(RATE // 10, np.float32))
+            self.finish()  # oneDNN compiles its kernels on the first decode
+        except RuntimeError as exc:
+            if "could not create a primitive" not in str(exc):
+                raise
+            raise NodeLoadError(
+                f"{where}: Whisper cannot run without writable-and-executable memory ({exc}): "
+                "CTranslate2's oneDNN compiles its kernels at run time",
+                hint="set jit = true on this node in the pipeline (MemoryDenyWriteExecute=no for it alone)",
+            ) from exc
+        self.parts, self.decoded = [], 0
 
     def start(self) -> None:
         self.parts = []

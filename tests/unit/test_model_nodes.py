@@ -121,3 +121,11 @@ def test_missing_or_corrupt_model_files_are_named(results: dict[str, Any]) -> No
         errors["asr_missing"]["type"] == "NodeLoadError"
         and "nowhere/model.bin' is missing" in errors["asr_missing"]["message"]
     )
+
+
+def test_whisper_without_jit_says_to_set_it(results: dict[str, Any]) -> None:
+    error = results["errors"]["asr_no_jit"]
+    if error["type"] == "unsupported":
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux >= 6.3) to play MemoryDenyWriteExecute=")
+    assert error["type"] == "NodeLoadError" and "Asr (ears)" in error["message"], error
+    assert "writable-and-executable memory" in error["message"] and "jit = true" in error["hint"]
