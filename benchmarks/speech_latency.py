@@ -4,11 +4,11 @@ nodes run one after another in one process (SC-007).
     tests/sandbox run -- /opt/noded/venv/bin/python benchmarks/speech_latency.py [--runs 2] [--json]
 
 Input: UTTERANCES spoken by espeak-ng (22.05 kHz, as espeak-ng writes it), 1.2 s of
-silence around each, made by this script. Every mode uses examples/voice.toml's nodes
+silence around each, made by this script. Every mode uses examples/commands.toml's nodes
 and params (resample, silero VAD, pocketsphinx with the command grammar, responder,
 espeak-ng TTS), with these differences:
 
-* "pipeline as shipped": `nodectl --json run examples/voice.toml` (every node its own
+* "pipeline as shipped": `nodectl --json run examples/commands.toml` (every node its own
   unit and process, iceoryx2 between them), the audio fed in 20 ms chunks at its
   real-time pace. An utterance ends after 300 ms of silence, or earlier, 128 ms into a
   silence, when the words the ASR has decoded so far make a whole command of its
@@ -59,7 +59,7 @@ from noded.nodes.streams import LocalMessage
 from noded.wavfile import read_wav, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
-VOICE = REPO / "examples" / "voice.toml"
+VOICE = REPO / "examples" / "commands.toml"
 UTTERANCES = [
     "turn on the kitchen light",
     "computer tell me a joke",
@@ -100,7 +100,7 @@ TOML_SWITCHES = {"pause_ms = 128": "pause_ms = 0", "params.early_endpoint = true
 def vad_only_toml(path: Path) -> Path:
     text = VOICE.read_text()
     for old, new in TOML_SWITCHES.items():
-        assert old in text, f"examples/voice.toml no longer has {old!r}: update the benchmark"
+        assert old in text, f"examples/commands.toml no longer has {old!r}: update the benchmark"
         text = text.replace(old, new)
     path.write_text(text)
     return path

@@ -31,6 +31,7 @@ NODES: dict[str, str] = {
     "vad": "noded.nodes.vad:Vad",
     "asr": "noded.nodes.asr:Asr",
     "responder": "noded.nodes.responder:Responder",
+    "llm": "noded.nodes.llm:Llm",
     "tts": "noded.nodes.tts:Tts",
     "video_source": "noded.nodes.video:VideoSource",
     "gray": "noded.nodes.video:Gray",

@@ -69,3 +69,11 @@ def encode_spec(spec: WorkerSpec) -> str:
 
 def decode_spec(text: str) -> WorkerSpec:
     return msgspec.json.decode(text.encode(), type=WorkerSpec)
+
+
+def spec_fingerprint() -> str:
+    """A digest of the worker spec's schema: a daemon and a worker from another venv (a
+    node's ``python``) must agree on it, as on the wire version (noded.daemon.interpreter)."""
+    import hashlib
+
+    return hashlib.sha256(msgspec.json.encode(msgspec.json.schema(WorkerSpec))).hexdigest()[:16]

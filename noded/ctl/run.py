@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _pairs(values: tuple[str, ...], names: list[str], what: str) -> dict[str, str]:
     """ "[NAME=]FILE" options against the pipeline's port names: {name: option value}.
     A FILE without a name is for the only port, or for outputs the pipeline's first one
-    (voice.toml lists its spoken reply first)."""
+    (commands.toml lists its spoken reply first)."""
     out_: dict[str, str] = {}
     for value in values:
         name, sep, _path = value.rpartition("=")
@@ -92,7 +92,7 @@ def run(
     """Run PIPELINE_FILE on input files: create a session, stream, write outputs, stop.
 
     Audio goes in as chunks of --chunk-ms, at its real-time pace unless --fast; outputs
-    are written as they come. For a speech pipeline (examples/voice.toml) the transcripts
+    are written as they come. For a speech pipeline (examples/commands.toml) the transcripts
     and replies are printed as they come, then the latencies."""
     from noded.ctl.mediafiles import read_input
 

@@ -6,7 +6,8 @@ file (``noded/nodes/streams.py`` has the conventions):
 
 * ``resample.events``, ``vad.events``: ``first_audio`` (when that node began on the
   stream's first chunk) and the VAD's ``start``/``pause``/``end`` of each utterance;
-* a transcript (``{"text", "asr_ms", ...}``) and a reply (``{"heard", "text", ...}``);
+* a transcript (``{"text", "asr_ms", ...}``, or ``"partial": true`` for the text so far)
+  and a reply (``{"heard", "text", ...}``, or clause by clause with ``"final"``: llm);
 
 and the header ``timestamp_ns`` of AUDIO output messages: the CLOCK_MONOTONIC time at
 which the end of speech of the utterance they answer was fed. All times are
@@ -94,10 +95,20 @@ class RunReport:
             self._utterance(info, msg.timestamp_ns)
         elif event is not None:
             pass  # "start": nothing to show yet
+        elif "heard" in info and "final" in info:  # a reply streamed clause by clause (llm)
+            u = self._utterance(info, msg.timestamp_ns)
+            clause = str(info.get("text") or "")
+            if clause:
+                u.reply = f"{u.reply} {clause}" if u.reply else clause
+                self._say(f"[{u.index}] says: {clause!r}")
+            if info["final"] and u.reply:
+                self._say(f"[{u.index}] reply: {u.reply!r}")
         elif "heard" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
             u.reply = str(info["text"])
             self._say(f"[{u.index}] reply: {u.reply!r}")
+        elif info.get("partial") and "text" in info:  # the transcript so far (asr interval_ms)
+            self._say(f"[{info.get('utterance')}] hearing: {str(info['text'])!r}")
         elif "asr_ms" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
             u.heard, u.transcript_ns = str(info["text"]), now

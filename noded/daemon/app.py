@@ -29,6 +29,7 @@ from noded.contract.protocol import (
 from noded.contract.states import SESSION_TERMINAL
 from noded.daemon.config import Config, describe
 from noded.daemon.control import Connection, ControlServer
+from noded.daemon.interpreter import check_interpreters
 from noded.daemon.manager import SessionManager
 from noded.daemon.metrics import Metrics, refresh_from
 from noded.daemon.session import Session
@@ -161,6 +162,7 @@ class Daemon:
 
     async def _on_create(self, req: Create, conn: Connection) -> Any:
         pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
+        await check_interpreters(pipeline, req.filename)
         session = self.manager.create(pipeline)
         if req.watch:
             conn.watching.add(session.sid)

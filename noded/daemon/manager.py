@@ -392,13 +392,14 @@ class SessionManager:
             sid=session.sid,
             node_id=spec.id,
             node_class=spec.cls,
-            argv=worker_argv(self.config, encode_spec(worker)),
+            argv=worker_argv(self.config, encode_spec(worker), spec.python),
             config=self.config,
             iox2_root=session_root(self.config.iox2_root, session.sid),
             memory_max=res.memory_max,
             cpu_quota=res.cpu_quota,
             tasks_max=res.tasks_max,
             sandbox=spec.sandbox,
+            env=spec.env,
         )
 
     def _publish(self, session: Session) -> None:

@@ -86,8 +86,9 @@ def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants =
         ("RestrictSUIDSGID", "b", True),
         # numpy, onnxruntime, pocketsphinx, iceoryx2, ctypes callbacks and espeak-ng work
         # without writable+executable memory (benchmarks/sandbox_check.py); cffi's
-        # old-style ffi.callback() does not.
-        ("MemoryDenyWriteExecute", "b", True),
+        # old-style ffi.callback() does not, nor do JIT compilers (oneDNN in CTranslate2):
+        # `jit = true` lifts it for that node only.
+        ("MemoryDenyWriteExecute", "b", not sandbox.jit),
         ("KeyringMode", "s", "private"),
         ("DevicePolicy", "s", "closed"),
     ]

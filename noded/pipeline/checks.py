@@ -36,6 +36,7 @@ from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
 from noded.errors import PipelineError, Problem
 from noded.pipeline.classes import module_names
 from noded.pipeline.grants import NodeGrants, check_read_only_path
+from noded.pipeline.runtime import check_env, check_python
 from noded.pipeline.schema import (
     CLIENT,
     EXTERNAL_INPUT,
@@ -47,6 +48,7 @@ from noded.pipeline.schema import (
     RESERVED_IDS,
     DataplaneDoc,
     DataplaneSettings,
+    DefaultsDoc,
     EdgeDoc,
     InputRef,
     LimitsDoc,
@@ -124,6 +126,11 @@ _HINTS = {
     ),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
+    "python": (
+        "python is the absolute path of a venv's bin/python with noded installed (packaging/models-env "
+        "makes one); outside /root and /home, readable and executable by all: nodes run as a dynamic user"
+    ),
+    "env": "env = { OMP_NUM_THREADS = '1' }: names of letters, digits and '_', string values, passed as written",
     "read_only": (
         "read_only_paths lists existing absolute paths (model files or directories) a node may read; "
         "/usr, /opt, /etc and /var are readable already; network = true grants a node the network"
@@ -208,6 +215,7 @@ class _Checker:
             if not name:
                 self.report(None, "name", "the name must not be empty")
         externals = self.check_external_inputs(lists.get("inputs", []))
+        runtime = self.check_runtime(None, "defaults.", doc.defaults if doc else DefaultsDoc(), (None, {}))
 
         labels = [_label(item, index) for index, item in enumerate(raw_nodes)]
         nodes: dict[str, NodeSpec] = {}  # by label
@@ -223,7 +231,7 @@ class _Checker:
                 continue
             duplicate_of = labels.index(label)
             spec = self.check_node(
-                label, node_doc, edges, limits, dataplane, None if duplicate_of == index else duplicate_of
+                label, node_doc, edges, limits, dataplane, None if duplicate_of == index else duplicate_of, runtime
             )
             nodes.setdefault(label, spec)
         outputs = self.check_external_outputs(lists.get("outputs", []), known=set(labels))
@@ -335,6 +343,7 @@ class _Checker:
         limits: Resources,
         dataplane: DataplaneSettings,
         duplicate_of: int | None,
+        runtime: tuple[str | None, dict[str, str]] = (None, {}),
     ) -> NodeSpec:
         """The node's spec; when it has problems (reported), the spec is only good for
         checking the graph."""
@@ -354,8 +363,30 @@ class _Checker:
             max_payload=self.parsed(
                 label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload, "payload"
             ),
-            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc)),
+            sandbox=NodeGrants(
+                network=doc.network, read_only_paths=self.check_read_only_paths(label, doc), jit=doc.jit
+            ),
+            **self.node_runtime(label, doc, runtime),
         )
+
+    def check_runtime(
+        self, node: str | None, prefix: str, doc: NodeDoc | DefaultsDoc, default: tuple[str | None, dict[str, str]]
+    ) -> tuple[str | None, dict[str, str]]:
+        """``python`` and ``env`` of a node or ``[defaults]``, over ``default``; bad ones reported."""
+        python = self.parsed(node, prefix + "python", doc.python, check_python, default[0], "python")
+        env = dict(default[1])
+        for name, value in doc.env.items():
+            try:
+                check_env(name, value)
+            except ValueError as exc:
+                self.report(node, f"{prefix}env.{name}", str(exc), "env")
+            else:
+                env[name] = value
+        return python, env
+
+    def node_runtime(self, label: str, doc: NodeDoc, default: tuple[str | None, dict[str, str]]) -> dict[str, Any]:
+        python, env = self.check_runtime(label, "", doc, default)
+        return {"python": python, "env": tuple(env.items())}
 
     def check_read_only_paths(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
         """The node's read_only_paths: absolute, normalised, existing, not kernel or noded's own."""

@@ -27,6 +27,7 @@ class NodeGrants:
 
     network: bool = False  # AF_INET/AF_INET6 sockets and the host's network
     read_only_paths: tuple[str, ...] = ()  # absolute paths made visible read-only (models)
+    jit: bool = False  # writable-and-executable memory (MemoryDenyWriteExecute=no): JIT compilers
 
 
 def is_below(path: PurePosixPath, parents: tuple[PurePosixPath, ...]) -> bool:

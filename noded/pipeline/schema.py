@@ -86,6 +86,17 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # The node's sandbox (noded.daemon.sandbox): the network, and read-only paths for models.
     network: bool = False
     read_only_paths: list[str] = []
+    # Its runtime (noded.pipeline.runtime): the interpreter, extra environment, JIT allowed.
+    python: str | UnsetType = UNSET
+    env: dict[str, str] = {}
+    jit: bool = False
+
+
+class DefaultsDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[defaults]``: the runtime of every node that does not set its own."""
+
+    python: str | UnsetType = UNSET
+    env: dict[str, str] = {}
 
 
 class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -96,6 +107,7 @@ class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     dataplane: DataplaneDoc = DataplaneDoc()
     inputs: list[str] = []  # external input names, consumed as "input.<name>"
     outputs: list[str] = []  # "node.port" the client reads
+    defaults: DefaultsDoc = DefaultsDoc()  # python and env of every node that sets none
 
 
 # -- what a pipeline is parsed into ------------------------------------------------
@@ -157,6 +169,8 @@ class NodeSpec:
     resources: Resources = Resources()
     max_payload: int = DEFAULT_MAX_PAYLOAD  # of each of its outputs, bytes
     sandbox: NodeGrants = NodeGrants()  # what it is granted beyond the default sandbox
+    python: str | None = None  # the interpreter of its worker; None: the daemon's worker_python
+    env: tuple[tuple[str, str], ...] = ()  # extra environment, after (so over) noded's own
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
-"""The speech-to-speech pipeline (examples/voice.toml) end to end, with its real models,
+"""The speech-to-speech pipeline (examples/commands.toml) end to end, with its real models,
 each node in its own unit: nodectl run on spoken commands, on silence, on bad files.
 
-ASR mode: voice.toml's JSGF command grammar (pocketsphinx). Free-form recognition of
+ASR mode: commands.toml's JSGF command grammar (pocketsphinx). Free-form recognition of
 espeak-ng's synthetic voice with the wheel's general language model is poor (it hears
 "turn on the kitchen light" as "do not look you are you"), so the grammar is what the
 pipeline ships and what is tested here.
@@ -21,7 +21,7 @@ from noded.ctl.mediafiles import read_wav, write_wav
 
 from .conftest import Sessions, nodectl, noded_units
 
-VOICE = (Path(__file__).resolve().parents[2] / "examples" / "voice.toml").read_text()
+VOICE = (Path(__file__).resolve().parents[2] / "examples" / "commands.toml").read_text()
 
 
 def _speak(tmp_path: Path, *sentences: str) -> Path:

@@ -13,7 +13,7 @@ from noded.nodes.audio import Resampler
 from noded.nodes.streams import LocalMessage
 from noded.wavfile import read_wav
 
-VOICE_TOML = Path(__file__).resolve().parents[2] / "examples" / "voice.toml"
+VOICE_TOML = Path(__file__).resolve().parents[2] / "examples" / "commands.toml"
 
 
 @functools.cache

@@ -58,7 +58,7 @@ def test_install_stages_everything_and_uninstall_removes_it_but_an_edited_config
     res = sh(
         venv / "bin/python",
         "-c",
-        # The speech extra too: the installed noded runs examples/voice.toml.
+        # The speech extra too: the installed noded runs examples/commands.toml.
         "import noded, noded.daemon.main, noded.ctl.main, prometheus_client, pystemd, iceoryx2, onnxruntime, "
         "pocketsphinx, soxr; print(noded.__file__)",
         cwd=tmp_path,

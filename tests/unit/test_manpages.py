@@ -14,7 +14,7 @@ from noded.ctl.manpage import nodectl_cli, render
 from noded.daemon.config import SETTINGS
 from noded.daemon.main import cli as noded_cli
 from noded.daemon.metrics import Metrics
-from noded.pipeline.schema import DataplaneDoc, EdgeDoc, LimitsDoc, NodeDoc, PipelineDoc
+from noded.pipeline.schema import DataplaneDoc, DefaultsDoc, EdgeDoc, LimitsDoc, NodeDoc, PipelineDoc
 
 MAN = Path(__file__).resolve().parents[2] / "man"
 PAGES = ["noded.8", "noded.toml.5", "noded.pipeline.5", "noded-wire.7"]
@@ -58,7 +58,7 @@ def _doc_keys(struct: type) -> set[str]:
 
 def test_noded_pipeline_5_describes_every_key_of_the_schema() -> None:
     text = plain(MAN / "noded.pipeline.5")
-    keys = set().union(*(_doc_keys(s) for s in (PipelineDoc, NodeDoc, LimitsDoc, DataplaneDoc, EdgeDoc)))
+    keys = set().union(*(_doc_keys(s) for s in (PipelineDoc, NodeDoc, LimitsDoc, DataplaneDoc, EdgeDoc, DefaultsDoc)))
     assert {"class", "from", "depth", "verify_payload", "outputs"} <= keys
     missing = [k for k in sorted(keys) if not re.search(rf"(^|[\s\[{{]){k}\b", text)]
     assert not missing, missing

