@@ -202,4 +202,4 @@ def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: boo
             {"sid": sid, "port": port, "file": str(file), "messages": len(data.chunks), "end_of_stream": not no_end}
         )
     else:
-        out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}")
+        out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}", markup=False, highlight=False)

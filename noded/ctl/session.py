@@ -95,7 +95,7 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(f"session {sid} {info.state}")
+        out.print(f"session {sid} {info.state}", markup=False)
 
 
 @session.command("watch")
@@ -109,7 +109,7 @@ def watch(ctx: Ctx, sid: str) -> None:
             ctx.emit(s.info)
         info = ctx.follow(s, until_ready=False)
     if not ctx.json:
-        out.print(f"session {sid} {info.state}")
+        out.print(f"session {sid} {info.state}", markup=False)
         print_failure(err, info)
     if info.state is SessionState.FAILED:
         fail()
