@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import Sessions, chain, nodectl, noded_units, systemctl
+from .conftest import NODECTL, Sessions, chain, nodectl, noded_units, systemctl
 
 INVALID = {
     "unknown class": ('[[nodes]]\nid = "a"\nclass = "no_such_node"\n', ["'a'", "class"]),
@@ -67,6 +69,29 @@ def test_create_wait_shows_progress_then_show_list_stop(sessions: Sessions) -> N
     res = nodectl("session", "stop", sid)
     assert res.returncode == 0 and "stopped" in res.stdout
     assert noded_units(f"noded-{sid}*") == []
+
+
+def test_markup_in_names_and_progress_is_shown_as_it_is(sessions: Sessions) -> None:
+    """A pipeline named with rich markup and progress text in brackets, through create
+    --wait on a terminal (FORCE_COLOR), list and show: no MarkupError, nothing cut."""
+    name = "voice[/] dict[str, int]"
+    toml = f'name = "{name}"\n' + chain(1, "sleep", '{ seconds = 0.6, steps = 3, label = "loading [/srv/models/en]" }')
+    path = sessions.write(toml)
+    res = subprocess.run(
+        [*NODECTL, "session", "create", str(path), "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"},
+    )
+    assert res.returncode == 0, res.stderr
+    sid = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout).split()[1]
+    sessions.created.append(sid)
+    assert "loading [/srv/models/en]" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", res.stderr), res.stderr
+    for args in (("session", "list"), ("session", "show", sid)):
+        shown = nodectl(*args)
+        assert shown.returncode == 0 and name in shown.stdout, (args, shown.stdout, shown.stderr)
+    assert nodectl("session", "stop", sid).returncode == 0
 
 
 def test_create_wait_exits_5_and_names_the_failed_node(sessions: Sessions) -> None:
