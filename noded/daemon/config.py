@@ -180,11 +180,21 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", hint=_HINT) from exc
 
 
-def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: Path | None = None, env: dict[str, str] | None = None, default_path: Path = DEFAULT_CONFIG_PATH
+) -> Config:
     """The configuration from ``path`` (or $NODED_CONFIG, or /etc/noded/noded.toml) and
-    the NODED_* variables. A missing file means the defaults. Raises ConfigError."""
+    the NODED_* variables. A missing default file means the defaults; a file named
+    explicitly (``path`` or $NODED_CONFIG) must exist: a mistyped path would otherwise
+    run on defaults unnoticed. Raises ConfigError."""
     env = dict(os.environ) if env is None else env
-    path = Path(path or env.get("NODED_CONFIG") or DEFAULT_CONFIG_PATH)
+    explicit = path or env.get("NODED_CONFIG")
+    path = Path(explicit or default_path)
+    if explicit and not path.exists():
+        raise ConfigError(
+            f"{path}: no such configuration file (given by --config or NODED_CONFIG)",
+            hint="give the path of an existing file, or leave it out for /etc/noded/noded.toml or the defaults",
+        )
     raw = _read(path)
     where = str(path)
     origin = _from_env(raw, env)
