@@ -15,6 +15,7 @@ from noded.contract.states import SessionState
 from noded.ctl.common import Ctx, err, fail, out, reports_errors
 from noded.ctl.render import print_failure
 from noded.errors import NodedError, Stopped
+from noded.pipeline.bounds import refuse_too_large
 
 if TYPE_CHECKING:
     from noded.api import Session
@@ -100,6 +101,7 @@ def run(
         text = pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise NodedError(f"cannot read {pipeline_file}: {exc}") from exc
+    refuse_too_large(text, str(pipeline_file))
     # Every input file is read (and refused if bad) before any session starts.
     data = {value: read_input(Path(value.rpartition("=")[2]), chunk_ms) for value in inputs}
     with ctx.connect() as nd:

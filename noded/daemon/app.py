@@ -35,6 +35,7 @@ from noded.daemon.session import Session
 from noded.daemon.stats import session_stats, with_live_states
 from noded.daemon.systemd import Systemd
 from noded.errors import NodedError
+from noded.pipeline.bounds import PipelineBounds
 from noded.pipeline.checks import parse_pipeline
 
 log = logging.getLogger("noded")
@@ -160,7 +161,8 @@ class Daemon:
         }
 
     async def _on_create(self, req: Create, conn: Connection) -> Any:
-        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
+        bounds = PipelineBounds(nodes=self.config.max_pipeline_nodes)
+        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits, bounds=bounds)
         session = self.manager.create(pipeline)
         if req.watch:
             conn.watching.add(session.sid)
