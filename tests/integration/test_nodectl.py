@@ -32,6 +32,16 @@ INVALID = {
     "bad resource": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemory_max = "12Q"\n', ["'a'", "memory_max"]),
     "unknown key": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemroy_max = "1G"\n', ["'a'", "memroy_max"]),
     "toml syntax": ('[[nodes]\nid = "a"\n', ["bad.toml"]),
+    "name too long": (f'name = "{"x" * 100_000}"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n', ["name", "at most"]),
+    "too many nodes": (
+        "".join(f'[[nodes]]\nid = "n{i}"\nclass = "passthrough"\n' for i in range(257)),
+        ["257 nodes", "max_pipeline_nodes"],
+    ),
+    "params too deep": (
+        '[[nodes]]\nid = "a"\nclass = "passthrough"\nparams = { x = ' + "[" * 17 + "]" * 17 + " }\n",
+        ["'a'", "params", "nested"],
+    ),
+    "file too large": ('[[nodes]]\nid = "a"\nclass = "passthrough"\n#' + "c" * (5 << 20) + "\n", ["file", "at most"]),
 }
 
 
