@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +172,20 @@ def test_noded_is_a_notify_service_and_ready() -> None:
     assert systemctl("is-active", "noded.service").stdout.strip() == "active"
     res = subprocess.run(["systemctl", "show", "-P", "StatusText", "noded.service"], capture_output=True, text=True)
     assert "listening" in res.stdout
+
+
+def test_noded_feeds_its_watchdog_from_its_loop() -> None:
+    """noded.service has WatchdogSec=; the daemon's event loop pings it (WATCHDOG=1), so
+    systemd's last-ping timestamp moves on while noded runs."""
+    watchdog = systemctl("show", "-P", "WatchdogUSec", "noded.service").stdout.strip()  # e.g. "20s"
+    assert watchdog not in ("", "0", "infinity"), f"noded.service has no WatchdogSec= ({watchdog!r})"
+
+    def last_ping() -> int:
+        return int(systemctl("show", "-P", "WatchdogTimestampMonotonic", "noded.service").stdout.strip() or 0)
+
+    first = last_ping()
+    deadline = time.monotonic() + 20  # it pings every quarter of WatchdogSec (20 s)
+    while last_ping() == first:
+        assert time.monotonic() < deadline, "no WATCHDOG=1 from noded"
+        time.sleep(0.5)
+    assert systemctl("is-active", "noded.service").stdout.strip() == "active"
