@@ -7,6 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from noded.contract.protocol import Failure, NodeInfo, SessionInfo, SessionStats
 from noded.contract.states import NODE_UP, NodeState, SessionState
@@ -24,6 +25,12 @@ STATE_STYLE: dict[str, str] = {  # node and session states (StrEnums: their valu
 }
 
 
+def cell(value: str, style: str = "") -> Text:
+    """A table cell or title that is shown as it is: text that a pipeline, a node or the
+    journal controls (names, status text, reasons) is never read as rich markup."""
+    return Text(value, style=style)
+
+
 def _ago(epoch: float | None) -> str:
     if epoch is None:
         return "-"
@@ -37,9 +44,9 @@ def sessions_table(sessions: list[SessionInfo]) -> Table:
         table.add_column(col)
     for s in sessions:
         table.add_row(
-            s.sid,
-            s.pipeline,
-            f"[{STATE_STYLE.get(s.state, '')}]{s.state}",
+            cell(s.sid),
+            cell(s.pipeline),
+            cell(s.state, STATE_STYLE.get(s.state, "")),
             str(len(s.nodes)),
             _ago(s.created),
             f"{s.ready_seconds:.3f}s" if s.ready_seconds is not None else "-",
@@ -51,20 +58,23 @@ def session_table(s: SessionInfo) -> Table:
     if s.stats is not None:
         return nodes_stats_table(s)
     table = Table(
-        title=f"session {s.sid} ({s.pipeline}): {s.state}", box=None, header_style="bold", title_justify="left"
+        title=cell(f"session {s.sid} ({s.pipeline}): {s.state}"),
+        box=None,
+        header_style="bold",
+        title_justify="left",
     )
     for col in ("NODE", "CLASS", "STATE", "FOR", "PID", "INIT", "UNIT", "STATUS"):
         table.add_column(col)
     for n in s.nodes:
         table.add_row(
-            n.id,
-            n.cls,
-            f"[{STATE_STYLE.get(n.state, '')}]{n.state}",
+            cell(n.id),
+            cell(n.cls),
+            cell(n.state, STATE_STYLE.get(n.state, "")),
             _ago(n.since),
             str(n.main_pid or "-"),
             f"{n.init_seconds:.2f}s" if n.init_seconds is not None else "-",
-            n.unit,
-            n.status_text,
+            cell(n.unit),
+            cell(n.status_text),
         )
     return table
 
@@ -113,7 +123,10 @@ def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str |
     """Nodes with their figures (``s.stats``); ``busy_node`` is highlighted."""
     assert s.stats is not None
     table = Table(
-        title=title or f"session {s.sid} ({s.pipeline}): {s.state}", box=None, header_style="bold", title_justify="left"
+        title=cell(title or f"session {s.sid} ({s.pipeline}): {s.state}"),
+        box=None,
+        header_style="bold",
+        title_justify="left",
     )
     for col in (
         "NODE",
@@ -144,9 +157,9 @@ def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str |
             style = "bold yellow"
         errors = None if f is None or f.errors is None else f.errors + (f.rejected or 0)
         table.add_row(
-            n.id,
-            n.cls,
-            f"[{style}]{state}",
+            cell(n.id),
+            cell(n.cls),
+            cell(state, style),
             human_seconds(f.state_seconds) if f is not None else _ago(n.since),
             str(n.main_pid or "-"),
             human_bytes(f.memory_bytes if f else None),
@@ -156,8 +169,8 @@ def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str |
             _init(n),
             _count(f.messages_in if f else None),
             _count(f.messages_out if f else None),
-            f"[bold red]{errors}" if errors else _count(errors),
-            n.unit,
+            cell(str(errors), "bold red") if errors else _count(errors),
+            cell(n.unit),
             style="reverse" if n.id == busy_node else None,
         )
     return table
@@ -174,16 +187,16 @@ def channels_table(stats: SessionStats) -> Table:
         if c.blocked_now_seconds:
             blocked += f" (now {human_seconds(c.blocked_now_seconds)})"
         table.add_row(
-            c.name,
-            ", ".join(c.consumers),
+            cell(c.name),
+            cell(", ".join(c.consumers)),
             str(c.depth),
             human_bytes(c.slice_bytes),
-            f"[bold red]{queued} FULL" if c.full else queued,
+            cell(f"{queued} FULL", "bold red") if c.full else queued,
             str(c.publishers),
             str(c.subscribers),
             _count(c.messages),
             human_bytes(c.bytes),
-            f"[bold red]{blocked}" if c.blocked_now_seconds else blocked,
+            cell(blocked, "bold red") if c.blocked_now_seconds else blocked,
         )
     return table
 
@@ -192,9 +205,10 @@ def print_failure(console: Console, s: SessionInfo) -> None:
     f: Failure | None = s.failure
     if f is None:
         return
-    console.print(f"[bold red]session {s.sid} failed:[/] node [bold]{f.node}[/] {f.reason}", highlight=False)
+    headline = Text.assemble((f"session {s.sid} failed:", "bold red"), " node ", (f.node, "bold"), " ", f.reason)
+    console.print(headline, highlight=False)
     if f.journal:
-        console.print(f"last lines of node {f.node}'s journal:", style="dim")
+        console.print(f"last lines of node {f.node}'s journal:", style="dim", markup=False)
         for line in f.journal:
             console.print(f"  {line}", highlight=False, markup=False)
 
@@ -206,12 +220,13 @@ class NodeProgress:
         self.console = console
         self.live = console.is_terminal
         self._progress = Progress(
-            TextColumn("{task.fields[node]:<12}"),
+            # markup=False: progress text is the node's own (a path in brackets, say)
+            TextColumn("{task.fields[node]:<12}", markup=False),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[state]:<12}"),
+            TextColumn("{task.fields[state]:<12}", markup=False),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[text]}"),
+            TextColumn("{task.fields[text]}", markup=False),
             console=console,
             transient=False,
         )

@@ -15,6 +15,7 @@ from noded.contract.states import SessionState
 from noded.ctl.common import Ctx, err, fail, out, reports_errors
 from noded.ctl.render import print_failure
 from noded.errors import NodedError, Stopped
+from noded.pipeline.bounds import refuse_too_large
 
 if TYPE_CHECKING:
     from noded.api import Session
@@ -100,6 +101,7 @@ def run(
         text = pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise NodedError(f"cannot read {pipeline_file}: {exc}") from exc
+    refuse_too_large(text, str(pipeline_file))
     # Every input file is read (and refused if bad) before any session starts.
     data = {value: read_input(Path(value.rpartition("=")[2]), chunk_ms) for value in inputs}
     with ctx.connect() as nd:
@@ -202,4 +204,4 @@ def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: boo
             {"sid": sid, "port": port, "file": str(file), "messages": len(data.chunks), "end_of_stream": not no_end}
         )
     else:
-        out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}")
+        out.print(f"fed {len(data.chunks)} message(s) from {file} to {sid}:{port}", markup=False, highlight=False)

@@ -12,6 +12,7 @@ from noded.ctl.common import Ctx, err, fail, out, reports_errors
 from noded.ctl.completion import complete_sid
 from noded.ctl.render import channels_table, print_failure, session_table, sessions_table, wide
 from noded.errors import NodedError
+from noded.pipeline.bounds import refuse_too_large
 
 
 @click.group()
@@ -33,6 +34,7 @@ def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
             f"cannot read {pipeline_file}: {exc}", hint="the pipeline file must be readable UTF-8 TOML"
         ) from exc
     name = "stdin.toml" if str(pipeline_file) == "-" else pipeline_file.name
+    refuse_too_large(text, str(pipeline_file))
     with ctx.connect() as nd:
         s = nd.create(text, filename=name, wait=False)
         with s:
@@ -95,7 +97,7 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(f"session {sid} {info.state}")
+        out.print(f"session {sid} {info.state}", markup=False)
 
 
 @session.command("watch")
@@ -109,7 +111,7 @@ def watch(ctx: Ctx, sid: str) -> None:
             ctx.emit(s.info)
         info = ctx.follow(s, until_ready=False)
     if not ctx.json:
-        out.print(f"session {sid} {info.state}")
+        out.print(f"session {sid} {info.state}", markup=False)
         print_failure(err, info)
     if info.state is SessionState.FAILED:
         fail()

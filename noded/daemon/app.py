@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,7 @@ from noded.daemon.session import Session
 from noded.daemon.stats import session_stats, with_live_states
 from noded.daemon.systemd import Systemd
 from noded.errors import NodedError
+from noded.pipeline.bounds import PipelineBounds
 from noded.pipeline.checks import parse_pipeline
 
 log = logging.getLogger("noded")
@@ -72,6 +74,9 @@ class Daemon:
             metrics.set_refresh(
                 loop, lambda: refresh_from(metrics, self.manager.sessions, lambda s: session_stats(s, self.systemd))
             )
+        interval = watchdog_interval(dict(os.environ), os.getpid())
+        if interval is not None:
+            self._feed_watchdog(loop, interval)
         try:
             self.notifier.notify("STATUS=cleaning up after an earlier instance")
             await self.manager.cleanup_leftovers(timeout=self.config.node_stop_timeout + 5)
@@ -91,6 +96,12 @@ class Daemon:
             if self._stats_task is not None:
                 self._stats_task.cancel()
             self.systemd.close()
+
+    def _feed_watchdog(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        """WATCHDOG=1 from the event loop itself: a loop that hangs stops feeding it, and
+        systemd restarts noded (WatchdogSec= of noded.service)."""
+        self.notifier.notify("WATCHDOG=1")
+        loop.call_later(interval, self._feed_watchdog, loop, interval)
 
     def _on_connect(self, conn: Connection) -> None:
         self.manager.subscribe(conn.on_session)
@@ -161,7 +172,8 @@ class Daemon:
         }
 
     async def _on_create(self, req: Create, conn: Connection) -> Any:
-        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
+        bounds = PipelineBounds(nodes=self.config.max_pipeline_nodes)
+        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits, bounds=bounds)
         await check_interpreters(pipeline, req.filename)
         session = self.manager.create(pipeline)
         if req.watch:
@@ -220,3 +232,15 @@ class Daemon:
 
 
 __all__ = ["Daemon", "NodedError"]
+
+
+def watchdog_interval(env: dict[str, str], pid: int) -> float | None:
+    """Seconds between WATCHDOG=1 pings: a quarter of systemd's WATCHDOG_USEC, or None when
+    no watchdog is set for this process (sd_watchdog_enabled(3))."""
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0 or env.get("WATCHDOG_PID", str(pid)) != str(pid):
+        return None
+    return usec / 4 / 1_000_000

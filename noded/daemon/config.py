@@ -59,6 +59,7 @@ class ConfigDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     runtime_dir: str = "/run/noded"
     iceoryx2_root: str = ""
     max_session_processes: int | str = INFINITY
+    max_pipeline_nodes: int = 256
     node_start_timeout: float = 60.0
     node_stop_timeout: float = 5.0
     metrics_address: str = ""
@@ -85,6 +86,8 @@ class Config:
     socket_group: str = "noded"
     # Node processes a single session may have; None means no limit.
     max_session_processes: int | None = None
+    # Nodes a pipeline may have (noded.pipeline.bounds); a larger one is refused (exit 4).
+    max_pipeline_nodes: int = 256
     # Seconds a node may take to report READY=1 unless it keeps extending
     # (the worker sends EXTEND_TIMEOUT_USEC while its load progresses).
     node_start_timeout: float = 60.0
@@ -180,11 +183,21 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", hint=_HINT) from exc
 
 
-def load_config(path: Path | None = None, env: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: Path | None = None, env: dict[str, str] | None = None, default_path: Path = DEFAULT_CONFIG_PATH
+) -> Config:
     """The configuration from ``path`` (or $NODED_CONFIG, or /etc/noded/noded.toml) and
-    the NODED_* variables. A missing file means the defaults. Raises ConfigError."""
+    the NODED_* variables. A missing default file means the defaults; a file named
+    explicitly (``path`` or $NODED_CONFIG) must exist: a mistyped path would otherwise
+    run on defaults unnoticed. Raises ConfigError."""
     env = dict(os.environ) if env is None else env
-    path = Path(path or env.get("NODED_CONFIG") or DEFAULT_CONFIG_PATH)
+    explicit = path or env.get("NODED_CONFIG")
+    path = Path(explicit or default_path)
+    if explicit and not path.exists():
+        raise ConfigError(
+            f"{path}: no such configuration file (given by --config or NODED_CONFIG)",
+            hint="give the path of an existing file, or leave it out for /etc/noded/noded.toml or the defaults",
+        )
     raw = _read(path)
     where = str(path)
     origin = _from_env(raw, env)
@@ -237,6 +250,7 @@ def _checked(doc: ConfigDoc, where: str, origin: dict[str, str], source: str) ->
         socket_group=doc.socket_group,
         iceoryx2_root=c.absolute("iceoryx2_root", doc.iceoryx2_root) if doc.iceoryx2_root else None,
         max_session_processes=c.parse("max_session_processes", _parse_count, doc.max_session_processes),
+        max_pipeline_nodes=c.parse("max_pipeline_nodes", _parse_positive, doc.max_pipeline_nodes),
         node_start_timeout=doc.node_start_timeout,
         node_stop_timeout=doc.node_stop_timeout,
         metrics_address=c.parse("metrics_address", parse_address, doc.metrics_address),
@@ -259,6 +273,12 @@ def _checked(doc: ConfigDoc, where: str, origin: dict[str, str], source: str) ->
 
 def _parse_tasks(value: int | str) -> int | None:
     return parse_tasks(int(value) if isinstance(value, str) and value.strip().isdigit() else value)
+
+
+def _parse_positive(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a whole number from 1")
+    return value
 
 
 def _parse_count(value: int | str) -> int | None:
@@ -295,6 +315,7 @@ def describe(config: Config) -> dict[str, Any]:
         "runtime_dir": str(config.runtime_dir),
         "iceoryx2_root": str(config.iox2_root),
         "max_session_processes": config.max_session_processes,
+        "max_pipeline_nodes": config.max_pipeline_nodes,
         "node_start_timeout": config.node_start_timeout,
         "node_stop_timeout": config.node_stop_timeout,
         "metrics_address": ":".join(map(str, config.metrics_address)) if config.metrics_address else None,

@@ -36,7 +36,7 @@ from noded.contract.status import parse_status
 from noded.daemon.config import Config
 from noded.daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
 from noded.daemon.journal import journal_tail
-from noded.daemon.oom import OomWatcher
+from noded.daemon.oom import OomWatcher, oom_check_argv, oom_killed_from_exec
 from noded.daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from noded.daemon.session import NodeRuntime, Session
 from noded.daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
@@ -250,8 +250,21 @@ class SessionManager:
                     node.props[prop] = self.sd.get(node.unit, prop)
                 except SystemdError:
                     pass
+            counted: bool | None = None
+            if node.spec.resources.memory_max is not None:
+                try:
+                    counted = oom_killed_from_exec(
+                        self.sd.get_unit_property(node.unit, SERVICE_IFACE, "ExecStopPost", "a(sasbttttuii)")
+                    )
+                except SystemdError:
+                    pass
             self.sd.reset_failed(node.unit)
-        oom_killed = self.oom.was_oom_killed(node.unit)
+        else:
+            counted = None
+        # The kernel's counter decides; the eventfd (which may lose the race against the
+        # cgroup's removal on a busy machine) only when the counter could not be read.
+        fast = self.oom.was_oom_killed(node.unit)
+        oom_killed = counted if counted is not None else fast
         self.oom.forget(node.unit)
         # A failure after a consequential one may be its cause, though we asked it to stop.
         blame = failed and _consequential(session)
@@ -400,6 +413,7 @@ class SessionManager:
             tasks_max=res.tasks_max,
             sandbox=spec.sandbox,
             env=spec.env,
+            oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)) if res.memory_max is not None else None,
         )
 
     def _publish(self, session: Session) -> None:

@@ -7,6 +7,15 @@ offers an event instead: an eventfd registered through ``cgroup.event_control`` 
 ``memory.oom_control`` fires when the cgroup hits OOM. This module is that edge:
 it watches a node's memory cgroup from the moment it starts and remembers which
 units the kernel OOM-killed. No polling: the eventfd sits on the asyncio loop.
+
+The eventfd is only the fast path. It races the unit's exit: on a busy machine the
+cgroup may be gone (and its files unreadable) before the daemon's loop reads the
+event. The decision is made from the kernel's own counter instead, read while the
+cgroup still exists: the unit's ``ExecStopPost=`` runs ``grep`` on the cgroup's
+``memory.oom_control`` (v1) or ``memory.events`` (v2) ``oom_kill`` line, after the
+main process has died and before systemd removes the cgroup; its exit status is
+in the unit's ``ExecStopPost`` property when the daemon hears that the unit failed
+(``oom_check_argv``, ``oom_killed_from_exec``).
 """
 
 from __future__ import annotations
@@ -20,6 +29,54 @@ from pathlib import Path
 log = logging.getLogger("noded.oom")
 
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
+UNIFIED = Path("/sys/fs/cgroup/unified")
+GREP_CANDIDATES = ("/usr/bin/grep", "/bin/grep")
+
+
+def counter_file(cgroup: str, v1_root: Path = V1_MEMORY, unified: Path = UNIFIED) -> Path | None:
+    """The file with the cgroup's ``oom_kill`` counter: v1 ``memory.oom_control``, else
+    v2 ``memory.events`` (unified at /sys/fs/cgroup, or at .../unified in hybrid mode
+    when it holds the memory controller); None if neither hierarchy has the controller."""
+    rel = cgroup.lstrip("/")
+    if (v1_root / "memory.oom_control").exists():
+        return v1_root / rel / "memory.oom_control"
+    for base in (Path("/sys/fs/cgroup"), unified):
+        controllers = base / "cgroup.controllers"
+        try:
+            if "memory" in controllers.read_text().split():
+                return base / rel / "memory.events"
+        except OSError:
+            continue
+    return None
+
+
+def oom_check_argv(cgroup: str, v1_root: Path = V1_MEMORY, unified: Path = UNIFIED) -> list[str] | None:
+    """The command a node's unit runs as ExecStopPost=: exit 0 if the kernel OOM-killed
+    something in its cgroup, 1 if not (2: could not read the counter)."""
+    path = counter_file(cgroup, v1_root, unified)
+    grep = next((g for g in GREP_CANDIDATES if Path(g).exists()), None)
+    if path is None or grep is None:
+        return None
+    return [grep, "-q", "^oom_kill [1-9]", str(path)]
+
+
+def oom_killed_from_exec(entries: object) -> bool | None:
+    """Read the unit's ``ExecStopPost`` property (``a(sasbttttuii)``: path, argv, ignore,
+    start and exit times, pid, code, status) for the outcome of oom_check_argv's grep:
+    True (OOM-killed), False (not), None (no answer: not run, or killed itself)."""
+    if not isinstance(entries, (list, tuple)):
+        return None
+    for entry in entries:
+        if not isinstance(entry, (list, tuple)) or len(entry) < 10:
+            continue
+        argv = entry[1]
+        if not argv or "^oom_kill [1-9]" not in list(argv):
+            continue
+        code, status = entry[8], entry[9]
+        if code != os.CLD_EXITED:
+            return None
+        return {0: True, 1: False}.get(int(status))
+    return None
 
 
 @dataclass

@@ -67,6 +67,7 @@ def service_properties(
     tasks_max: int | None = None,
     sandbox: NodeGrants = NodeGrants(),
     env: tuple[tuple[str, str], ...] = (),
+    oom_check: list[str] | None = None,
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -119,6 +120,10 @@ def service_properties(
         props.append(("MemoryMax", "t", memory_max))
         # Without swap limits a node could page out instead of hitting its limit.
         props.append(("MemorySwapMax", "t", 0))
+    if oom_check:
+        # Read the cgroup's oom_kill counter after the main process died, while the cgroup
+        # still exists (noded.daemon.oom); ignore-failure: its status is only read.
+        props.append(("ExecStopPost", "a(sasb)", [(oom_check[0], oom_check, True)]))
     if cpu_quota is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(cpu_quota * USEC)))
     if tasks_max is not None:

@@ -99,6 +99,10 @@ class ChannelError(WorkerError):
     """An iceoryx2 channel cannot be set up or used."""
 
 
+class InboxTaken(ChannelError):
+    """The inbox already has its one listener: another process is this endpoint."""
+
+
 class ConsumerGone(ChannelError):
     """A consumer of an output port died or left: the producer cannot deliver to it. The
     worker exits with PEER_GONE, which tells the daemon to blame the consumer if it failed."""
@@ -231,7 +235,15 @@ class Inbox:
     ) -> None:
         event_id_max = inbox_event_id_max(n_outputs, last_consumers)
         self._service = _inbox_service(chan.node, name, event_id_max, max_peers, create=True)
-        self._listener = self._service.listener_builder().create()
+        try:
+            self._listener = self._service.listener_builder().create()
+        except Exception as exc:
+            if "ExceedsMaxSupportedListeners" not in f"{type(exc).__name__} {exc}":
+                raise
+            raise InboxTaken(
+                f"inbox {name!r} already has its listener (iceoryx2 {type(exc).__name__}: {exc})",
+                hint="another process is attached as the same endpoint",
+            ) from None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -318,6 +330,11 @@ class OutPort:
         """Apply one credit event (see the module docstring)."""
         if not 0 <= consumer < len(self.sent):
             return
+        if not self.hello[consumer] and self.sent[consumer] == 0:
+            # The first word of a consumer that lived before this producer (a client that
+            # attaches after an earlier one detached): its count goes on from there, so count
+            # from it; only differences of sent and released matter.
+            self.sent[consumer] = self.released[consumer] = released_mod
         self.hello[consumer] = True
         in_flight = self.sent[consumer] - self.released[consumer]
         advance = (released_mod - self.released[consumer]) % CREDIT_WINDOW

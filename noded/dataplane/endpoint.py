@@ -318,11 +318,15 @@ class Endpoint:
             elif event_id == EVENT_CONNECT:
                 connect = True
         if connect or time.monotonic() >= self._next_housekeeping:
-            self._housekeeping()
+            self._housekeeping(reconnect=connect)
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, reconnect: bool = False) -> None:
         for port in self._inputs:
-            if not port.connected:
+            if reconnect and port.connected:
+                # A producer announced itself: a new one (a client attaching after another
+                # detached) needs this consumer's hello too, with the count so far.
+                port.credit()
+            elif not port.connected:
                 port.connect()
                 self._slots[self._in_base[port.index] + I_SUBSCRIBED] = port.subscriber is not None
             elif port.credited != port.released:

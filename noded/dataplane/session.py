@@ -38,6 +38,7 @@ from noded.contract.paths import CLIENT, DEFAULT_SOCKET
 from noded.contract.spec import DataPlane
 from noded.contract.stats import stats_path
 from noded.contract.wire import Flags, Kind
+from noded.dataplane.channels import InboxTaken
 from noded.dataplane.endpoint import Endpoint
 from noded.dataplane.message import Message
 from noded.dataplane.sessionuser import SessionUser, as_session_user
@@ -45,7 +46,10 @@ from noded.errors import WorkerError
 
 
 class AttachError(WorkerError):
-    """The session has no such external port."""
+    """The session has no such external port, or another client is attached."""
+
+
+CLIENT_PID_FILE = "client.pid"  # in the session's iceoryx2 root: who is attached now
 
 
 def request_attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET, timeout: float = 10.0) -> DataPlane:
@@ -65,8 +69,28 @@ class SessionIO:
         # Sandboxed nodes run as the session's user: iceoryx2 calls run as that user
         # too, so that the nodes can open what they create (noded.dataplane.sessionuser).
         self.session_user = SessionUser.of_root(plane.root)
-        self.endpoint = self._endpoint(plane)
+        try:
+            self.endpoint = self._endpoint(plane)
+            taken = False
+        except InboxTaken:
+            taken = True  # raised below, outside this block: its traceback would hold the
+            # half-made endpoint's iceoryx2 node, and with it a place on every service
+        if taken:
+            raise AttachError(
+                f"another client is attached to session {Path(plane.root).name}{_holder(plane.root)}: "
+                "a session has one client at a time",
+                hint="wait until that client has detached (or stop it), then attach again",
+            )
+        self._pid_file = Path(plane.root) / CLIENT_PID_FILE
+        self._mark_attached()
         self._ended: set[str] = set()
+
+    @as_session_user
+    def _mark_attached(self) -> None:
+        try:
+            self._pid_file.write_text(f"{os.getpid()}\n")
+        except OSError:  # the root not writable to this process: the error names no PID
+            pass
 
     @as_session_user
     def _endpoint(self, plane: DataPlane) -> Endpoint:
@@ -127,12 +151,27 @@ class SessionIO:
     @as_session_user
     def close(self) -> None:
         self.endpoint.close()
+        try:
+            if self._pid_file.read_text().strip() == str(os.getpid()):
+                self._pid_file.unlink()
+        except OSError:
+            pass
 
     def __enter__(self) -> SessionIO:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _holder(root: str) -> str:
+    """ " (PID n)" of the attached client, when it left its PID file and still runs."""
+    try:
+        pid = int((Path(root) / CLIENT_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return ""
+    return f" (PID {pid})"
 
 
 def attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET) -> SessionIO:

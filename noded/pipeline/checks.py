@@ -34,6 +34,8 @@ from msgspec import UNSET
 from noded.contract.registry import BUILTINS, NODES, resolve_class_name
 from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
 from noded.errors import PipelineError, Problem
+from noded.pipeline.bounds import BOUNDS_HINT as _BOUNDS_HINT
+from noded.pipeline.bounds import DEFAULT_BOUNDS, PipelineBounds, file_too_large, out_of_bounds
 from noded.pipeline.classes import module_names
 from noded.pipeline.grants import NodeGrants, check_read_only_path
 from noded.pipeline.runtime import check_env, check_python
@@ -138,11 +140,16 @@ _HINTS = {
 }
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+def load_pipeline(path: str | os.PathLike[str], bounds: PipelineBounds = DEFAULT_BOUNDS) -> Pipeline:
     """Read and check a pipeline file; raises PipelineError."""
     filename = os.fspath(path)
     try:
-        return parse_pipeline(Path(filename).read_bytes().decode("utf-8"), filename)
+        with open(filename, "rb") as f:  # read at most one byte more than allowed
+            data = f.read(bounds.file_bytes + 1)
+        if len(data) > bounds.file_bytes:
+            reason = f"the file is larger than {bounds.file_bytes} bytes, the most a pipeline file may have"
+            raise PipelineError([Problem(filename, None, "file", reason)], hint=_BOUNDS_HINT)
+        return parse_pipeline(data.decode("utf-8"), filename, bounds=bounds)
     except OSError as exc:
         reason = f"cannot read the file: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
@@ -150,12 +157,18 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     raise PipelineError([Problem(filename, None, None, reason)])
 
 
-def parse_pipeline(text: str, filename: str, defaults: Resources = Resources()) -> Pipeline:
+def parse_pipeline(
+    text: str, filename: str, defaults: Resources = Resources(), bounds: PipelineBounds = DEFAULT_BOUNDS
+) -> Pipeline:
     """Check a pipeline given as TOML text; ``filename`` names it in problems and gives
     the default pipeline name (its stem); ``defaults`` are the limits of nodes for which
-    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``).
-    Raises PipelineError."""
+    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``);
+    ``bounds`` are checked first (noded.pipeline.bounds). Raises PipelineError."""
     checker = _Checker(filename, defaults)
+    too_large = file_too_large(text, bounds)
+    if too_large is not None:
+        checker.report(*too_large, hint=_BOUNDS_HINT)
+        raise checker.error()
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -163,6 +176,10 @@ def parse_pipeline(text: str, filename: str, defaults: Resources = Resources()) 
     except RecursionError:
         checker.report(None, None, "TOML syntax error: arrays or tables nested too deeply", "toml")
     else:
+        for problem in out_of_bounds(raw, bounds, _label):
+            checker.report(*problem, hint=_BOUNDS_HINT)
+        if checker.problems:
+            raise checker.error()
         pipeline = checker.check(raw, text)
         if pipeline is not None:
             return pipeline

@@ -11,9 +11,14 @@ runs are the same tests with bigger numbers:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,21 @@ def env_int(name: str, default: int) -> int:
 def env_float(name: str, default: float) -> float:
     value = os.environ.get(name, "")
     return float(value) if value.strip() else default
+
+
+@contextlib.contextmanager
+def cpu_hogs(count: int | None = None) -> Iterator[list[int]]:
+    """Busy loops, one per core plus one (NODED_TEST_HOGS overrides), for the duration:
+    the machine as loaded as a shared CI runner. Each is stopped by its PID."""
+    n = count if count is not None else env_int("NODED_TEST_HOGS", (os.cpu_count() or 1) + 1)
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def session_leftovers(sid: str) -> list[str]:

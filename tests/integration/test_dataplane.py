@@ -9,14 +9,16 @@ import time
 
 import numpy as np
 import psutil
+import pytest
 
 from noded.contract.client import Client
 from noded.contract.wire import Kind, PixelFormat
 from noded.dataplane.endpoint import ConsumerGone
-from noded.dataplane.session import SessionIO, request_attach
+from noded.dataplane.session import AttachError, SessionIO, request_attach
 from noded.errors import Stopped
 
 from .conftest import Sessions, ended, wait_for
+from .load_support import env_int
 
 
 def io_chain(n: int, cls: str = "passthrough", params: str = "{}", depth: int = 4) -> str:
@@ -174,3 +176,45 @@ inputs = ["a.out", "b.out"]
         feeder.join(10)
     assert sorted(got) == sorted(list(range(10)) * 2)  # each input copied to both branches, joined
     client.request("stop", sid=sid, wait=True)
+
+
+def test_a_second_client_gets_a_clear_error_naming_the_first(client: Client, sessions: Sessions) -> None:
+    """One client at a time per session (its one inbox): a second attach fails with an
+    AttachError naming the session and the first client's PID, not iceoryx2's raw
+    ListenerCreateError."""
+    sid, first = start(client, sessions, io_chain(1))
+    try:
+        with pytest.raises(AttachError) as info:
+            SessionIO(request_attach(sid))
+        message = str(info.value)
+        assert f"session {sid}" in message and f"PID {os.getpid()}" in message, message
+        assert "ExceedsMaxSupportedListeners" not in message and info.value.hint
+    finally:
+        first.close()
+
+
+def test_feeding_clients_one_after_another_each_deliver(client: Client, sessions: Sessions) -> None:
+    """Clients that attach, feed more than the depth and detach, one after another (as
+    successive `nodectl feed --no-end` do): each gets the node's hello and credits, so none
+    hangs (before: the node said hello only once, to the first client), and the node
+    receives every message."""
+    toml = 'inputs = ["data"]\n[dataplane]\ndepth = 4\n'
+    toml += '[[nodes]]\nid = "n0"\nclass = "passthrough"\ninputs = ["input.data"]\n'
+    info = sessions.create(client, toml)
+    wait_for(client, info.sid, lambda i: i.state == "ready", 30)
+    rounds, per_round = env_int("NODED_TEST_CLIENT_ROUNDS", 20), 10
+    for _ in range(rounds):
+        with SessionIO(request_attach(info.sid)) as io:
+            io.endpoint.send_timeout = 20.0  # a hang fails the test instead of waiting for ever
+            for i in range(per_round):
+                io.send("data", np.full(4, i, dtype=np.int32), kind=Kind.TENSOR)
+    deadline = time.monotonic() + 30
+    received = None
+    while time.monotonic() < deadline:
+        shown = client.request("show", sid=info.sid)
+        stats = shown.get("stats") or {}
+        received = next((n.get("messages_in") for n in stats.get("nodes", []) if n["id"] == "n0"), None)
+        if received == rounds * per_round:
+            break
+        time.sleep(0.5)
+    assert received == rounds * per_round, received

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import Sessions, chain, nodectl, noded_units, systemctl
+from .conftest import NODECTL, Sessions, chain, nodectl, noded_units, systemctl
 
 INVALID = {
     "unknown class": ('[[nodes]]\nid = "a"\nclass = "no_such_node"\n', ["'a'", "class"]),
@@ -30,6 +33,16 @@ INVALID = {
     "bad resource": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemory_max = "12Q"\n', ["'a'", "memory_max"]),
     "unknown key": ('[[nodes]]\nid = "a"\nclass = "passthrough"\nmemroy_max = "1G"\n', ["'a'", "memroy_max"]),
     "toml syntax": ('[[nodes]\nid = "a"\n', ["bad.toml"]),
+    "name too long": (f'name = "{"x" * 100_000}"\n[[nodes]]\nid = "a"\nclass = "passthrough"\n', ["name", "at most"]),
+    "too many nodes": (
+        "".join(f'[[nodes]]\nid = "n{i}"\nclass = "passthrough"\n' for i in range(257)),
+        ["257 nodes", "max_pipeline_nodes"],
+    ),
+    "params too deep": (
+        '[[nodes]]\nid = "a"\nclass = "passthrough"\nparams = { x = ' + "[" * 17 + "]" * 17 + " }\n",
+        ["'a'", "params", "nested"],
+    ),
+    "file too large": ('[[nodes]]\nid = "a"\nclass = "passthrough"\n#' + "c" * (5 << 20) + "\n", ["file", "at most"]),
 }
 
 
@@ -67,6 +80,29 @@ def test_create_wait_shows_progress_then_show_list_stop(sessions: Sessions) -> N
     res = nodectl("session", "stop", sid)
     assert res.returncode == 0 and "stopped" in res.stdout
     assert noded_units(f"noded-{sid}*") == []
+
+
+def test_markup_in_names_and_progress_is_shown_as_it_is(sessions: Sessions) -> None:
+    """A pipeline named with rich markup and progress text in brackets, through create
+    --wait on a terminal (FORCE_COLOR), list and show: no MarkupError, nothing cut."""
+    name = "voice[/] dict[str, int]"
+    toml = f'name = "{name}"\n' + chain(1, "sleep", '{ seconds = 0.6, steps = 3, label = "loading [/srv/models/en]" }')
+    path = sessions.write(toml)
+    res = subprocess.run(
+        [*NODECTL, "session", "create", str(path), "--wait"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FORCE_COLOR": "1", "COLUMNS": "200"},
+    )
+    assert res.returncode == 0, res.stderr
+    sid = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout).split()[1]
+    sessions.created.append(sid)
+    assert "loading [/srv/models/en]" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", res.stderr), res.stderr
+    for args in (("session", "list"), ("session", "show", sid)):
+        shown = nodectl(*args)
+        assert shown.returncode == 0 and name in shown.stdout, (args, shown.stdout, shown.stderr)
+    assert nodectl("session", "stop", sid).returncode == 0
 
 
 def test_create_wait_exits_5_and_names_the_failed_node(sessions: Sessions) -> None:
@@ -136,3 +172,20 @@ def test_noded_is_a_notify_service_and_ready() -> None:
     assert systemctl("is-active", "noded.service").stdout.strip() == "active"
     res = subprocess.run(["systemctl", "show", "-P", "StatusText", "noded.service"], capture_output=True, text=True)
     assert "listening" in res.stdout
+
+
+def test_noded_feeds_its_watchdog_from_its_loop() -> None:
+    """noded.service has WatchdogSec=; the daemon's event loop pings it (WATCHDOG=1), so
+    systemd's last-ping timestamp moves on while noded runs."""
+    watchdog = systemctl("show", "-P", "WatchdogUSec", "noded.service").stdout.strip()  # e.g. "20s"
+    assert watchdog not in ("", "0", "infinity"), f"noded.service has no WatchdogSec= ({watchdog!r})"
+
+    def last_ping() -> int:
+        return int(systemctl("show", "-P", "WatchdogTimestampMonotonic", "noded.service").stdout.strip() or 0)
+
+    first = last_ping()
+    deadline = time.monotonic() + 20  # it pings every quarter of WatchdogSec (20 s)
+    while last_ping() == first:
+        assert time.monotonic() < deadline, "no WATCHDOG=1 from noded"
+        time.sleep(0.5)
+    assert systemctl("is-active", "noded.service").stdout.strip() == "active"

@@ -16,7 +16,8 @@ from noded.pipeline.schema import Resources
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "packaging" / "noded.toml"
-NOWHERE = {"NODED_CONFIG": "/nonexistent/noded.toml"}
+NOWHERE: dict[str, str] = {}  # with default_path=MISSING: no file anywhere
+MISSING = Path("/nonexistent/noded.toml")
 
 
 def load(tmp_path: Path, text: str, **env: str) -> Config:
@@ -33,8 +34,20 @@ def error(tmp_path: Path, text: str, **env: str) -> str:
     return message
 
 
+def test_a_file_named_explicitly_must_exist(tmp_path: Path) -> None:
+    gone = tmp_path / "typo.toml"
+    for kwargs in ({"path": gone, "env": {}}, {"env": {"NODED_CONFIG": str(gone)}}):
+        with pytest.raises(ConfigError) as info:
+            load_config(default_path=MISSING, **kwargs)  # type: ignore[arg-type]
+        assert str(gone) in str(info.value) and "no such configuration file" in str(info.value)
+    for env in ({}, {"NODED_CONFIG": str(gone)}):
+        args = ["--check-config", "--config", str(gone)] if not env else ["--check-config"]
+        res = noded(*args, env=env)
+        assert res.returncode == 78 and str(gone) in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
 def test_no_file_means_the_defaults() -> None:
-    cfg = load_config(env=NOWHERE)
+    cfg = load_config(env=NOWHERE, default_path=MISSING)
     assert cfg.socket_path == Path("/run/noded/control.sock")
     assert cfg.iox2_root == Path("/run/noded/iox2")
     assert cfg.max_session_processes is None and cfg.metrics_address is None
@@ -81,6 +94,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "runtime_dir": "/run/y",
         "iceoryx2_root": "/run/y/i",
         "max_session_processes": "3",
+        "max_pipeline_nodes": "12",
         "node_start_timeout": "7",
         "node_stop_timeout": "1",
         "metrics_address": ":9100",
@@ -103,6 +117,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "runtime_dir": "/run/y",
         "iceoryx2_root": "/run/y/i",
         "max_session_processes": 3,
+        "max_pipeline_nodes": 12,
         "node_start_timeout": 7.0,
         "node_stop_timeout": 1.0,
         "metrics_address": "0.0.0.0:9100",
@@ -156,9 +171,9 @@ def test_each_problem_is_one_line_naming_file_key_and_reason(
 def test_the_shipped_example_documents_every_setting_with_its_default() -> None:
     text = EXAMPLE.read_text()
     # Commented out as shipped: loading it gives the built-in defaults.
-    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(load_config(env=NOWHERE)) | {
-        "source": ""
-    }
+    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(
+        load_config(env=NOWHERE, default_path=MISSING)
+    ) | {"source": ""}
     lines = {m[1]: m[2] for m in re.finditer(r"^#(\w+) = (.*)$", text, re.M)}
     assert sorted(lines) == sorted(key for _, key in SETTINGS)
     # Each key is explained by a comment just above its first commented line.

@@ -47,7 +47,7 @@ def test_limits():
 
 
 def test_config_from_env(tmp_path):
-    cfg = load_config(env={"NODED_CONFIG": str(tmp_path / "none.toml"), "NODED_MAX_SESSION_PROCESSES": "3"})
+    cfg = load_config(env={"NODED_MAX_SESSION_PROCESSES": "3"}, default_path=tmp_path / "none.toml")
     assert cfg.max_session_processes == 3
     (tmp_path / "n.toml").write_text("max_session_processes = 7\nnode_stop_timeout = 2.5\n")
     cfg = load_config(env={"NODED_CONFIG": str(tmp_path / "n.toml")})
@@ -56,4 +56,4 @@ def test_config_from_env(tmp_path):
     with pytest.raises(ConfigError):
         load_config(env={"NODED_CONFIG": str(tmp_path / "bad.toml")})
     with pytest.raises(ConfigError):
-        load_config(env={"NODED_CONFIG": str(tmp_path / "none"), "NODED_MAX_SESSION_PROCESSES": "zero"})
+        load_config(env={"NODED_MAX_SESSION_PROCESSES": "zero"}, default_path=tmp_path / "none")

@@ -48,11 +48,13 @@ def _after_ready(ctx: Context, delay: float, action: Callable[[], None], name: s
 
 
 class SleepSetup(Node):
-    """Sleeps ``seconds`` in setup, in ``steps`` steps, reporting progress after each."""
+    """Sleeps ``seconds`` in setup, in ``steps`` steps, reporting progress after each
+    (its text: ``label`` then the step)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = _params(self, {"seconds": (float, 1.0), "steps": (int, 10)})
+        p = _params(self, {"seconds": (float, 1.0), "steps": (int, 10), "label": (str, "step")})
+        self.label: str = p["label"]
         self.seconds: float = p["seconds"]
         self.steps: int = p["steps"]
         if self.steps < 1:
@@ -61,7 +63,7 @@ class SleepSetup(Node):
     def setup(self, ctx: Context) -> None:
         for step in range(1, self.steps + 1):
             time.sleep(self.seconds / self.steps)
-            ctx.progress(step / self.steps, f"step {step}/{self.steps}")
+            ctx.progress(step / self.steps, f"{self.label} {step}/{self.steps}")
 
 
 class FailSetup(Node):
