@@ -128,6 +128,9 @@ class Create(_Op, tag="create"):
     text: str
     filename: str
     watch: bool = False
+    # What relative code paths in ``text`` start at: the pipeline file's folder, or the
+    # client's current directory for a pipeline from standard input (absolute).
+    directory: str | None = None
 
 
 class List(_Op, tag="list"):

@@ -34,7 +34,8 @@ def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
         ) from exc
     name = "stdin.toml" if str(pipeline_file) == "-" else pipeline_file.name
     with ctx.connect() as nd:
-        s = nd.create(text, filename=name, wait=False)
+        folder = None if str(pipeline_file) == "-" else str(pipeline_file.absolute().parent)
+        s = nd.create(text, filename=name, wait=False, directory=folder)
         with s:
             s.stop_on_exit = False  # the session outlives nodectl
             info = ctx.follow(s, until_ready=True) if wait else s.info

@@ -160,7 +160,7 @@ class Daemon:
         }
 
     async def _on_create(self, req: Create, conn: Connection) -> Any:
-        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits)
+        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits, directory=req.directory)
         session = self.manager.create(pipeline)
         if req.watch:
             conn.watching.add(session.sid)

@@ -386,6 +386,7 @@ class SessionManager:
             cls=spec.resolved_cls,
             params=dict(spec.params),
             dataplane=session.topology.nodes.get(spec.id),
+            sys_path=list(spec.sys_path),
         )
         res = spec.resources
         return service_properties(

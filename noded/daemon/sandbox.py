@@ -32,6 +32,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from noded.pipeline.grants import HOME_DIRS, NodeGrants, is_below
+from noded.pipeline.usercode import hidden_parents
 
 Property = tuple[str, str, Any]
 
@@ -50,10 +51,13 @@ def dynamic_user(sid: str) -> str:
     return f"noded-{sid}"
 
 
-def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants = NodeGrants()) -> list[Property]:
-    """The identity and sandbox properties of one node's service."""
+def sandbox_properties(
+    sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants = NodeGrants(), keep: tuple[str, ...] = ()
+) -> list[Property]:
+    """The identity and sandbox properties of one node's service; ``keep``: paths the
+    node must see whatever code it is given (its interpreter)."""
     families = ["AF_UNIX", "AF_INET", "AF_INET6"] if sandbox.network else ["AF_UNIX"]
-    under_home = any(is_below(PurePosixPath(p), HOME_DIRS) for p in sandbox.read_only_paths)
+    under_home = any(is_below(PurePosixPath(p), HOME_DIRS) for p in (*sandbox.read_only_paths, *sandbox.code))
     props: list[Property] = [
         ("DynamicUser", "b", True),
         ("User", "s", dynamic_user(sid)),
@@ -97,4 +101,19 @@ def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants =
         # (source, destination, ignore a missing source, flags): a missing model is an
         # error the pipeline check reports before any unit starts.
         props.append(("BindReadOnlyPaths", "a(ssbt)", [(p, p, False, 0) for p in sandbox.read_only_paths]))
+    props.extend(user_code_properties(sandbox.code, keep))
+    return props
+
+
+def user_code_properties(code: tuple[str, ...], keep: tuple[str, ...] = ()) -> list[Property]:
+    """The node's own code, read-only at its own path, and nothing next to it: the
+    folder holding it is covered by an empty read-only tmpfs (systemd mounts the binds
+    on top, deeper paths last). Under /home, ProtectHome=tmpfs hides the rest already."""
+    if not code:
+        return []
+    props: list[Property] = []
+    hidden = hidden_parents(code, keep)
+    if hidden:
+        props.append(("TemporaryFileSystem", "a(ss)", [(p, "ro,mode=0755") for p in hidden]))
+    props.append(("BindReadOnlyPaths", "a(ssbt)", [(p, p, False, 0) for p in code]))
     return props

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import noded
 from noded.daemon.config import Config
 from noded.daemon.sandbox import sandbox_properties
 from noded.pipeline.grants import NodeGrants
@@ -40,6 +41,14 @@ def slice_properties(sid: str, pipeline_name: str) -> list[Property]:
         ("MemoryAccounting", "b", True),
         ("TasksAccounting", "b", True),
     ]
+
+
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """What a node's interpreter needs to see: its venv, the Python it links to, and
+    where noded itself is imported from."""
+    path = Path(python)
+    package = Path(noded.__file__).parent.parent
+    return (str(path.parent.parent), str(path.resolve().parent.parent), str(package))
 
 
 def worker_argv(config: Config, spec_json: str) -> list[str]:
@@ -90,7 +99,7 @@ def service_properties(
         ("TasksAccounting", "b", True),
         # The session's dynamic user and the sandbox (noded.daemon.sandbox); writable: the
         # session's iceoryx2 root (noded.daemon.resources) and /dev/shm.
-        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
+        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(config.worker_python)),
         # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
         *(
             [("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]

@@ -34,7 +34,7 @@ from msgspec import UNSET
 from noded.contract.registry import BUILTINS, NODES, resolve_class_name
 from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
 from noded.errors import PipelineError, Problem
-from noded.pipeline.classes import module_names
+from noded.pipeline.classes import file_names, module_names
 from noded.pipeline.grants import NodeGrants, check_read_only_path
 from noded.pipeline.schema import (
     CLIENT,
@@ -62,6 +62,7 @@ from noded.pipeline.schema import (
     parse_size,
     parse_tasks,
 )
+from noded.pipeline.usercode import check_class_file, check_code_dir, is_file_class
 
 __all__ = [
     "DataplaneSettings",
@@ -124,6 +125,10 @@ _HINTS = {
     ),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
+    "code": (
+        "a node's own code: class = 'nodes/asr.py:Class' (a file) or code = ['./nodes'] with "
+        "class = 'module:Class'; relative paths start at the pipeline file's folder"
+    ),
     "read_only": (
         "read_only_paths lists existing absolute paths (model files or directories) a node may read; "
         "/usr, /opt, /etc and /var are readable already; network = true grants a node the network"
@@ -135,7 +140,8 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Read and check a pipeline file; raises PipelineError."""
     filename = os.fspath(path)
     try:
-        return parse_pipeline(Path(filename).read_bytes().decode("utf-8"), filename)
+        text = Path(filename).read_bytes().decode("utf-8")
+        return parse_pipeline(text, filename, directory=os.path.dirname(os.path.abspath(filename)))
     except OSError as exc:
         reason = f"cannot read the file: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
@@ -143,12 +149,16 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     raise PipelineError([Problem(filename, None, None, reason)])
 
 
-def parse_pipeline(text: str, filename: str, defaults: Resources = Resources()) -> Pipeline:
+def parse_pipeline(
+    text: str, filename: str, defaults: Resources = Resources(), directory: str | None = None
+) -> Pipeline:
     """Check a pipeline given as TOML text; ``filename`` names it in problems and gives
     the default pipeline name (its stem); ``defaults`` are the limits of nodes for which
-    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``).
+    neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``);
+    ``directory`` is what relative code paths are resolved against (the client's).
     Raises PipelineError."""
     checker = _Checker(filename, defaults)
+    checker.directory = directory
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -177,7 +187,8 @@ class _Checker:
         self.defaults = defaults
         self.problems: list[Problem] = []
         self.hints: dict[str, None] = {}  # ordered set
-        self.modules: dict[str, set[str] | ValueError | None] = {}
+        self.modules: dict[tuple[str, tuple[str, ...]], set[str] | ValueError | None] = {}
+        self.directory: str | None = None  # relative code paths are resolved against it
         self.unread_inputs = False  # some node's inputs (or the node) could not be read
         self.suggested: set[str] = set()  # external inputs offered for a misspelt one
 
@@ -344,18 +355,55 @@ class _Checker:
             self.report(label, "id", f"{doc.id!r} is reserved and cannot name a node", "reserved")
         elif duplicate_of is not None:
             self.report(label, "id", f"duplicate node id: node #{duplicate_of + 1} has the same id", "id")
+        code = self.check_code(label, doc)
+        resolved, binds, sys_path = self.check_user_class(label, doc.cls, code)
         return NodeSpec(
             id=doc.id,
             cls=doc.cls,
-            resolved_cls=self.check_class(label, doc.cls) or "",
+            resolved_cls=resolved or "",
             params=doc.params,
             inputs=self.check_inputs(label, edges, dataplane.depth),
             resources=replace(limits, **self.check_resources(doc, label, "")),
             max_payload=self.parsed(
                 label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload, "payload"
             ),
-            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc)),
+            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc), code=binds),
+            sys_path=sys_path,
         )
+
+    def check_code(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
+        """The node's ``code`` folders, resolved against the client's folder."""
+        paths: list[str] = []
+        for index, text in enumerate(doc.code):
+            try:
+                path = check_code_dir(text, self.directory)
+            except ValueError as exc:
+                self.report(label, f"code[{index}]", str(exc), "code")
+                continue
+            if path not in paths:
+                paths.append(path)
+        return tuple(paths)
+
+    def check_user_class(
+        self, label: str, name: str, code: tuple[str, ...]
+    ) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+        """The node's class, resolved; the files and folders to bind; its sys.path."""
+        if not is_file_class(name):
+            return self.check_class(label, name, code), code, code
+        path_text, _, cls = name.rpartition(":")
+        try:
+            path = check_class_file(path_text, self.directory)
+            if not all(part.isidentifier() for part in cls.split(".")):
+                raise ValueError(f"{cls!r} is not a class name")
+            names = file_names(path)
+            top = cls.split(".")[0]
+            if names is not None and top not in names:
+                raise ValueError(f"{path} has no top-level class {top!r}{_did_you_mean(top, names)}")
+        except ValueError as exc:
+            self.report(label, "class", str(exc), "code")
+            return None, code, code
+        folder, module = os.path.split(path)
+        return f"{module.removesuffix('.py')}:{cls}", (path, *code), (folder, *code)
 
     def check_read_only_paths(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
         """The node's read_only_paths: absolute, normalised, existing, not kernel or noded's own."""
@@ -390,7 +438,7 @@ class _Checker:
                 inputs.append(InputRef(ref, depth))
         return tuple(inputs)
 
-    def check_class(self, node: str, name: str) -> str | None:
+    def check_class(self, node: str, name: str, code: tuple[str, ...] = ()) -> str | None:
         """The "module:Class" a node class name stands for, or None after reporting why not."""
         try:
             resolved = resolve_class_name(name)
@@ -406,7 +454,7 @@ class _Checker:
                 raise ValueError(f"{module!r} is not a module name")
             if not all(part.isidentifier() for part in cls.split(".")):
                 raise ValueError(f"{cls!r} is not a class name")
-            names = self.module_names(module)
+            names = self.module_names(module, code)
             if names is not None and top not in names:
                 raise ValueError(f"module {module!r} has no top-level class {top!r}{_did_you_mean(top, names)}")
         except ValueError as exc:
@@ -414,14 +462,15 @@ class _Checker:
             return None
         return resolved
 
-    def module_names(self, module: str) -> set[str] | None:
-        """``module_names``, looked up once per module and file."""
-        if module not in self.modules:
+    def module_names(self, module: str, code: tuple[str, ...] = ()) -> set[str] | None:
+        """``module_names``, looked up once per module (and code folders) and file."""
+        key = (module, code)
+        if key not in self.modules:
             try:
-                self.modules[module] = module_names(module)
+                self.modules[key] = module_names(module, code)
             except ValueError as exc:
-                self.modules[module] = exc
-        names = self.modules[module]
+                self.modules[key] = exc
+        names = self.modules[key]
         if isinstance(names, ValueError):
             raise names
         return names

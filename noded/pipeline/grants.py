@@ -27,6 +27,7 @@ class NodeGrants:
 
     network: bool = False  # AF_INET/AF_INET6 sockets and the host's network
     read_only_paths: tuple[str, ...] = ()  # absolute paths made visible read-only (models)
+    code: tuple[str, ...] = ()  # the node's own code files and folders, visible read-only, alone
 
 
 def is_below(path: PurePosixPath, parents: tuple[PurePosixPath, ...]) -> bool:

@@ -86,6 +86,8 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # The node's sandbox (noded.daemon.sandbox): the network, and read-only paths for models.
     network: bool = False
     read_only_paths: list[str] = []
+    # The node's own code (noded.pipeline.usercode): folders put on its sys.path.
+    code: list[str] = []
 
 
 class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -157,6 +159,7 @@ class NodeSpec:
     resources: Resources = Resources()
     max_payload: int = DEFAULT_MAX_PAYLOAD  # of each of its outputs, bytes
     sandbox: NodeGrants = NodeGrants()  # what it is granted beyond the default sandbox
+    sys_path: tuple[str, ...] = ()  # the node's own code folders, first on its sys.path
 
 
 @dataclass(frozen=True, slots=True)
