@@ -102,6 +102,8 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     nodes: list[NodeInfo] = []
     failure: Failure | None = None
     stats: SessionStats | None = None  # with `show`, and `watch` with stats=true (noded.daemon.stats)
+    owner: str = ""  # the user who created it: only they (and root) may stop, feed or read it
+    run_as: str = ""  # the user its nodes run as
 
 
 class ErrorInfo(msgspec.Struct, kw_only=True):

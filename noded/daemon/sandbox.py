@@ -51,16 +51,30 @@ def dynamic_user(sid: str) -> str:
     return f"noded-{sid}"
 
 
+def identity(sid: str, user: str | None) -> list[Property]:
+    """``DynamicUser=`` with the session's name, or a real account. Not ``RemoveIPC=``
+    for a real account: that would remove its IPC outside noded too; the daemon removes
+    the session's own files and segments (noded.daemon.resources)."""
+    if user is None:
+        return [("DynamicUser", "b", True), ("User", "s", dynamic_user(sid))]
+    return [("User", "s", user)]
+
+
 def sandbox_properties(
-    sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants = NodeGrants(), keep: tuple[str, ...] = ()
+    sid: str,
+    iox2_root: PurePosixPath,
+    sandbox: NodeGrants = NodeGrants(),
+    keep: tuple[str, ...] = (),
+    user: str | None = None,
 ) -> list[Property]:
     """The identity and sandbox properties of one node's service; ``keep``: paths the
-    node must see whatever code it is given (its interpreter)."""
+    node must see whatever code it is given (its interpreter); ``user``: a real account
+    to run as (the session's owner, or the pipeline's ``user``) instead of the session's
+    dynamic user, with the same sandbox."""
     families = ["AF_UNIX", "AF_INET", "AF_INET6"] if sandbox.network else ["AF_UNIX"]
     under_home = any(is_below(PurePosixPath(p), HOME_DIRS) for p in (*sandbox.read_only_paths, *sandbox.code))
     props: list[Property] = [
-        ("DynamicUser", "b", True),
-        ("User", "s", dynamic_user(sid)),
+        *identity(sid, user),
         ("ReadWritePaths", "as", [str(iox2_root).encode()]),
         ("UMask", "u", 0o077),
         ("ProtectSystem", "s", "strict"),

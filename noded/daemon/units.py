@@ -67,6 +67,7 @@ def service_properties(
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
     sandbox: NodeGrants = NodeGrants(),
+    user: str | None = None,
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -99,7 +100,9 @@ def service_properties(
         ("TasksAccounting", "b", True),
         # The session's dynamic user and the sandbox (noded.daemon.sandbox); writable: the
         # session's iceoryx2 root (noded.daemon.resources) and /dev/shm.
-        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(config.worker_python)),
+        *sandbox_properties(
+            sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(config.worker_python), user=user
+        ),
         # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
         *(
             [("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]

@@ -83,6 +83,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _Report = Callable[[str | None, str, str | None], None]  # (field, reason, hint)
 
 _RESOURCE_PARSERS: dict[str, Callable[[Any], int | float | None]] = {
@@ -128,6 +129,10 @@ _HINTS = {
     "code": (
         "a node's own code: class = 'nodes/asr.py:Class' (a file) or code = ['./nodes'] with "
         "class = 'module:Class'; relative paths start at the pipeline file's folder"
+    ),
+    "user": (
+        "user names a static service account the nodes run as (useradd --system); only root may "
+        "use it: other users' sessions run as themselves"
     ),
     "read_only": (
         "read_only_paths lists existing absolute paths (model files or directories) a node may read; "
@@ -240,6 +245,7 @@ class _Checker:
         outputs = self.check_external_outputs(lists.get("outputs", []), known=set(labels))
         self.check_graph(nodes, known=set(labels), externals=externals)
         self.check_consumers(nodes, known=set(labels), externals=externals, outputs=outputs)
+        user = self.check_user(doc.user) if doc is not None else None
         if self.problems or doc is None:
             return None
         return Pipeline(
@@ -250,7 +256,19 @@ class _Checker:
             inputs=tuple(externals),
             outputs=tuple(outputs),
             dataplane=dataplane,
+            user=user,
         )
+
+    def check_user(self, user: str | msgspec.UnsetType) -> str | None:
+        """The pipeline's ``user``: a user name (whether it exists, and whether the
+        client may use it, the daemon decides at create)."""
+        if user is UNSET:
+            return None
+        assert isinstance(user, str)
+        if _USER_RE.fullmatch(user) is None:
+            self.report(None, "user", f"{user!r} is not a user name", "user")
+            return None
+        return user
 
     def entries(
         self,

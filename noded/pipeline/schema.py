@@ -98,6 +98,7 @@ class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     dataplane: DataplaneDoc = DataplaneDoc()
     inputs: list[str] = []  # external input names, consumed as "input.<name>"
     outputs: list[str] = []  # "node.port" the client reads
+    user: str | UnsetType = UNSET  # a static account the nodes run as (root's sessions only)
 
 
 # -- what a pipeline is parsed into ------------------------------------------------
@@ -171,6 +172,7 @@ class Pipeline:
     inputs: tuple[str, ...] = ()  # external input names, in the order written
     outputs: tuple[PortRef, ...] = ()  # external outputs, in the order written
     dataplane: DataplaneSettings = DataplaneSettings()
+    user: str | None = None  # the account its nodes run as, if the pipeline names one
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:
