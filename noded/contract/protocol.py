@@ -35,6 +35,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     init_started: float | None = None
     init_seconds: float | None = None
     error: str | None = None
+    grants: list[str] = []  # beyond the default sandbox: "device=/dev/...", "cpus=2-3" (nodectl session show)
 
 
 class Failure(msgspec.Struct, kw_only=True):

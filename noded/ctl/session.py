@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from noded.contract.states import SessionState
 from noded.ctl.common import Ctx, err, fail, out, reports_errors
@@ -81,6 +82,9 @@ def show(ctx: Ctx, sid: str) -> None:
         console.print(session_table(info))
         if info.stats is not None and info.stats.channels:
             console.print(channels_table(info.stats))
+        for node in info.nodes:
+            if node.grants:
+                console.print(f"{escape(node.id)} is granted: {escape(', '.join(node.grants))}", highlight=False)
         print_failure(out, info)
 
 

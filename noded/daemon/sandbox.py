@@ -31,6 +31,7 @@ import socket
 from pathlib import PurePosixPath
 from typing import Any
 
+from noded.pipeline.devices import cpu_mask
 from noded.pipeline.grants import HOME_DIRS, NodeGrants, is_below
 from noded.pipeline.usercode import hidden_parents
 
@@ -116,6 +117,27 @@ def sandbox_properties(
         # error the pipeline check reports before any unit starts.
         props.append(("BindReadOnlyPaths", "a(ssbt)", [(p, p, False, 0) for p in sandbox.read_only_paths]))
     props.extend(user_code_properties(sandbox.code, keep))
+    props.extend(device_properties(sandbox))
+    return props
+
+
+def device_properties(grants: NodeGrants) -> list[Property]:
+    """Granted device nodes: allowed read-write by the device cgroup (``DeviceAllow=``,
+    every other device stays closed) and bound into the node's private /dev; the node
+    joins their groups. Granted CPUs: the cgroup's cpuset (``AllowedCPUs=``, cgroup v2)
+    and the process's affinity (``CPUAffinity=``, any hierarchy)."""
+    props: list[Property] = []
+    if grants.devices:
+        props.append(("DeviceAllow", "a(ss)", [(d, "rw") for d in grants.devices]))
+        props.append(("BindPaths", "a(ssbt)", [(d, d, False, 0) for d in grants.devices]))
+    if grants.device_groups:
+        props.append(("SupplementaryGroups", "as", list(grants.device_groups)))
+    if grants.environment:
+        props.append(("Environment", "as", [e.encode() for e in grants.environment]))
+    if grants.cpus:
+        mask = cpu_mask(grants.cpus)
+        props.append(("AllowedCPUs", "ay", mask))
+        props.append(("CPUAffinity", "ay", mask))
     return props
 
 

@@ -13,6 +13,7 @@ from noded.daemon.owners import user_name
 from noded.daemon.sandbox import dynamic_user
 from noded.daemon.units import service_name, slice_name
 from noded.pipeline.checks import NodeSpec, Pipeline
+from noded.pipeline.grants import describe
 from noded.pipeline.topology import Topology
 
 
@@ -62,6 +63,7 @@ class NodeRuntime:
             init_started=self.init_started,
             init_seconds=self.init_seconds,
             error=self.error,
+            grants=describe(self.spec.sandbox),
         )
 
 

@@ -35,6 +35,7 @@ from noded.contract.registry import BUILTINS, NODES, resolve_class_name
 from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
 from noded.errors import PipelineError, Problem
 from noded.pipeline.classes import file_names, module_names
+from noded.pipeline.devices import check_device, device_groups, expand_gpu, parse_cpus
 from noded.pipeline.grants import NodeGrants, check_read_only_path
 from noded.pipeline.schema import (
     CLIENT,
@@ -129,6 +130,10 @@ _HINTS = {
     "code": (
         "a node's own code: class = 'nodes/asr.py:Class' (a file) or code = ['./nodes'] with "
         "class = 'module:Class'; relative paths start at the pipeline file's folder"
+    ),
+    "devices": (
+        "devices lists device nodes below /dev (such as '/dev/dri/renderD128'); gpu is 'nvidia' or "
+        "'nvidia:0,1'; cpus is a CPU list such as '2-3' or '0,2'"
     ),
     "user": (
         "user names a static service account the nodes run as (useradd --system); only root may "
@@ -385,9 +390,44 @@ class _Checker:
             max_payload=self.parsed(
                 label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload, "payload"
             ),
-            sandbox=NodeGrants(network=doc.network, read_only_paths=self.check_read_only_paths(label, doc), code=binds),
+            sandbox=NodeGrants(
+                network=doc.network,
+                read_only_paths=self.check_read_only_paths(label, doc),
+                code=binds,
+                **self.check_devices(label, doc),
+            ),
             sys_path=sys_path,
         )
+
+    def check_devices(self, label: str, doc: NodeDoc) -> dict[str, Any]:
+        """The node's ``devices``, ``gpu`` and ``cpus``, as NodeGrants fields."""
+        devices: list[str] = []
+        environment: list[str] = []
+        for index, text in enumerate(doc.devices):
+            try:
+                devices.append(check_device(text))
+            except ValueError as exc:
+                self.report(label, f"devices[{index}]", str(exc), "devices")
+        if isinstance(doc.gpu, str):
+            try:
+                gpu_devices, env = expand_gpu(doc.gpu)
+                devices += gpu_devices
+                environment += [f"{k}={v}" for k, v in env.items()]
+            except ValueError as exc:
+                self.report(label, "gpu", str(exc), "devices")
+        cpus: tuple[int, ...] = ()
+        if isinstance(doc.cpus, str):
+            try:
+                cpus = parse_cpus(doc.cpus)
+            except ValueError as exc:
+                self.report(label, "cpus", str(exc), "devices")
+        devices = list(dict.fromkeys(devices))
+        return {
+            "devices": tuple(devices),
+            "device_groups": device_groups(devices),
+            "environment": tuple(environment),
+            "cpus": cpus,
+        }
 
     def check_code(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
         """The node's ``code`` folders, resolved against the client's folder."""

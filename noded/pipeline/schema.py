@@ -88,6 +88,10 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     read_only_paths: list[str] = []
     # The node's own code (noded.pipeline.usercode): folders put on its sys.path.
     code: list[str] = []
+    # Devices and CPUs (noded.pipeline.devices): device nodes, a GPU, a CPU set.
+    devices: list[str] = []
+    gpu: str | UnsetType = UNSET
+    cpus: str | UnsetType = UNSET
 
 
 class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
