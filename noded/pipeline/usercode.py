@@ -20,6 +20,9 @@ from noded.pipeline.grants import FORBIDDEN_READ_ONLY, HOME_DIRS, is_below
 SYSTEM_DIRS = tuple(
     PurePosixPath(p) for p in ("/", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/opt", "/var", "/run")
 )
+# Code below these is the system's, readable by every node anyway: nothing is hidden
+# around it (a tmpfs over /usr/lib or /var/lib would take what nodes run on).
+SYSTEM_TREES = tuple(PurePosixPath(p) for p in ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/var", "/boot"))
 
 
 def is_file_class(name: str) -> bool:
@@ -82,7 +85,7 @@ def hidden_parents(binds: tuple[str, ...], keep: tuple[str, ...] = ()) -> tuple[
     keep_paths = [PurePosixPath(k) for k in keep]
     hidden: list[PurePosixPath] = []
     for bind in map(PurePosixPath, binds):
-        if is_below(bind, HOME_DIRS):
+        if is_below(bind, HOME_DIRS) or is_below(bind, SYSTEM_TREES):
             continue
         for ancestor in reversed(bind.parents):
             if ancestor in SYSTEM_DIRS or any(is_below(k, (ancestor,)) for k in keep_paths):

@@ -128,6 +128,7 @@ def test_hidden_parents() -> None:
     assert hidden_parents(("/srv/p/nodes", "/data/lib")) == ("/srv", "/data")
     assert hidden_parents(("/opt/x/nodes",)) == ("/opt/x",)
     assert hidden_parents(("/opt/x",)) == ()
+    assert hidden_parents(("/usr/lib/python3/dist-packages/mine.py", "/var/lib/x/nodes")) == ()
     assert hidden_parents(("/srv/venv/code/a.py",), keep=("/srv/venv",)) == ("/srv/venv/code",)
     # home is hidden by ProtectHome=tmpfs
     assert hidden_parents(("/home/u/p/nodes",)) == ()
