@@ -94,11 +94,24 @@ def run_as(peer: Peer, pipeline_user: str | None, group: str) -> RunAs:
 
 
 def in_group(peer: Peer, name: str, group: str) -> bool:
+    """The client is in ``group``: its process's groups (as the socket's 0660 saw them),
+    else the group database."""
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
         return False
-    return peer.gid == gid or gid in os.getgrouplist(name, peer.gid)
+    return peer.gid == gid or gid in (_process_groups(peer.pid) or os.getgrouplist(name, peer.gid))
+
+
+def _process_groups(pid: int) -> list[int] | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return [int(g) for g in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def authorize(peer: Peer, owner: int, what: str, sid: str) -> None:
