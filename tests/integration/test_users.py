@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import NODECTL, nodectl, noded_units, systemctl
@@ -105,3 +106,49 @@ def test_only_root_may_name_the_user_of_a_pipeline(users: list[str], project: Pa
     finally:
         nodectl("session", "stop", sid)
     assert noded_units(f"noded-{sid}-*") == []
+
+
+GRAY = """\
+import numpy as np
+from noded import Node
+
+
+class Gray(Node):
+    def setup(self, ctx):
+        self.ctx = ctx
+
+    def process(self, msg):
+        if msg.end_of_stream:
+            return msg
+        out = self.ctx.loan("out", msg.array.shape[:2], "uint8")
+        np.max(msg.array, axis=2, out=out)
+        self.ctx.send("out", out)
+"""
+
+
+def test_the_readme_short_path_as_a_user_a_file_next_to_the_pipeline_through_nodectl_run(
+    users: list[str], project: Path
+) -> None:
+    alice = users[0]
+    (project / "nodes").mkdir()
+    (project / "nodes" / "gray.py").write_text(GRAY)
+    (project / "pipeline.toml").write_text(
+        'inputs = ["frames"]\noutputs = ["gray.out"]\n\n[[nodes]]\nid = "gray"\n'
+        'class = "nodes/gray.py:Gray"\ninputs = ["input.frames"]\n'
+    )
+    frames = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    np.save(project / "in.npy", frames)
+    out = project / "out"
+    out.mkdir()
+    shutil.chown(out, user=alice)
+    res = as_user(
+        alice,
+        "run",
+        str(project / "pipeline.toml"),
+        "-i",
+        f"frames={project / 'in.npy'}",
+        "-o",
+        f"gray.out={out}/g.npy",
+    )
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(np.load(out / "g.npy"), frames.max(axis=2))
