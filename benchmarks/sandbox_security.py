@@ -40,6 +40,8 @@ PIPELINES = {
     "node (default)": NODE,
     "node, network = true": NODE + "network = true\n",
     "node, read_only_paths": NODE + 'read_only_paths = ["/usr/share"]\n',
+    "node, devices": NODE + 'devices = ["/dev/zero"]\n',  # as a GPU's nodes are granted
+    "node, cpus": NODE + 'cpus = "0"\n',
 }
 LIBRARY_CHECK = Path(__file__).resolve().parent / "sandbox_libraries.py"
 

@@ -122,14 +122,17 @@ class Noded:
         wait: bool = True,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        directory: str | None = None,
     ) -> Session:
         """Start a session of ``pipeline`` (TOML text, a file, or a dict); with ``wait``,
         return once every node is ready (``SessionFailed`` if it fails first; a
-        ``DaemonTimeout`` after ``timeout`` seconds). ``filename`` names it in messages."""
+        ``DaemonTimeout`` after ``timeout`` seconds). ``filename`` names it in messages;
+        relative code paths start at ``directory`` (default: a file's folder, else the
+        current directory)."""
         text, name = pipeline_text(pipeline, filename)
         client = Client(self.socket, timeout=self.timeout)
         try:
-            info = client.create(text, name, watch=True)
+            info = client.create(text, name, watch=True, directory=directory or pipeline_directory(pipeline))
         except BaseException:
             client.close()
             raise
@@ -402,6 +405,16 @@ def pipeline_text(pipeline: PipelineSource, filename: str | None = None) -> tupl
     if isinstance(pipeline, str):
         return pipeline, filename or "pipeline.toml"
     raise TypeError(f"a pipeline is TOML text, a path or a dict, not {type(pipeline).__name__}")
+
+
+def pipeline_directory(pipeline: PipelineSource) -> str:
+    """What a pipeline's relative code paths start at: a file's folder, else the
+    current directory."""
+    if isinstance(pipeline, os.PathLike) or (
+        isinstance(pipeline, str) and "\n" not in pipeline and pipeline.strip().endswith(".toml")
+    ):
+        return os.path.dirname(os.path.abspath(pipeline))
+    return os.getcwd()
 
 
 def to_toml(doc: Mapping[str, Any]) -> str:

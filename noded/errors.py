@@ -73,6 +73,12 @@ class SessionNotFound(NodedError):
     code = "session_not_found"
 
 
+class NotPermitted(NodedError):
+    """The client may not do this: another user's session, or a key only root may use."""
+
+    code = "not_permitted"
+
+
 class DaemonUnavailable(NodedError):
     """The client cannot reach the daemon (no socket, refused, permission denied)."""
 

@@ -137,8 +137,8 @@ class Client:
     def status(self) -> dict[str, Any]:
         return self.call(Status())
 
-    def create(self, text: str, filename: str, watch: bool = False) -> SessionInfo:
-        return session_info(self.call(Create(text=text, filename=filename, watch=watch)))
+    def create(self, text: str, filename: str, watch: bool = False, directory: str | None = None) -> SessionInfo:
+        return session_info(self.call(Create(text=text, filename=filename, watch=watch, directory=directory)))
 
     def sessions(self) -> list[SessionInfo]:
         """Every session (``list``): live, and recently ended."""

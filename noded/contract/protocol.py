@@ -35,6 +35,7 @@ class NodeInfo(msgspec.Struct, kw_only=True):
     init_started: float | None = None
     init_seconds: float | None = None
     error: str | None = None
+    grants: list[str] = []  # beyond the default sandbox: "device=/dev/...", "cpus=2-3" (nodectl session show)
 
 
 class Failure(msgspec.Struct, kw_only=True):
@@ -102,6 +103,8 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     nodes: list[NodeInfo] = []
     failure: Failure | None = None
     stats: SessionStats | None = None  # with `show`, and `watch` with stats=true (noded.daemon.stats)
+    owner: str = ""  # the user who created it: only they (and root) may stop, feed or read it
+    run_as: str = ""  # the user its nodes run as
 
 
 class ErrorInfo(msgspec.Struct, kw_only=True):
@@ -128,6 +131,9 @@ class Create(_Op, tag="create"):
     text: str
     filename: str
     watch: bool = False
+    # What relative code paths in ``text`` start at: the pipeline file's folder, or the
+    # client's current directory for a pipeline from standard input (absolute).
+    directory: str | None = None
 
 
 class List(_Op, tag="list"):

@@ -61,6 +61,9 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cls: str
     params: dict[str, Any] = {}
     dataplane: DataPlane | None = None
+    # The node's own code folders (pipeline ``code``, a ``file.py:Class``'s folder): put
+    # first on sys.path before the class is imported.
+    sys_path: list[str] = []
 
 
 def encode_spec(spec: WorkerSpec) -> str:

@@ -105,7 +105,8 @@ def run(
     # Every input file is read (and refused if bad) before any session starts.
     data = {value: read_input(Path(value.rpartition("=")[2]), chunk_ms) for value in inputs}
     with ctx.connect() as nd:
-        session = nd.create(text, filename=pipeline_file.name, wait=False)
+        folder = str(pipeline_file.absolute().parent)
+        session = nd.create(text, filename=pipeline_file.name, wait=False, directory=folder)
         first = session.info
         with session:  # stopped (waiting until every unit is gone) on leaving
             status = _run_session(ctx, session, data, outputs, realtime, timeout)

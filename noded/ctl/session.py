@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from noded.contract.states import SessionState
 from noded.ctl.common import Ctx, err, fail, out, reports_errors
@@ -36,7 +37,8 @@ def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
     name = "stdin.toml" if str(pipeline_file) == "-" else pipeline_file.name
     refuse_too_large(text, str(pipeline_file))
     with ctx.connect() as nd:
-        s = nd.create(text, filename=name, wait=False)
+        folder = None if str(pipeline_file) == "-" else str(pipeline_file.absolute().parent)
+        s = nd.create(text, filename=name, wait=False, directory=folder)
         with s:
             s.stop_on_exit = False  # the session outlives nodectl
             info = ctx.follow(s, until_ready=True) if wait else s.info
@@ -82,6 +84,9 @@ def show(ctx: Ctx, sid: str) -> None:
         console.print(session_table(info))
         if info.stats is not None and info.stats.channels:
             console.print(channels_table(info.stats))
+        for node in info.nodes:
+            if node.grants:
+                console.print(f"{escape(node.id)} is granted: {escape(', '.join(node.grants))}", highlight=False)
         print_failure(out, info)
 
 

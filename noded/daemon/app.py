@@ -33,6 +33,7 @@ from noded.daemon.control import Connection, ControlServer
 from noded.daemon.interpreter import check_interpreters
 from noded.daemon.manager import SessionManager
 from noded.daemon.metrics import Metrics, refresh_from
+from noded.daemon.owners import authorize, run_as
 from noded.daemon.session import Session
 from noded.daemon.stats import session_stats, with_live_states
 from noded.daemon.systemd import Systemd
@@ -173,9 +174,12 @@ class Daemon:
 
     async def _on_create(self, req: Create, conn: Connection) -> Any:
         bounds = PipelineBounds(nodes=self.config.max_pipeline_nodes)
-        pipeline = parse_pipeline(req.text, req.filename, defaults=self.config.node_limits, bounds=bounds)
+        pipeline = parse_pipeline(
+            req.text, req.filename, defaults=self.config.node_limits, bounds=bounds, directory=req.directory
+        )
+        who = run_as(conn.peer, pipeline.user, self.config.socket_group)
         await check_interpreters(pipeline, req.filename)
-        session = self.manager.create(pipeline)
+        session = self.manager.create(pipeline, owner=who.owner, user=who.user)
         if req.watch:
             conn.watching.add(session.sid)
         return to_builtins(session.info())
@@ -187,6 +191,7 @@ class Daemon:
         return to_builtins(self._with_stats(self.manager.get(req.sid)))
 
     async def _on_stop(self, req: Stop, conn: Connection) -> Any:
+        authorize(conn.peer, self.manager.get(req.sid).owner, "stop", req.sid)
         session = self.manager.stop(req.sid)
         if req.wait:
             await self.manager.wait_finished(req.sid)
@@ -195,6 +200,7 @@ class Daemon:
     async def _on_attach(self, req: Attach, conn: Connection) -> Any:
         # The client's side of the session's external inputs and outputs.
         session = self.manager.get(req.sid)
+        authorize(conn.peer, session.owner, "feed or read", req.sid)
         if session.topology.client is None:
             raise BadRequest(
                 f"pipeline {session.pipeline.name!r} declares no external inputs or outputs",

@@ -21,6 +21,7 @@ from noded.contract.protocol import (
     request_id,
 )
 from noded.daemon.config import Config
+from noded.daemon.owners import ROOT, Peer, peer_of
 from noded.errors import NodedError
 
 log = logging.getLogger("noded.control")
@@ -33,8 +34,9 @@ Handler = Callable[[Request, "Connection"], Awaitable[Any]]
 class Connection:
     """One client: replies and events go out through one queue, in order."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, peer: Peer = ROOT) -> None:
         self.writer = writer
+        self.peer = peer  # who connected (SO_PEERCRED): what it may do, noded.daemon.owners
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(WATCH_QUEUE)
         self.watching: set[str | None] = set()  # session ids; None means all
 
@@ -104,7 +106,7 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        conn = Connection(writer)
+        conn = Connection(writer, peer_of(writer.get_extra_info("socket")))
         pump = asyncio.get_running_loop().create_task(conn.pump())
         self.on_connect(conn)
         try:

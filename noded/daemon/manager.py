@@ -94,7 +94,7 @@ class SessionManager:
         except KeyError:
             raise SessionNotFound(f"no session {sid!r}", hint="'nodectl session list' shows the sessions") from None
 
-    def create(self, pipeline: Pipeline) -> Session:
+    def create(self, pipeline: Pipeline, owner: int = 0, user: str | None = None) -> Session:
         limit = self.config.max_session_processes
         if limit is not None and len(pipeline.nodes) > limit:
             raise LimitError(
@@ -103,7 +103,8 @@ class SessionManager:
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
         sid = self._new_sid()
-        session = Session.new(sid, pipeline, plan(pipeline, sid, root_base=str(self.config.iox2_root)))
+        topology = plan(pipeline, sid, root_base=str(self.config.iox2_root))
+        session = Session.new(sid, pipeline, topology, owner=owner, user=user)
         prepare_session(self.config.iox2_root, sid)
         try:
             self.sd.start_transient(session.slice, slice_properties(sid, pipeline.name))
@@ -399,6 +400,7 @@ class SessionManager:
             cls=spec.resolved_cls,
             params=dict(spec.params),
             dataplane=session.topology.nodes.get(spec.id),
+            sys_path=list(spec.sys_path),
         )
         res = spec.resources
         return service_properties(
@@ -414,6 +416,7 @@ class SessionManager:
             sandbox=spec.sandbox,
             env=spec.env,
             oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)) if res.memory_max is not None else None,
+            user=session.user,
         )
 
     def _publish(self, session: Session) -> None:

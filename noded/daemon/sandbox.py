@@ -31,7 +31,9 @@ import socket
 from pathlib import PurePosixPath
 from typing import Any
 
+from noded.pipeline.devices import cpu_mask
 from noded.pipeline.grants import HOME_DIRS, NodeGrants, is_below
+from noded.pipeline.usercode import hidden_parents
 
 Property = tuple[str, str, Any]
 
@@ -50,13 +52,30 @@ def dynamic_user(sid: str) -> str:
     return f"noded-{sid}"
 
 
-def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants = NodeGrants()) -> list[Property]:
-    """The identity and sandbox properties of one node's service."""
+def identity(sid: str, user: str | None) -> list[Property]:
+    """``DynamicUser=`` with the session's name, or a real account. Not ``RemoveIPC=``
+    for a real account: that would remove its IPC outside noded too; the daemon removes
+    the session's own files and segments (noded.daemon.resources)."""
+    if user is None:
+        return [("DynamicUser", "b", True), ("User", "s", dynamic_user(sid))]
+    return [("User", "s", user)]
+
+
+def sandbox_properties(
+    sid: str,
+    iox2_root: PurePosixPath,
+    sandbox: NodeGrants = NodeGrants(),
+    keep: tuple[str, ...] = (),
+    user: str | None = None,
+) -> list[Property]:
+    """The identity and sandbox properties of one node's service; ``keep``: paths the
+    node must see whatever code it is given (its interpreter); ``user``: a real account
+    to run as (the session's owner, or the pipeline's ``user``) instead of the session's
+    dynamic user, with the same sandbox."""
     families = ["AF_UNIX", "AF_INET", "AF_INET6"] if sandbox.network else ["AF_UNIX"]
-    under_home = any(is_below(PurePosixPath(p), HOME_DIRS) for p in sandbox.read_only_paths)
+    under_home = any(is_below(PurePosixPath(p), HOME_DIRS) for p in (*sandbox.read_only_paths, *sandbox.code))
     props: list[Property] = [
-        ("DynamicUser", "b", True),
-        ("User", "s", dynamic_user(sid)),
+        *identity(sid, user),
         ("ReadWritePaths", "as", [str(iox2_root).encode()]),
         ("UMask", "u", 0o077),
         ("ProtectSystem", "s", "strict"),
@@ -98,4 +117,40 @@ def sandbox_properties(sid: str, iox2_root: PurePosixPath, sandbox: NodeGrants =
         # (source, destination, ignore a missing source, flags): a missing model is an
         # error the pipeline check reports before any unit starts.
         props.append(("BindReadOnlyPaths", "a(ssbt)", [(p, p, False, 0) for p in sandbox.read_only_paths]))
+    props.extend(user_code_properties(sandbox.code, keep))
+    props.extend(device_properties(sandbox))
+    return props
+
+
+def device_properties(grants: NodeGrants) -> list[Property]:
+    """Granted device nodes: allowed read-write by the device cgroup (``DeviceAllow=``,
+    every other device stays closed) and bound into the node's private /dev; the node
+    joins their groups. Granted CPUs: the cgroup's cpuset (``AllowedCPUs=``, cgroup v2)
+    and the process's affinity (``CPUAffinity=``, any hierarchy)."""
+    props: list[Property] = []
+    if grants.devices:
+        props.append(("DeviceAllow", "a(ss)", [(d, "rw") for d in grants.devices]))
+        props.append(("BindPaths", "a(ssbt)", [(d, d, False, 0) for d in grants.devices]))
+    if grants.device_groups:
+        props.append(("SupplementaryGroups", "as", list(grants.device_groups)))
+    if grants.environment:
+        props.append(("Environment", "as", [e.encode() for e in grants.environment]))
+    if grants.cpus:
+        mask = cpu_mask(grants.cpus)
+        props.append(("AllowedCPUs", "ay", mask))
+        props.append(("CPUAffinity", "ay", mask))
+    return props
+
+
+def user_code_properties(code: tuple[str, ...], keep: tuple[str, ...] = ()) -> list[Property]:
+    """The node's own code, read-only at its own path, and nothing next to it: the
+    folder holding it is covered by an empty read-only tmpfs (systemd mounts the binds
+    on top, deeper paths last). Under /home, ProtectHome=tmpfs hides the rest already."""
+    if not code:
+        return []
+    props: list[Property] = []
+    hidden = hidden_parents(code, keep)
+    if hidden:
+        props.append(("TemporaryFileSystem", "a(ss)", [(p, "ro,mode=0755") for p in hidden]))
+    props.append(("BindReadOnlyPaths", "a(ssbt)", [(p, p, False, 0) for p in code]))
     return props

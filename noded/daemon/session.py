@@ -9,8 +9,11 @@ from typing import Any
 from noded.contract.protocol import Failure, NodeInfo, SessionInfo
 from noded.contract.states import NodeEvent, NodeState, SessionEvent, SessionState, node_transition, session_transition
 from noded.contract.status import Status
+from noded.daemon.owners import user_name
+from noded.daemon.sandbox import dynamic_user
 from noded.daemon.units import service_name, slice_name
 from noded.pipeline.checks import NodeSpec, Pipeline
+from noded.pipeline.grants import describe
 from noded.pipeline.topology import Topology
 
 
@@ -60,6 +63,7 @@ class NodeRuntime:
             init_started=self.init_started,
             init_seconds=self.init_seconds,
             error=self.error,
+            grants=describe(self.spec.sandbox),
         )
 
 
@@ -75,11 +79,13 @@ class Session:
     ready_seconds: float | None = None
     failure: Failure | None = None
     slice_loaded: bool = False
+    owner: int = 0  # uid of the client that created it (noded.daemon.owners)
+    user: str | None = None  # the account its nodes run as; None: its dynamic user
 
     @classmethod
-    def new(cls, sid: str, pipeline: Pipeline, topology: Topology) -> Session:
+    def new(cls, sid: str, pipeline: Pipeline, topology: Topology, owner: int = 0, user: str | None = None) -> Session:
         nodes = {n.id: NodeRuntime(spec=n, unit=service_name(sid, n.id)) for n in pipeline.nodes}
-        return cls(sid=sid, pipeline=pipeline, nodes=nodes, topology=topology)
+        return cls(sid=sid, pipeline=pipeline, nodes=nodes, topology=topology, owner=owner, user=user)
 
     @property
     def slice(self) -> str:
@@ -107,4 +113,6 @@ class Session:
             ready_seconds=self.ready_seconds,
             nodes=[n.info() for n in self.nodes.values()],
             failure=self.failure,
+            owner=user_name(self.owner),
+            run_as=self.user or dynamic_user(self.sid),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import noded
 from noded.daemon.config import Config
 from noded.daemon.sandbox import sandbox_properties
 from noded.pipeline.grants import NodeGrants
@@ -49,6 +50,14 @@ def slice_properties(sid: str, pipeline_name: str) -> list[Property]:
     ]
 
 
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """What a node's interpreter needs to see: its venv, the Python it links to, and
+    where noded itself is imported from."""
+    path = Path(python)
+    package = Path(noded.__file__).parent.parent
+    return (str(path.parent.parent), str(path.resolve().parent.parent), str(package))
+
+
 def worker_argv(config: Config, spec_json: str, python: str | None = None) -> list[str]:
     """The worker's command line: the node's own ``python`` when the pipeline names one."""
     return [python or config.worker_python, "-m", "noded.worker", "--spec", spec_json]
@@ -68,6 +77,7 @@ def service_properties(
     sandbox: NodeGrants = NodeGrants(),
     env: tuple[tuple[str, str], ...] = (),
     oom_check: list[str] | None = None,
+    user: str | None = None,
 ) -> list[Property]:
     """Everything a node's transient service is started with."""
     props: list[Property] = [
@@ -103,7 +113,9 @@ def service_properties(
         ("TasksAccounting", "b", True),
         # The session's dynamic user and the sandbox (noded.daemon.sandbox); writable: the
         # session's iceoryx2 root (noded.daemon.resources) and /dev/shm.
-        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox),
+        *sandbox_properties(
+            sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(argv[0]), user=user
+        ),
         # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
         *(
             [("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]

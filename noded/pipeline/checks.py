@@ -36,7 +36,8 @@ from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
 from noded.errors import PipelineError, Problem
 from noded.pipeline.bounds import BOUNDS_HINT as _BOUNDS_HINT
 from noded.pipeline.bounds import DEFAULT_BOUNDS, PipelineBounds, file_too_large, out_of_bounds
-from noded.pipeline.classes import module_names
+from noded.pipeline.classes import file_names, module_names
+from noded.pipeline.devices import check_device, device_groups, expand_gpu, parse_cpus
 from noded.pipeline.grants import NodeGrants, check_read_only_path
 from noded.pipeline.runtime import check_env, check_python
 from noded.pipeline.schema import (
@@ -66,6 +67,7 @@ from noded.pipeline.schema import (
     parse_size,
     parse_tasks,
 )
+from noded.pipeline.usercode import check_class_file, check_code_dir, is_file_class
 
 __all__ = [
     "DataplaneSettings",
@@ -86,6 +88,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _Report = Callable[[str | None, str, str | None], None]  # (field, reason, hint)
 
 _RESOURCE_PARSERS: dict[str, Callable[[Any], int | float | None]] = {
@@ -133,6 +136,18 @@ _HINTS = {
         "makes one); outside /root and /home, readable and executable by all: nodes run as a dynamic user"
     ),
     "env": "env = { OMP_NUM_THREADS = '1' }: names of letters, digits and '_', string values, passed as written",
+    "code": (
+        "a node's own code: class = 'nodes/asr.py:Class' (a file) or code = ['./nodes'] with "
+        "class = 'module:Class'; relative paths start at the pipeline file's folder"
+    ),
+    "devices": (
+        "devices lists device nodes below /dev (such as '/dev/dri/renderD128'); gpu is 'nvidia' or "
+        "'nvidia:0,1'; cpus is a CPU list such as '2-3' or '0,2'"
+    ),
+    "user": (
+        "user names a static service account the nodes run as (useradd --system); only root may "
+        "use it: other users' sessions run as themselves"
+    ),
     "read_only": (
         "read_only_paths lists existing absolute paths (model files or directories) a node may read; "
         "/usr, /opt, /etc and /var are readable already; network = true grants a node the network"
@@ -149,7 +164,8 @@ def load_pipeline(path: str | os.PathLike[str], bounds: PipelineBounds = DEFAULT
         if len(data) > bounds.file_bytes:
             reason = f"the file is larger than {bounds.file_bytes} bytes, the most a pipeline file may have"
             raise PipelineError([Problem(filename, None, "file", reason)], hint=_BOUNDS_HINT)
-        return parse_pipeline(data.decode("utf-8"), filename, bounds=bounds)
+        directory = os.path.dirname(os.path.abspath(filename))
+        return parse_pipeline(data.decode("utf-8"), filename, bounds=bounds, directory=directory)
     except OSError as exc:
         reason = f"cannot read the file: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
@@ -158,13 +174,19 @@ def load_pipeline(path: str | os.PathLike[str], bounds: PipelineBounds = DEFAULT
 
 
 def parse_pipeline(
-    text: str, filename: str, defaults: Resources = Resources(), bounds: PipelineBounds = DEFAULT_BOUNDS
+    text: str,
+    filename: str,
+    defaults: Resources = Resources(),
+    bounds: PipelineBounds = DEFAULT_BOUNDS,
+    directory: str | None = None,
 ) -> Pipeline:
     """Check a pipeline given as TOML text; ``filename`` names it in problems and gives
     the default pipeline name (its stem); ``defaults`` are the limits of nodes for which
     neither ``[limits]`` nor the node sets a value (the daemon's ``node_limits``);
-    ``bounds`` are checked first (noded.pipeline.bounds). Raises PipelineError."""
+    ``bounds`` are checked first (noded.pipeline.bounds); ``directory`` is what relative
+    code paths are resolved against (the client's). Raises PipelineError."""
     checker = _Checker(filename, defaults)
+    checker.directory = directory
     too_large = file_too_large(text, bounds)
     if too_large is not None:
         checker.report(*too_large, hint=_BOUNDS_HINT)
@@ -201,7 +223,8 @@ class _Checker:
         self.defaults = defaults
         self.problems: list[Problem] = []
         self.hints: dict[str, None] = {}  # ordered set
-        self.modules: dict[str, set[str] | ValueError | None] = {}
+        self.modules: dict[tuple[str, tuple[str, ...]], set[str] | ValueError | None] = {}
+        self.directory: str | None = None  # relative code paths are resolved against it
         self.unread_inputs = False  # some node's inputs (or the node) could not be read
         self.suggested: set[str] = set()  # external inputs offered for a misspelt one
 
@@ -254,6 +277,7 @@ class _Checker:
         outputs = self.check_external_outputs(lists.get("outputs", []), known=set(labels))
         self.check_graph(nodes, known=set(labels), externals=externals)
         self.check_consumers(nodes, known=set(labels), externals=externals, outputs=outputs)
+        user = self.check_user(doc.user) if doc is not None else None
         if self.problems or doc is None:
             return None
         return Pipeline(
@@ -264,7 +288,19 @@ class _Checker:
             inputs=tuple(externals),
             outputs=tuple(outputs),
             dataplane=dataplane,
+            user=user,
         )
+
+    def check_user(self, user: str | msgspec.UnsetType) -> str | None:
+        """The pipeline's ``user``: a user name (whether it exists, and whether the
+        client may use it, the daemon decides at create)."""
+        if user is UNSET:
+            return None
+        assert isinstance(user, str)
+        if _USER_RE.fullmatch(user) is None:
+            self.report(None, "user", f"{user!r} is not a user name", "user")
+            return None
+        return user
 
     def entries(
         self,
@@ -370,10 +406,12 @@ class _Checker:
             self.report(label, "id", f"{doc.id!r} is reserved and cannot name a node", "reserved")
         elif duplicate_of is not None:
             self.report(label, "id", f"duplicate node id: node #{duplicate_of + 1} has the same id", "id")
+        code = self.check_code(label, doc)
+        resolved, binds, sys_path = self.check_user_class(label, doc.cls, code)
         return NodeSpec(
             id=doc.id,
             cls=doc.cls,
-            resolved_cls=self.check_class(label, doc.cls) or "",
+            resolved_cls=resolved or "",
             params=doc.params,
             inputs=self.check_inputs(label, edges, dataplane.depth),
             resources=replace(limits, **self.check_resources(doc, label, "")),
@@ -381,10 +419,79 @@ class _Checker:
                 label, "max_payload", doc.max_payload, parse_payload, dataplane.max_payload, "payload"
             ),
             sandbox=NodeGrants(
-                network=doc.network, read_only_paths=self.check_read_only_paths(label, doc), jit=doc.jit
+                network=doc.network,
+                read_only_paths=self.check_read_only_paths(label, doc),
+                code=binds,
+                **self.check_devices(label, doc),
+                jit=doc.jit,
             ),
+            sys_path=sys_path,
             **self.node_runtime(label, doc, runtime),
         )
+
+    def check_devices(self, label: str, doc: NodeDoc) -> dict[str, Any]:
+        """The node's ``devices``, ``gpu`` and ``cpus``, as NodeGrants fields."""
+        devices: list[str] = []
+        environment: list[str] = []
+        for index, text in enumerate(doc.devices):
+            try:
+                devices.append(check_device(text))
+            except ValueError as exc:
+                self.report(label, f"devices[{index}]", str(exc), "devices")
+        if isinstance(doc.gpu, str):
+            try:
+                gpu_devices, env = expand_gpu(doc.gpu)
+                devices += gpu_devices
+                environment += [f"{k}={v}" for k, v in env.items()]
+            except ValueError as exc:
+                self.report(label, "gpu", str(exc), "devices")
+        cpus: tuple[int, ...] = ()
+        if isinstance(doc.cpus, str):
+            try:
+                cpus = parse_cpus(doc.cpus)
+            except ValueError as exc:
+                self.report(label, "cpus", str(exc), "devices")
+        devices = list(dict.fromkeys(devices))
+        return {
+            "devices": tuple(devices),
+            "device_groups": device_groups(devices),
+            "environment": tuple(environment),
+            "cpus": cpus,
+        }
+
+    def check_code(self, label: str, doc: NodeDoc) -> tuple[str, ...]:
+        """The node's ``code`` folders, resolved against the client's folder."""
+        paths: list[str] = []
+        for index, text in enumerate(doc.code):
+            try:
+                path = check_code_dir(text, self.directory)
+            except ValueError as exc:
+                self.report(label, f"code[{index}]", str(exc), "code")
+                continue
+            if path not in paths:
+                paths.append(path)
+        return tuple(paths)
+
+    def check_user_class(
+        self, label: str, name: str, code: tuple[str, ...]
+    ) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+        """The node's class, resolved; the files and folders to bind; its sys.path."""
+        if not is_file_class(name):
+            return self.check_class(label, name, code), code, code
+        path_text, _, cls = name.rpartition(":")
+        try:
+            path = check_class_file(path_text, self.directory)
+            if not all(part.isidentifier() for part in cls.split(".")):
+                raise ValueError(f"{cls!r} is not a class name")
+            names = file_names(path)
+            top = cls.split(".")[0]
+            if names is not None and top not in names:
+                raise ValueError(f"{path} has no top-level class {top!r}{_did_you_mean(top, names)}")
+        except ValueError as exc:
+            self.report(label, "class", str(exc), "code")
+            return None, code, code
+        folder, module = os.path.split(path)
+        return f"{module.removesuffix('.py')}:{cls}", (path, *code), (folder, *code)
 
     def check_runtime(
         self, node: str | None, prefix: str, doc: NodeDoc | DefaultsDoc, default: tuple[str | None, dict[str, str]]
@@ -438,7 +545,7 @@ class _Checker:
                 inputs.append(InputRef(ref, depth))
         return tuple(inputs)
 
-    def check_class(self, node: str, name: str) -> str | None:
+    def check_class(self, node: str, name: str, code: tuple[str, ...] = ()) -> str | None:
         """The "module:Class" a node class name stands for, or None after reporting why not."""
         try:
             resolved = resolve_class_name(name)
@@ -454,7 +561,7 @@ class _Checker:
                 raise ValueError(f"{module!r} is not a module name")
             if not all(part.isidentifier() for part in cls.split(".")):
                 raise ValueError(f"{cls!r} is not a class name")
-            names = self.module_names(module)
+            names = self.module_names(module, code)
             if names is not None and top not in names:
                 raise ValueError(f"module {module!r} has no top-level class {top!r}{_did_you_mean(top, names)}")
         except ValueError as exc:
@@ -462,14 +569,15 @@ class _Checker:
             return None
         return resolved
 
-    def module_names(self, module: str) -> set[str] | None:
-        """``module_names``, looked up once per module and file."""
-        if module not in self.modules:
+    def module_names(self, module: str, code: tuple[str, ...] = ()) -> set[str] | None:
+        """``module_names``, looked up once per module (and code folders) and file."""
+        key = (module, code)
+        if key not in self.modules:
             try:
-                self.modules[module] = module_names(module)
+                self.modules[key] = module_names(module, code)
             except ValueError as exc:
-                self.modules[module] = exc
-        names = self.modules[module]
+                self.modules[key] = exc
+        names = self.modules[key]
         if isinstance(names, ValueError):
             raise names
         return names

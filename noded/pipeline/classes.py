@@ -10,21 +10,29 @@ import ast
 import importlib
 import sys
 import warnings
-from importlib.machinery import ModuleSpec
+from importlib.machinery import ModuleSpec, PathFinder
 
-__all__ = ["module_names"]
+__all__ = ["file_names", "module_names"]
 
 
-def _find_module_spec(name: str) -> ModuleSpec | None:
+def _find_module_spec(name: str, code: tuple[str, ...] = ()) -> ModuleSpec | None:
     """Like importlib.util.find_spec, but importing nothing.
 
     find_spec("pkg.mod") imports (runs) "pkg"; here each finder on sys.meta_path gets
     the parent's search locations instead. Already-imported modules use their __spec__.
+    ``code``: the node's own folders, searched first (the worker puts them first on
+    its sys.path).
     """
     parts = name.split(".")
     spec: ModuleSpec | None = None
+    if code:
+        spec = PathFinder.find_spec(parts[0], list(code))
+        if spec is None:
+            return _find_module_spec(name)
     for depth in range(1, len(parts) + 1):
         fullname = ".".join(parts[:depth])
+        if depth == 1 and spec is not None:
+            continue  # found in the node's own code
         loaded = getattr(sys.modules.get(fullname), "__spec__", None)
         if isinstance(loaded, ModuleSpec):
             spec = loaded
@@ -59,16 +67,17 @@ def _spec_from_finders(fullname: str, path: list[str] | None) -> ModuleSpec | No
     return None
 
 
-def module_names(module: str) -> set[str] | None:
+def module_names(module: str, code: tuple[str, ...] = ()) -> set[str] | None:
     """The names a module defines at top level, from its source; None when that cannot
     be known (no source, ``import *``, a module ``__getattr__``), so the class is assumed.
 
     Raises ValueError when the module cannot be found or its source does not parse.
     """
     importlib.invalidate_caches()  # the daemon runs for long; modules appear and go
-    spec = _find_module_spec(module)
+    spec = _find_module_spec(module, code)
     if spec is None:
-        raise ValueError(f"module {module!r} not found")
+        where = f" in {', '.join(code)} or the daemon's Python" if code else ""
+        raise ValueError(f"module {module!r} not found{where}")
     get_source = getattr(spec.loader, "get_source", None)
     try:
         source = get_source(spec.name) if get_source is not None else None
@@ -78,9 +87,31 @@ def module_names(module: str) -> set[str] | None:
             warnings.simplefilter("ignore")
             tree = ast.parse(source, filename=spec.origin or module)
     except SyntaxError as exc:
-        raise ValueError(f"module {module!r} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+        where = f" of {spec.origin}" if spec.origin else ""
+        raise ValueError(f"module {module!r} has a syntax error at line {exc.lineno}{where}: {exc.msg}") from None
     except Exception:  # unreadable source: leave the verdict to the worker
         return None
+    return _defined_names(tree.body)
+
+
+def file_names(path: str) -> set[str] | None:
+    """``module_names`` of a Python file a pipeline names ("nodes/asr.py:Class").
+
+    Raises ValueError when it cannot be read or does not parse (with its file and line).
+    """
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        raise ValueError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from None
+    except ValueError as exc:  # NUL bytes
+        raise ValueError(f"{path}: {exc}") from None
     return _defined_names(tree.body)
 
 

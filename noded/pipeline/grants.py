@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from noded.pipeline.devices import format_cpus
+
 # Read-only binds below these need ProtectHome=tmpfs: with ProtectHome=yes the
 # directories are made inaccessible, and a node could not traverse them to the bind.
 HOME_DIRS = (PurePosixPath("/home"), PurePosixPath("/root"), PurePosixPath("/run/user"))
@@ -28,6 +30,25 @@ class NodeGrants:
     network: bool = False  # AF_INET/AF_INET6 sockets and the host's network
     read_only_paths: tuple[str, ...] = ()  # absolute paths made visible read-only (models)
     jit: bool = False  # writable-and-executable memory (MemoryDenyWriteExecute=no): JIT compilers
+    code: tuple[str, ...] = ()  # the node's own code files and folders, visible read-only, alone
+    devices: tuple[str, ...] = ()  # device nodes it may open read-write (devices, gpu)
+    device_groups: tuple[str, ...] = ()  # the groups owning them (SupplementaryGroups=)
+    environment: tuple[str, ...] = ()  # NAME=value a grant sets (gpu: CUDA_VISIBLE_DEVICES)
+    cpus: tuple[int, ...] = ()  # the CPUs it is pinned to; () for any
+
+
+def describe(grants: NodeGrants) -> list[str]:
+    """What a node is granted beyond the default sandbox, one "key=value" each (nodectl
+    session show; docs/sandboxing.md gives each one's cost)."""
+    out = ["network"] if grants.network else []
+    out += ["jit"] if grants.jit else []
+    out += [f"read_only_paths={p}" for p in grants.read_only_paths]
+    out += [f"code={p}" for p in grants.code]
+    out += [f"device={p}" for p in grants.devices]
+    out += [f"env={e}" for e in grants.environment]
+    if grants.cpus:
+        out.append(f"cpus={format_cpus(grants.cpus)}")
+    return out
 
 
 def is_below(path: PurePosixPath, parents: tuple[PurePosixPath, ...]) -> bool:

@@ -86,6 +86,12 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # The node's sandbox (noded.daemon.sandbox): the network, and read-only paths for models.
     network: bool = False
     read_only_paths: list[str] = []
+    # The node's own code (noded.pipeline.usercode): folders put on its sys.path.
+    code: list[str] = []
+    # Devices and CPUs (noded.pipeline.devices): device nodes, a GPU, a CPU set.
+    devices: list[str] = []
+    gpu: str | UnsetType = UNSET
+    cpus: str | UnsetType = UNSET
     # Its runtime (noded.pipeline.runtime): the interpreter, extra environment, JIT allowed.
     python: str | UnsetType = UNSET
     env: dict[str, str] = {}
@@ -108,6 +114,7 @@ class PipelineDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     inputs: list[str] = []  # external input names, consumed as "input.<name>"
     outputs: list[str] = []  # "node.port" the client reads
     defaults: DefaultsDoc = DefaultsDoc()  # python and env of every node that sets none
+    user: str | UnsetType = UNSET  # a static account the nodes run as (root's sessions only)
 
 
 # -- what a pipeline is parsed into ------------------------------------------------
@@ -171,6 +178,7 @@ class NodeSpec:
     sandbox: NodeGrants = NodeGrants()  # what it is granted beyond the default sandbox
     python: str | None = None  # the interpreter of its worker; None: the daemon's worker_python
     env: tuple[tuple[str, str], ...] = ()  # extra environment, after (so over) noded's own
+    sys_path: tuple[str, ...] = ()  # the node's own code folders, first on its sys.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +190,7 @@ class Pipeline:
     inputs: tuple[str, ...] = ()  # external input names, in the order written
     outputs: tuple[PortRef, ...] = ()  # external outputs, in the order written
     dataplane: DataplaneSettings = DataplaneSettings()
+    user: str | None = None  # the account its nodes run as, if the pipeline names one
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:

@@ -253,6 +253,7 @@ class Worker:
                 log.error("closing the data plane of node %s failed", self.spec.node, exc_info=e)
 
     def _setup(self) -> Node:
+        sys.path[:0] = self.spec.sys_path  # the node's own code, before any installed module
         cls = load_node_class(self.spec.cls)
         node = cls(node_id=self.spec.node, params=self.spec.params)
         node.setup(self.ctx)

@@ -14,7 +14,7 @@ the same shape, each attempt's result "ok" or the errno name it failed with::
      "env": [name, ...],           the value of each environment variable (None: unset)
      "wx": true}                   map anonymous memory writable and executable (a JIT's need)
 
-plus ``"uid"``: the uid the node runs as.
+plus ``"uid"``: the uid the node runs as, and ``"cpus"``: the CPUs it may run on.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         shm[name] = {"read": _outcome(_map, path, os.O_RDONLY), "write": _outcome(_map, path, os.O_RDWR)}
     return {
         "uid": os.getuid(),
+        "cpus": sorted(os.sched_getaffinity(0)),
         "read": {p: _outcome(_read, p) for p in request.get("read", [])},
         "write": {p: _outcome(_write, p) for p in request.get("write", [])},
         "shm": shm,
