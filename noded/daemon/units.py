@@ -113,9 +113,7 @@ def service_properties(
         ("TasksAccounting", "b", True),
         # The session's dynamic user and the sandbox (noded.daemon.sandbox); writable: the
         # session's iceoryx2 root (noded.daemon.resources) and /dev/shm.
-        *sandbox_properties(
-            sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(argv[0]), user=user
-        ),
+        *sandbox_properties(sid, PurePosixPath(iox2_root), sandbox, keep=interpreter_paths(argv[0]), user=user),
         # [node_sandbox] of noded.toml: more writable paths for every node (a model cache).
         *(
             [("ReadWritePaths", "as", [p.encode() for p in config.node_sandbox.read_write_paths])]
