@@ -55,15 +55,22 @@ def is_below(path: PurePosixPath, parents: tuple[PurePosixPath, ...]) -> bool:
     return any(path == parent or parent in path.parents for parent in parents)
 
 
-def check_read_only_path(text: str) -> str:
-    """A ``read_only_paths`` entry, normalised; ValueError with the reason otherwise."""
+def absolute_path(text: object, expected: str) -> PurePosixPath:
+    """``text`` as an absolute path with no NUL or newline; ValueError saying ``expected``
+    (what the key wants) when it is not a non-empty string."""
     if not isinstance(text, str) or not text:
-        raise ValueError("expected a non-empty absolute path")
+        raise ValueError(f"expected {expected}")
     if "\0" in text or "\n" in text:
         raise ValueError(f"{text!r} contains a NUL or newline")
     path = PurePosixPath(text)
     if not path.is_absolute():
         raise ValueError(f"{text!r} is not an absolute path")
+    return path
+
+
+def check_read_only_path(text: str) -> str:
+    """A ``read_only_paths`` entry, normalised; ValueError with the reason otherwise."""
+    path = absolute_path(text, "a non-empty absolute path")
     if ".." in path.parts or "." in text.split("/"):
         raise ValueError(f"{text!r} contains '.' or '..'")
     if path == PurePosixPath("/"):

@@ -19,6 +19,8 @@ import re
 import stat
 from pathlib import PurePosixPath
 
+from noded.pipeline.grants import absolute_path
+
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Set by systemd or noded for the worker itself; a pipeline may not change them.
 RESERVED_ENV = frozenset({"NOTIFY_SOCKET", "INVOCATION_ID", "JOURNAL_STREAM", "PYTHONHOME", "PYTHONPATH"})
@@ -45,13 +47,7 @@ def check_python(text: str) -> str:
     """A ``python`` path a node's dynamic user can run; ValueError with the reason otherwise.
 
     Reads the file system (the path must exist on the daemon's machine)."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("expected the absolute path of a Python interpreter")
-    if "\0" in text or "\n" in text:
-        raise ValueError(f"{text!r} contains a NUL or newline")
-    path = PurePosixPath(text)
-    if not path.is_absolute():
-        raise ValueError(f"{text!r} is not an absolute path")
+    path = absolute_path(text, "the absolute path of a Python interpreter")
     try:
         st = os.stat(text)
     except FileNotFoundError:
