@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "feed",
         "Send FILE to external input PORT of session SID (.wav audio, .npy, or text lines).",
     ),
+    "graph": (
+        "noded.ctl.graph",
+        "graph",
+        "Draw a pipeline file, or a running session SID, as a graph (DOT, SVG or Mermaid).",
+    ),
     "logs": ("noded.ctl.logs", "logs", "Show the journal of session SID, or of its node NODE."),
     "run": ("noded.ctl.run", "run", "Run PIPELINE_FILE on input files: create a session, stream, write outputs, stop."),
     "session": ("noded.ctl.session", "session", "Create, inspect and stop sessions."),
