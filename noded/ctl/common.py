@@ -11,29 +11,49 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 
-from noded.contract.client import Client
 from noded.contract.exitcodes import CLI_EXIT_BY_ERROR_CODE, CliExit
-from noded.contract.protocol import SessionInfo, to_builtins
-from noded.ctl.render import NodeProgress
 from noded.errors import NodedError
 
 if TYPE_CHECKING:
-    from noded.api import Noded, Session
+    from rich.console import Console
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+    from noded.api import Noded, Session
+    from noded.contract.client import Client
+    from noded.contract.protocol import SessionInfo
+
+    out: Console
+    err: Console
+
 F = TypeVar("F", bound=Callable[..., Any])
+_consoles: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """``out`` and ``err``, the consoles, made on first use: rich is imported only by a
+    command that prints (not by ``nodectl --help`` or a completion)."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _consoles:
+        from rich.console import Console
+
+        _consoles[name] = Console(stderr=name == "err", highlight=False)
+    return _consoles[name]
 
 
 class Ctx:
-    def __init__(self, socket: str, as_json: bool, debug: bool) -> None:
+    def __init__(
+        self, socket: str, as_json: bool, debug: bool, *, no_pager: bool = False, no_legend: bool = False
+    ) -> None:
         self.socket = socket
         self.json = as_json
         self.debug = debug
+        self.no_pager = no_pager
+        self.no_legend = no_legend  # tables without headers, no hint lines
 
     def client(self, timeout: float | None = 30.0) -> Client:
+        from noded.contract.client import Client
+
         return Client(self.socket, timeout=timeout)
 
     def connect(self, timeout: float | None = 30.0) -> Noded:
@@ -43,12 +63,16 @@ class Ctx:
         return connect(self.socket, timeout=timeout)
 
     def emit(self, data: Any) -> None:
+        from noded.contract.protocol import to_builtins
+
         print(json.dumps(to_builtins(data), indent=None if not sys.stdout.isatty() else 2))
 
     def follow(self, session: Session, until_ready: bool) -> SessionInfo:
         """Show a session's progress (on stderr) until it is ready (if until_ready) or has
         ended; with --json and not until_ready, each event on stdout too."""
-        with NodeProgress(err) as progress:  # progress on stderr, results on stdout
+        from noded.ctl.render import NodeProgress
+
+        with NodeProgress(__getattr__("err")) as progress:  # progress on stderr, results on stdout
             first = session.info
 
             def show(info: SessionInfo) -> None:
@@ -78,9 +102,10 @@ def reports_errors(func: F) -> F:
             if ctx is not None and ctx.json:
                 print(json.dumps({"error": {"code": code, "message": exc.message, "hint": exc.hint or None}}))
             else:
-                err.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
+                console = __getattr__("err")
+                console.print(f"nodectl: {exc.message}", markup=False, soft_wrap=True)
                 if exc.hint:
-                    err.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
+                    console.print(f"hint: {exc.hint}", markup=False, style="dim", soft_wrap=True)
             fail(CLI_EXIT_BY_ERROR_CODE.get(code, CliExit.ERROR))
         except KeyboardInterrupt:
             fail(CliExit.INTERRUPTED)

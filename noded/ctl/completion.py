@@ -11,14 +11,16 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from noded.contract.client import Client
 from noded.contract.paths import configured_socket
-from noded.contract.protocol import List
 
 TIMEOUT = 2.0  # seconds: a shell waiting on a completion must not hang
 
 
 def _sessions(ctx: click.Context) -> list[dict[str, Any]]:
+    # Imported here: completing a command name or an option must not pay for msgspec.
+    from noded.contract.client import Client
+    from noded.contract.protocol import List
+
     socket = ctx.find_root().params.get("socket") or configured_socket()
     try:
         with Client(socket, timeout=TIMEOUT) as c:

@@ -114,6 +114,8 @@ def logs(
     if shutil.which("journalctl") is None:
         raise NodedError("journalctl is not installed", hint="apt install systemd")
     argv = journal_argv(sid, node, follow=follow, lines=lines, since=since, priority=priority, as_json=ctx.json)
+    if ctx.no_pager and "--no-pager" not in argv:
+        argv.append("--no-pager")
     if not follow and not _has_entries(argv):
         what = f"node {node!r} of session {sid}" if node else f"session {sid}"
         raise NoEntries(f"the journal has no entries of {what}", hint=_reader_hint())

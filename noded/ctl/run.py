@@ -184,7 +184,13 @@ def _run_session(
 @click.argument("sid")
 @click.argument("port")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--chunk-ms", default=20, show_default=True, type=click.IntRange(5, 1000))
+@click.option(
+    "--chunk-ms",
+    default=20,
+    show_default=True,
+    type=click.IntRange(5, 1000),
+    help="Audio chunk size in milliseconds: each message carries this much of a .wav file.",
+)
 @click.option("--realtime", is_flag=True, help="Feed audio no faster than real time.")
 @click.option("--no-end", is_flag=True, help="Do not send END_OF_STREAM after the file.")
 @click.pass_obj

@@ -6,14 +6,14 @@ import sys
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
-from noded.contract.states import SessionState
-from noded.ctl.common import Ctx, err, fail, out, reports_errors
+from noded.ctl import common
+from noded.ctl.common import Ctx, fail, reports_errors
 from noded.ctl.completion import complete_sid
-from noded.ctl.render import channels_table, print_failure, session_table, sessions_table, wide
 from noded.errors import NodedError
-from noded.pipeline.bounds import refuse_too_large
+
+# rich (noded.ctl.render) and the protocol are imported inside the commands: completing
+# `nodectl session <TAB>` imports this module and must stay fast.
 
 
 @click.group()
@@ -23,11 +23,25 @@ def session() -> None:
 
 @session.command("create")
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--wait", is_flag=True, help="Wait until every node is ready, showing progress.")
+@click.option(
+    "--no-block",
+    is_flag=True,
+    help="Print the session id and return at once, without waiting for the nodes to be ready.",
+)
+@click.option("--wait", is_flag=True, hidden=True, help="Wait until ready (the default; kept for old scripts).")
 @click.pass_obj
 @reports_errors
-def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
-    """Start a session of the pipeline in PIPELINE_FILE ('-' reads standard input)."""
+def create(ctx: Ctx, pipeline_file: Path, no_block: bool, wait: bool) -> None:
+    """Start a session of the pipeline in PIPELINE_FILE ('-' reads standard input).
+
+    Waits until every node is ready, showing their progress on standard error, as
+    'systemctl start' does; --no-block returns at once.
+    """
+    from noded.contract.states import SessionState
+    from noded.ctl.render import print_failure
+
+    out, err = common.out, common.err
+    wait = not no_block
     try:
         text = sys.stdin.read() if str(pipeline_file) == "-" else pipeline_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -35,6 +49,8 @@ def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
             f"cannot read {pipeline_file}: {exc}", hint="the pipeline file must be readable UTF-8 TOML"
         ) from exc
     name = "stdin.toml" if str(pipeline_file) == "-" else pipeline_file.name
+    from noded.pipeline.bounds import refuse_too_large
+
     refuse_too_large(text, str(pipeline_file))
     with ctx.connect() as nd:
         folder = None if str(pipeline_file) == "-" else str(pipeline_file.absolute().parent)
@@ -59,14 +75,19 @@ def create(ctx: Ctx, pipeline_file: Path, wait: bool) -> None:
 @reports_errors
 def list_(ctx: Ctx) -> None:
     """List sessions (live, and recently ended)."""
+    from noded.ctl.render import sessions_table
+
     with ctx.connect() as nd:
         sessions = nd.sessions()
     if ctx.json:
         ctx.emit(sessions)
     elif not sessions:
-        out.print("no sessions")
+        if not ctx.no_legend:
+            common.out.print("no sessions")
     else:
-        out.print(sessions_table(sessions))
+        table = sessions_table(sessions)
+        table.show_header = not ctx.no_legend
+        common.out.print(table)
 
 
 @session.command("show")
@@ -75,34 +96,47 @@ def list_(ctx: Ctx) -> None:
 @reports_errors
 def show(ctx: Ctx, sid: str) -> None:
     """Show a session: its nodes (state, memory, CPU, messages) and channels."""
+    from rich.markup import escape
+
+    from noded.ctl.render import channels_table, print_failure, session_table, wide
+
     with ctx.connect() as nd:
         info = nd.show(sid)
     if ctx.json:
         ctx.emit(info)
     else:
-        console = wide(out)
-        console.print(session_table(info))
+        console = wide(common.out)
+        tables = [session_table(info)]
         if info.stats is not None and info.stats.channels:
-            console.print(channels_table(info.stats))
+            tables.append(channels_table(info.stats))
+        for table in tables:
+            if ctx.no_legend:
+                table.show_header = False
+                table.title = None
+            console.print(table)
         for node in info.nodes:
             if node.grants:
                 console.print(f"{escape(node.id)} is granted: {escape(', '.join(node.grants))}", highlight=False)
-        print_failure(out, info)
+        print_failure(common.out, info)
 
 
 @session.command("stop")
 @click.argument("sid", shell_complete=complete_sid)
-@click.option("--no-wait", is_flag=True, help="Return at once instead of when every unit is gone.")
+@click.option("--no-block", is_flag=True, help="Return at once instead of when every unit is gone.")
+@click.option("--no-wait", is_flag=True, hidden=True, help="The old name of --no-block.")
 @click.pass_obj
 @reports_errors
-def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
-    """Stop a session: every unit is stopped and its slice removed."""
+def stop(ctx: Ctx, sid: str, no_block: bool, no_wait: bool) -> None:
+    """Stop a session: every unit is stopped and its slice removed.
+
+    Waits until every unit is gone, as 'systemctl stop' does; --no-block returns at once.
+    """
     with ctx.connect() as nd:
-        info = nd.stop(sid, wait=not no_wait)
+        info = nd.stop(sid, wait=not (no_block or no_wait))
     if ctx.json:
         ctx.emit(info)
     else:
-        out.print(f"session {sid} {info.state}", markup=False)
+        common.out.print(f"session {sid} {info.state}", markup=False)
 
 
 @session.command("watch")
@@ -111,6 +145,10 @@ def stop(ctx: Ctx, sid: str, no_wait: bool) -> None:
 @reports_errors
 def watch(ctx: Ctx, sid: str) -> None:
     """Follow a session's node states until it ends."""
+    from noded.contract.states import SessionState
+    from noded.ctl.render import print_failure
+
+    out, err = common.out, common.err
     with ctx.connect() as nd, nd.session(sid) as s:
         if ctx.json:
             ctx.emit(s.info)

@@ -7,9 +7,8 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
-
-import sdnotify
 
 from noded import __version__
 from noded.contract.protocol import (
@@ -27,12 +26,14 @@ from noded.contract.protocol import (
     Watch,
     to_builtins,
 )
+from noded.contract.sdnotify import NotifySocket, monotonic_usec
 from noded.contract.states import SESSION_TERMINAL
-from noded.daemon.config import Config, describe
+from noded.daemon.config import Config, ConfigError, describe, load_config, reloadable
 from noded.daemon.control import Connection, ControlServer
 from noded.daemon.interpreter import check_interpreters
+from noded.daemon.logs import setup_logging
 from noded.daemon.manager import SessionManager
-from noded.daemon.metrics import Metrics, refresh_from
+from noded.daemon.metrics import Metrics, MetricsError, refresh_from
 from noded.daemon.owners import authorize, run_as
 from noded.daemon.session import Session
 from noded.daemon.stats import session_stats, with_live_states
@@ -47,20 +48,78 @@ STATS_INTERVAL = 1.0  # s between stats events for a watcher that asked for them
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # what `noded --config` named, re-read on reload
         self.systemd = Systemd(self._on_systemd_event)
         self.manager = SessionManager(self.systemd, config)
         self.server = ControlServer(config, self.handle, self._on_connect, self._on_disconnect)
-        self.notifier = sdnotify.SystemdNotifier()
+        self.notifier = NotifySocket()
         self._stop = asyncio.Event()
         # Prometheus metrics (noded.daemon.metrics), only with metrics_address in noded.toml.
         self.metrics: Metrics | None = None
         if config.metrics_address is not None:
-            self.metrics = Metrics(config.max_session_processes)
-            self.manager.subscribe(self.metrics.on_session)
+            self._start_metrics()
         self._stats_watchers: dict[Connection, float] = {}  # connection -> its period (s)
         self._stats_task: asyncio.Task[None] | None = None
+
+    def _start_metrics(self) -> Metrics:
+        metrics = self.metrics = Metrics(self.config.max_session_processes, per_session=self.config.metrics_per_session)
+        self.manager.subscribe(metrics.on_session)
+        return metrics
+
+    def _refresh_metrics(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
+        """Each scrape reads edge and node figures on this loop."""
+        metrics.set_refresh(
+            loop, lambda: refresh_from(metrics, self.manager.sessions, lambda s: session_stats(s, self.systemd))
+        )
+
+    def notify(self, *assignments: str) -> None:
+        try:
+            self.notifier.send(*assignments)
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", self.notifier.address, exc)
+
+    def reload(self) -> None:
+        """SIGHUP (`systemctl reload noded`): read the configuration again and apply what
+        can change without touching running sessions; a bad one keeps the current one."""
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading the configuration")
+        try:
+            self._apply(load_config(self.config_path))
+        except (ConfigError, MetricsError) as exc:
+            log.error(
+                "reload failed, keeping the configuration of %s: %s%s",
+                self.config.source,
+                exc,
+                f" (hint: {exc.hint})" if exc.hint else "",
+            )
+        finally:
+            self.notify("READY=1", f"STATUS=listening on {self.config.socket_path}")
+
+    def _apply(self, loaded: Config) -> None:
+        new, ignored = reloadable(self.config, loaded)
+        old = self.config
+        if new.metrics_address != old.metrics_address:
+            if self.metrics is not None:
+                self.metrics.close()
+            if new.metrics_address is not None:
+                metrics = self.metrics or self._start_metrics()
+                self._refresh_metrics(asyncio.get_running_loop(), metrics)
+                try:
+                    metrics.serve(new.metrics_address)
+                except MetricsError:
+                    if old.metrics_address is not None:  # put the old endpoint back
+                        metrics.serve(old.metrics_address)
+                    raise
+        if self.metrics is not None:
+            self.metrics.set_limit(new.max_session_processes)
+            self.metrics.set_per_session(new.metrics_per_session)
+        if new.log_level != old.log_level:
+            setup_logging(new.log_level)
+        self.config = self.manager.config = new
+        for name in ignored:
+            log.warning("reload: %s changed but takes effect only at the next restart of noded", name)
+        log.info("reloaded the configuration from %s (log level %s)", new.source, new.log_level)
 
     def _on_systemd_event(self, event: Any) -> None:
         self.manager.on_systemd_event(event)
@@ -69,25 +128,23 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)  # the loop acts on it
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.systemd.open(loop)
-        if self.metrics is not None:  # each scrape reads edge and node figures on this loop
-            metrics = self.metrics
-            metrics.set_refresh(
-                loop, lambda: refresh_from(metrics, self.manager.sessions, lambda s: session_stats(s, self.systemd))
-            )
+        if self.metrics is not None:
+            self._refresh_metrics(loop, self.metrics)
         interval = watchdog_interval(dict(os.environ), os.getpid())
         if interval is not None:
             self._feed_watchdog(loop, interval)
         try:
-            self.notifier.notify("STATUS=cleaning up after an earlier instance")
+            self.notify("STATUS=cleaning up after an earlier instance")
             await self.manager.cleanup_leftovers(timeout=self.config.node_stop_timeout + 5)
             await self.server.start()
             if self.metrics is not None and self.config.metrics_address is not None:
                 self.metrics.serve(self.config.metrics_address)
-            self.notifier.notify(f"READY=1\nSTATUS=listening on {self.config.socket_path}")
+            self.notify("READY=1", f"STATUS=listening on {self.config.socket_path}")
             log.info("noded %s ready on %s", __version__, self.config.socket_path)
             await self._stop.wait()
-            self.notifier.notify("STOPPING=1\nSTATUS=stopping all sessions")
+            self.notify("STOPPING=1", "STATUS=stopping all sessions")
             log.info("stopping all sessions")
             await self.server.close()
             await self.manager.stop_all(timeout=self.config.node_stop_timeout + 5)
@@ -101,7 +158,7 @@ class Daemon:
     def _feed_watchdog(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
         """WATCHDOG=1 from the event loop itself: a loop that hangs stops feeding it, and
         systemd restarts noded (WatchdogSec= of noded.service)."""
-        self.notifier.notify("WATCHDOG=1")
+        self.notify("WATCHDOG=1")
         loop.call_later(interval, self._feed_watchdog, loop, interval)
 
     def _on_connect(self, conn: Connection) -> None:

@@ -1,4 +1,10 @@
-"""The daemon's configuration: /etc/noded/noded.toml, overridden by NODED_* variables.
+"""The daemon's configuration: /etc/noded/noded.toml, then the drop-ins
+/etc/noded/noded.toml.d/*.toml in lexical order, overridden by NODED_* variables.
+
+A drop-in sets only the keys it names: a later file wins key by key, inside a section
+too (``[node_limits] memory_max`` in a drop-in keeps the main file's ``cpu_quota``), as
+systemd's own ``*.conf.d`` drop-ins do. ``reloadable`` says which settings a running
+daemon applies on ``systemctl reload noded`` (SIGHUP).
 
 ``ConfigDoc`` is the file format (msgspec checks structure and types; unknown keys are
 errors, with a suggestion); ``load_config`` turns it into the frozen ``Config`` the
@@ -20,7 +26,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +69,7 @@ class ConfigDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     node_start_timeout: float = 60.0
     node_stop_timeout: float = 5.0
     metrics_address: str = ""
+    metrics_per_session: bool = False
     log_level: str = "info"
     node_limits: NodeLimitsDoc = msgspec.field(default_factory=NodeLimitsDoc)
     node_sandbox: NodeSandboxDoc = msgspec.field(default_factory=NodeSandboxDoc)
@@ -99,10 +106,13 @@ class Config:
     iceoryx2_root: Path | None = None  # None: runtime_dir/iox2
     # (host, port) of the Prometheus endpoint; None: no metrics.
     metrics_address: tuple[str, int] | None = None
+    # Series per session (edges, hops, node figures): they grow with every session.
+    metrics_per_session: bool = False
     # Limits of nodes whose pipeline sets none (a pipeline's values win).
     node_limits: Resources = Resources()
     node_sandbox: NodeSandbox = NodeSandbox()
     source: str = "built-in defaults"  # where it was read from, for messages
+    files: tuple[str, ...] = ()  # the files read, main file first then drop-ins, in order
 
     @property
     def socket_path(self) -> Path:
@@ -164,6 +174,7 @@ def _describe(exc: msgspec.ValidationError, where: str, origin: dict[str, str]) 
         known = [k for s, k in SETTINGS if (s or "") == path] + ([s for s, _ in SETTINGS if s] if not path else [])
         close = difflib.get_close_matches(key, known, n=1)
         full = f"{path}.{key}" if path else key
+        where = origin.get(full, where).split(": key ")[0]  # the drop-in that brought it
         return f"{where}: unknown key {full!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
     what = what.replace("`", "")
     what = what[0].lower() + what[1:]
@@ -183,12 +194,37 @@ def _read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: TOML syntax error: {exc}", hint=_HINT) from exc
 
 
+def dropin_dir(path: Path) -> Path:
+    """``noded.toml.d`` next to ``noded.toml``."""
+    return path.with_name(path.name + ".d")
+
+
+def dropins(path: Path) -> list[Path]:
+    """The drop-ins of ``path``: ``<path>.d/*.toml``, in lexical order (as systemd sorts)."""
+    try:
+        return sorted((p for p in dropin_dir(path).glob("*.toml") if p.is_file()), key=lambda p: p.name)
+    except OSError:
+        return []
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: dict[str, str], where: str) -> None:
+    """Put ``over``'s keys into ``base``; a table is merged key by key."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            for sub, subvalue in value.items():
+                base[key][sub] = subvalue
+                origin[f"{key}.{sub}"] = where
+        else:
+            base[key] = value
+            origin[key] = where
+
+
 def load_config(
     path: Path | None = None, env: dict[str, str] | None = None, default_path: Path = DEFAULT_CONFIG_PATH
 ) -> Config:
-    """The configuration from ``path`` (or $NODED_CONFIG, or /etc/noded/noded.toml) and
-    the NODED_* variables. A missing default file means the defaults; a file named
-    explicitly (``path`` or $NODED_CONFIG) must exist: a mistyped path would otherwise
+    """The configuration from ``path`` (or $NODED_CONFIG, or /etc/noded/noded.toml), its
+    drop-ins and the NODED_* variables. A missing default file means the defaults; a file
+    named explicitly (``path`` or $NODED_CONFIG) must exist: a mistyped path would otherwise
     run on defaults unnoticed. Raises ConfigError."""
     env = dict(os.environ) if env is None else env
     explicit = path or env.get("NODED_CONFIG")
@@ -200,17 +236,48 @@ def load_config(
         )
     raw = _read(path)
     where = str(path)
+    files = [str(path)] if path.exists() else []
+    # Which file set each key, so a bad value names the drop-in that gave it.
+    file_of: dict[str, str] = {}
+    for dropin in dropins(path):
+        _merge(raw, _read(dropin), file_of, str(dropin))
+        files.append(str(dropin))
     origin = _from_env(raw, env)
+    located = {key: f"{file}: key {key!r}" for key, file in file_of.items() if key not in origin} | origin
     try:
         # strict=False: variables are strings ("5", "true"); the file's TOML types are
         # checked the same way, so a quoted number in the file is accepted too.
         doc = msgspec.convert(raw, ConfigDoc, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_describe(exc, where, origin), hint=_HINT) from None
-    source = where if path.exists() else "built-in defaults"
+        raise ConfigError(_describe(exc, where, located), hint=_HINT) from None
+    source = ", ".join(files) if files else "built-in defaults"
     if origin:
         source += " and " + ", ".join(sorted(origin.values()))
-    return _checked(doc, where, origin, source)
+    config = _checked(doc, where, located, source)
+    return replace(config, files=tuple(files))
+
+
+# Settings a running daemon takes over on reload: they apply to sessions created after it
+# (limits, timeouts, sandbox), to its log and to the metrics endpoint. The others name
+# the sockets and directories the running sessions use; they need a restart.
+RELOADABLE = (
+    "max_session_processes",
+    "node_start_timeout",
+    "node_stop_timeout",
+    "log_level",
+    "metrics_address",
+    "metrics_per_session",
+    "node_limits",
+    "node_sandbox",
+)
+
+
+def reloadable(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """The configuration a reload applies: ``new``'s reloadable settings on ``old``'s
+    others; and the settings that differ but need a restart (pure)."""
+    fixed = ("runtime_dir", "socket", "socket_group", "iceoryx2_root", "worker_python")
+    ignored = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+    return replace(new, **{name: getattr(old, name) for name in fixed}), ignored
 
 
 class _Checker:
@@ -254,6 +321,7 @@ def _checked(doc: ConfigDoc, where: str, origin: dict[str, str], source: str) ->
         node_start_timeout=doc.node_start_timeout,
         node_stop_timeout=doc.node_stop_timeout,
         metrics_address=c.parse("metrics_address", parse_address, doc.metrics_address),
+        metrics_per_session=doc.metrics_per_session,
         log_level=doc.log_level.lower(),
         node_limits=Resources(
             memory_max=c.parse("node_limits.memory_max", parse_size, limits.memory_max),
@@ -310,6 +378,7 @@ def describe(config: Config) -> dict[str, Any]:
     limits = config.node_limits
     return {
         "source": config.source,
+        "files": list(config.files),
         "socket": str(config.socket_path),
         "socket_group": config.socket_group,
         "runtime_dir": str(config.runtime_dir),
@@ -319,6 +388,7 @@ def describe(config: Config) -> dict[str, Any]:
         "node_start_timeout": config.node_start_timeout,
         "node_stop_timeout": config.node_stop_timeout,
         "metrics_address": ":".join(map(str, config.metrics_address)) if config.metrics_address else None,
+        "metrics_per_session": config.metrics_per_session,
         "log_level": config.log_level,
         "node_limits": {"memory_max": limits.memory_max, "cpu_quota": limits.cpu_quota, "tasks_max": limits.tasks_max},
         "node_sandbox": {

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -37,6 +38,11 @@ from noded.daemon.stats import session_hops
 from noded.errors import NodedError
 
 log = logging.getLogger("noded.metrics")
+
+# Prometheus's own conventions have no `<counter>_created` series: with them on, the
+# client also exported `noded_sessions_created_created`. Process-wide, and the daemon is
+# the only process that imports this module.
+disable_created_metrics()
 
 ENDED = (str(SessionState.STOPPED), str(SessionState.FAILED))
 INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
@@ -156,11 +162,30 @@ def edge_stats_from_channels(channels: Iterable[Any]) -> list[EdgeStats]:
     ]
 
 
+class _LimitCollector(Collector):
+    """The configured limits; a limit that is not set (unlimited) is left out, as
+    Prometheus's conventions ask, rather than exported as a magic 0."""
+
+    def __init__(self, max_session_processes: int | None) -> None:
+        self.max_session_processes = max_session_processes
+
+    def collect(self) -> Iterator[Metric]:
+        if self.max_session_processes is not None:
+            yield GaugeMetricFamily(
+                "noded_max_session_processes",
+                "Node processes a session may have (absent: no limit).",
+                value=self.max_session_processes,
+            )
+
+
 class _EdgeCollector(Collector):
     def __init__(self) -> None:
         self.edges: dict[str, tuple[EdgeStats, ...]] = {}
         self.hops: dict[str, tuple[HopLatency, ...]] = {}
         self.nodes: dict[str, tuple[NodeFigures, ...]] = {}
+        self.pipeline_of: dict[str, str] = {}  # sid -> its pipeline's name
+        # Per-session series grow with every session: only with metrics_per_session.
+        self.per_session = False
         self.refresh: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
 
     def _refresh(self) -> None:
@@ -177,8 +202,10 @@ class _EdgeCollector(Collector):
             log.warning("refreshing the edge metrics failed: %s", exc)
 
     def collect(self) -> Iterator[Metric]:
+        if not self.per_session:
+            return
         self._refresh()
-        labels = ["session", "edge"]
+        labels = ["pipeline", "session", "edge"]
         messages = CounterMetricFamily("noded_edge_messages", "Messages sent over an edge.", labels=labels)
         sizes = CounterMetricFamily("noded_edge_bytes", "Payload bytes sent over an edge.", labels=labels)
         blocked = CounterMetricFamily(
@@ -186,7 +213,7 @@ class _EdgeCollector(Collector):
         )
         for sid, stats in list(self.edges.items()):
             for s in stats:
-                values = [sid, s.edge]
+                values = [self.pipeline_of.get(sid, ""), sid, s.edge]
                 messages.add_metric(values, s.messages)
                 sizes.add_metric(values, s.bytes)
                 blocked.add_metric(values, s.blocked_seconds)
@@ -198,12 +225,12 @@ class _EdgeCollector(Collector):
         for sid, hops in list(self.hops.items()):
             for h in hops:
                 buckets = [(_le(bound), count) for bound, count in h.buckets]
-                hop.add_metric([sid, h.edge], buckets, h.sum_seconds)
+                hop.add_metric([self.pipeline_of.get(sid, ""), sid, h.edge], buckets, h.sum_seconds)
         yield from (messages, sizes, blocked, hop)
         yield from self._node_families()
 
     def _node_families(self) -> Iterator[Metric]:
-        labels = ["session", "node"]
+        labels = ["pipeline", "session", "node"]
         memory = GaugeMetricFamily(
             "noded_node_memory_bytes", "A node's memory (its unit's MemoryCurrent).", labels=labels
         )
@@ -223,7 +250,7 @@ class _EdgeCollector(Collector):
                     (errors, f.errors),
                 ):
                     if value is not None:
-                        family.add_metric([sid, f.node], value)
+                        family.add_metric([self.pipeline_of.get(sid, ""), sid, f.node], value)
         yield from (memory, cpu, received, sent, errors)
 
 
@@ -232,43 +259,52 @@ def _le(bound: float) -> str:
 
 
 class Metrics:
-    def __init__(self, max_session_processes: int | None = None) -> None:
+    def __init__(self, max_session_processes: int | None = None, per_session: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
-        Gauge("noded_info", "The daemon's version.", ["version"], registry=r).labels(__version__).set(1)
-        Gauge("noded_max_session_processes", "Node processes a session may have (0: no limit).", registry=r).set(
-            max_session_processes or 0
-        )
+        Gauge("noded_build_info", "The daemon's version (always 1).", ["version", "python"], registry=r).labels(
+            __version__, platform.python_version()
+        ).set(1)
+        self._limits = _LimitCollector(max_session_processes)
+        r.register(self._limits)
         self.sessions = Gauge(
-            "noded_sessions", "Sessions by state (ended ones: see noded_sessions_ended_total).", ["state"], registry=r
+            "noded_sessions",
+            "Live sessions by pipeline and state (ended ones: see noded_sessions_ended_total).",
+            ["pipeline", "state"],
+            registry=r,
         )
-        self.created = Counter("noded_sessions_created", "Sessions created.", registry=r)
-        self.ended = Counter("noded_sessions_ended", "Sessions ended, by how.", ["state"], registry=r)
-        self.nodes = Gauge("noded_nodes", "Nodes of live sessions by state.", ["state"], registry=r)
+        self.started = Counter("noded_sessions_started", "Sessions created, by pipeline.", ["pipeline"], registry=r)
+        self.ended = Counter(
+            "noded_sessions_ended", "Sessions ended, by pipeline and how.", ["pipeline", "state"], registry=r
+        )
+        self.nodes = Gauge(
+            "noded_nodes", "Nodes of live sessions by pipeline and state.", ["pipeline", "state"], registry=r
+        )
         self.crashes = Counter(
-            "noded_node_crashes", "Node processes that failed, ending their session, by reason.", ["reason"], registry=r
+            "noded_node_crashes",
+            "Node processes that failed, ending their session, by pipeline and reason.",
+            ["pipeline", "reason"],
+            registry=r,
         )
         self.init = Histogram(
-            "noded_node_init_seconds", "Node start-up: from activating to READY=1.", buckets=INIT_BUCKETS, registry=r
+            "noded_node_init_seconds",
+            "Node start-up: from activating to READY=1.",
+            ["pipeline"],
+            buckets=INIT_BUCKETS,
+            registry=r,
         )
         self.ready = Histogram(
             "noded_session_ready_seconds",
             "Session start-up: from create to every node ready.",
+            ["pipeline"],
             buckets=INIT_BUCKETS,
             registry=r,
         )
         self._edges = _EdgeCollector()
+        self._edges.per_session = per_session
         r.register(self._edges)
-        for state in SessionState:
-            if str(state) not in ENDED:
-                self.sessions.labels(str(state))
-        for node_state in NodeState:
-            self.nodes.labels(str(node_state))
-        for reason in ("exit-code", "signal", "core-dump", "oom-kill", "timeout"):
-            self.crashes.labels(reason)
-        for ended in ENDED:
-            self.ended.labels(ended)
+        self._pipelines: set[str] = set()
         self._live: dict[str, SessionInfo] = {}
         self._seen_init: set[tuple[str, str]] = set()
         self._seen_ready: set[str] = set()
@@ -277,29 +313,58 @@ class Metrics:
 
     # -- fed by the daemon ------------------------------------------------------------
 
+    def _known(self, pipeline: str) -> None:
+        """A pipeline's series, all at 0, from its first session on (so a rate() sees the
+        first crash). They are as many as the pipelines, not the sessions."""
+        if pipeline in self._pipelines:
+            return
+        self._pipelines.add(pipeline)
+        for state in SessionState:
+            if str(state) not in ENDED:
+                self.sessions.labels(pipeline, str(state))
+        for node_state in NodeState:
+            self.nodes.labels(pipeline, str(node_state))
+        for reason in ("exit-code", "signal", "core-dump", "oom-kill", "timeout"):
+            self.crashes.labels(pipeline, reason)
+        for ended in ENDED:
+            self.ended.labels(pipeline, ended)
+        self.init.labels(pipeline)
+        self.ready.labels(pipeline)
+
+    def set_per_session(self, on: bool) -> None:
+        """Export the per-session families (edges, hops, node figures) or not (after a reload)."""
+        self._edges.per_session = on
+
+    def set_limit(self, max_session_processes: int | None) -> None:
+        """The limit after a reload (None: no limit, and no series)."""
+        self._limits.max_session_processes = max_session_processes
+
     def on_session(self, info: SessionInfo) -> None:
         """A session manager listener: called with every published SessionInfo."""
+        pipeline = info.pipeline
         if info.sid not in self._live:
             if info.state in ENDED:
                 return  # a late echo of a session that has ended (e.g. a stop request)
-            self.created.inc()
+            self._known(pipeline)
+            self.started.labels(pipeline).inc()
         for node in info.nodes:
             key = (info.sid, node.id)
             if node.init_seconds is not None and key not in self._seen_init:
                 self._seen_init.add(key)
-                self.init.observe(node.init_seconds)
+                self.init.labels(pipeline).observe(node.init_seconds)
         if info.ready_seconds is not None and info.sid not in self._seen_ready:
             self._seen_ready.add(info.sid)
-            self.ready.observe(info.ready_seconds)
+            self.ready.labels(pipeline).observe(info.ready_seconds)
         if info.failure is not None and info.sid not in self._seen_failure:
             self._seen_failure.add(info.sid)
-            self.crashes.labels(crash_reason(info.failure)).inc()
+            self.crashes.labels(pipeline, crash_reason(info.failure)).inc()
         if info.state in ENDED:
             if self._live.pop(info.sid, None) is not None:
-                self.ended.labels(info.state).inc()
+                self.ended.labels(pipeline, info.state).inc()
             self.forget(info.sid)
         else:
             self._live[info.sid] = info
+            self._edges.pipeline_of[info.sid] = pipeline
         self._recount()
 
     def update_edges(self, sid: str, stats: Iterable[EdgeStats]) -> None:
@@ -326,6 +391,7 @@ class Metrics:
         return list(self._live)
 
     def forget(self, sid: str) -> None:
+        self._edges.pipeline_of.pop(sid, None)
         self._edges.edges.pop(sid, None)
         self._edges.hops.pop(sid, None)
         self._edges.nodes.pop(sid, None)
@@ -334,16 +400,18 @@ class Metrics:
         self._seen_failure.discard(sid)
 
     def _recount(self) -> None:
-        sessions = dict.fromkeys((str(s) for s in SessionState if str(s) not in ENDED), 0)
-        nodes = dict.fromkeys((str(s) for s in NodeState), 0)
+        sessions = {(p, str(s)): 0 for p in self._pipelines for s in SessionState if str(s) not in ENDED}
+        nodes = {(p, str(s)): 0 for p in self._pipelines for s in NodeState}
         for info in self._live.values():
-            sessions[info.state] = sessions.get(info.state, 0) + 1
+            key = (info.pipeline, str(info.state))
+            sessions[key] = sessions.get(key, 0) + 1
             for node in info.nodes:
-                nodes[node.state] = nodes.get(node.state, 0) + 1
-        for state, count in sessions.items():
-            self.sessions.labels(state).set(count)
-        for state, count in nodes.items():
-            self.nodes.labels(state).set(count)
+                nkey = (info.pipeline, str(node.state))
+                nodes[nkey] = nodes.get(nkey, 0) + 1
+        for (pipeline, state), count in sessions.items():
+            self.sessions.labels(pipeline, state).set(count)
+        for (pipeline, state), count in nodes.items():
+            self.nodes.labels(pipeline, state).set(count)
 
     # -- the endpoint -----------------------------------------------------------------
 

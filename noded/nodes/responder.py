@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from noded.contract.wire import Kind
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode
 
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
@@ -58,11 +58,14 @@ def reply(text: str, echo: bool = True) -> str | None:
 
 
 class Responder(StreamNode):
+    SUMMARY = "Answers asr's transcripts by rules (commands it knows); the reply text on port out."
+    PARAMS = {"echo": Param(bool, True, "Repeat a transcript that is no known command (false: stay silent).")}
+    EXAMPLE = 'class = "responder"\ninputs = ["asr.out"]'
     kinds = frozenset({Kind.JSON})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.echo: bool = check_params(self, {"echo": (bool, True)})["echo"]
+        self.echo: bool = check_declared(self, self.PARAMS)["echo"]
 
     def handle(self, msg: Any) -> None:
         heard = msg.json

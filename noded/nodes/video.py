@@ -21,7 +21,7 @@ import numpy as np
 from noded.contract.wire import Kind, PixelFormat
 from noded.errors import ParamError
 from noded.node import Context, Node
-from noded.nodes.params import check_params
+from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode, send_end
 
 _WEIGHTS = {PixelFormat.RGB24: (77, 150, 29), PixelFormat.BGR24: (29, 150, 77), PixelFormat.RGBA32: (77, 150, 29)}
@@ -39,9 +39,18 @@ def to_gray(frame: np.ndarray, scale: int, out: np.ndarray, pixel_format: PixelF
 
 
 class VideoSource(Node):
+    SUMMARY = "Sends synthetic RGB frames on port out (a test pattern), then END_OF_STREAM."
+    PARAMS = {
+        "width": Param(int, 1920, "Frame width, in pixels."),
+        "height": Param(int, 1080, "Frame height, in pixels."),
+        "frames": Param(int, 60, "How many frames to send."),
+        "fps": Param(float, 30.0, "Frames per second."),
+    }
+    EXAMPLE = 'class = "video_source"\nparams = { width = 1280, height = 720, frames = 300, fps = 30.0 }'
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        p = check_params(self, {"width": (int, 1920), "height": (int, 1080), "frames": (int, 60), "fps": (float, 30.0)})
+        p = check_declared(self, self.PARAMS)
         if p["width"] < 1 or p["height"] < 1:
             raise ParamError(f"VideoSource ({self.node_id}): width and height must be >= 1")
         self.width, self.height, self.frames, self.fps = p["width"], p["height"], p["frames"], p["fps"]
@@ -68,11 +77,14 @@ class VideoSource(Node):
 
 
 class Gray(StreamNode):
+    SUMMARY = "Turns each RGB frame into a grayscale one, scaled down; frames on port out."
+    PARAMS = {"scale": Param(int, 2, "Divide width and height by this.")}
+    EXAMPLE = 'class = "gray"\nparams = { scale = 2 }\ninputs = ["camera.out"]'
     kinds = frozenset({Kind.VIDEO})
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.scale: int = check_params(self, {"scale": (int, 2)})["scale"]
+        self.scale: int = check_declared(self, self.PARAMS)["scale"]
         if self.scale < 1:
             raise ParamError(f"Gray ({self.node_id}): scale must be >= 1, got {self.scale}")
 

@@ -26,8 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from sdnotify import SystemdNotifier
-
+from noded.contract.sdnotify import NotifySocket
 from noded.contract.status import Phase, Status, format_status
 
 EXTEND_TIMEOUT_USEC = 30_000_000
@@ -49,28 +48,20 @@ def status_assignment(status: Status) -> str:
 
 
 class Notifier:
-    """One connection to the notify socket named by $NOTIFY_SOCKET when it is created."""
+    """One socket to the notify socket named by $NOTIFY_SOCKET when it is created."""
 
     def __init__(self) -> None:
-        self.address = os.environ.get("NOTIFY_SOCKET") or None
-        self._sd: SystemdNotifier | None = None
-        if self.address is not None:
-            sd = SystemdNotifier()  # never raises; .socket is None when it cannot connect
-            if sd.socket is None:
-                log.warning("NOTIFY_SOCKET=%s is unusable: systemd will not hear from this worker", self.address)
-            else:
-                # Without debug, notify() swallows everything in a bare except, SetupInterrupted
-                # raised by a SIGTERM handler included: a stop during setup would be lost.
-                sd.debug = True
-                self._sd = sd
+        self._sd: NotifySocket | None = NotifySocket()
+        self.address = self._sd.address
+        if not self._sd.enabled:
+            self._sd = None
         self._failed = False
 
     def send(self, *assignments: str) -> None:
         if self._sd is None:
             return
         try:
-            # systemd reads UTF-8; sdnotify encodes as Latin-1, which maps this back to our bytes.
-            self._sd.notify("\n".join(assignments).encode("utf-8").decode("latin-1"))
+            self._sd.send(*assignments)
         except OSError as e:
             if not self._failed:  # say it once: a dead notify socket fails every send
                 self._failed = True
@@ -78,7 +69,7 @@ class Notifier:
 
     def close(self) -> None:
         if self._sd is not None:
-            self._sd.socket.close()
+            self._sd.close()
             self._sd = None
 
 

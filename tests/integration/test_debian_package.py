@@ -102,6 +102,8 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
     began = time.monotonic()
     deb = run(str(REPO / "packaging/build-deb"), "--out", str(tmp_path), timeout=1200).stdout.strip()
     built = time.monotonic() - began
+    check_lintian(Path(deb))
+    check_contents(Path(deb))
 
     with dev_unit_set_aside(), purged_at_the_end():
         run(*APT, "install", "--no-install-recommends", deb, timeout=600)
@@ -134,6 +136,33 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
     print(f"package built in {built:.0f} s, whole test {time.monotonic() - began:.0f} s")
 
 
+def check_lintian(deb: Path) -> None:
+    """Debian's own checker: no error tag but the ones debian/noded.lintian-overrides
+    expects (each with its reason there)."""
+    if shutil.which("lintian") is None:
+        run(*APT, "install", "--no-install-recommends", "lintian", timeout=900)
+    res = run("lintian", "--no-tag-display-limit", "--show-overrides", str(deb), timeout=1800, check=False)
+    tags = [line for line in res.stdout.splitlines() if line[:3] in ("E: ", "W: ", "O: ", "I: ")]
+    errors = [line for line in tags if line.startswith("E: ")]
+    overridden = [line for line in tags if line.startswith("O: ")]
+    print(f"lintian: {len(errors)} errors, {len(overridden)} overridden, {len(tags)} tags in all")
+    assert errors == [], "\n".join(errors[:40])
+    assert res.returncode == 0 or not errors, res.stderr
+
+
+def check_contents(deb: Path) -> None:
+    """No byte code in the package (postinst compiles it), xz members, real Depends."""
+    listing = run("dpkg-deb", "--contents", str(deb)).stdout
+    assert "__pycache__" not in listing and ".pyc" not in listing
+    members = run("ar", "t", str(deb)).stdout.split()
+    assert "data.tar.xz" in members and "control.tar.xz" in members, members
+    depends = run("dpkg-deb", "--field", str(deb), "Depends").stdout
+    for name in ("libc6", "libsystemd0", "python3"):
+        assert name in depends, depends
+    maintainer = run("dpkg-deb", "--field", str(deb), "Maintainer").stdout
+    assert "localhost.invalid" not in maintainer, maintainer
+
+
 def check_installed() -> None:
     props = dict(
         line.split("=", 1)
@@ -157,6 +186,10 @@ def check_installed() -> None:
     assert Path("/etc/noded/noded.toml").read_text() == (REPO / "packaging/noded.toml").read_text()
     assert "configuration is valid" in run("/usr/sbin/noded", "--check-config").stdout
     assert run("man", "-w", "nodectl").stdout.strip() == "/usr/share/man/man1/nodectl.1.gz"
+    # postinst byte-compiled the venv; prerm removes it again (checked by the purge).
+    assert list(Path("/usr/lib/noded/venv/lib").glob("python3*/site-packages/noded/__pycache__/*.pyc"))
+    copyright_text = Path("/usr/share/doc/noded/copyright").read_text()
+    assert "Files: usr/lib/noded/venv/lib/*/site-packages/numpy*" in copyright_text
     page = run("man", "-P", "cat", "nodectl", timeout=60).stdout
     assert "control noded pipeline sessions" in page and "session create" in page
     for name in ("noded", "noded.toml", "noded.pipeline", "noded-wire"):
@@ -178,7 +211,7 @@ def smoke(tmp_path: Path) -> None:
     run(nodectl, "run", str(pipeline), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt"))
     assert (tmp_path / "out.txt").read_text().split("\n")[:20] == lines
 
-    created = json.loads(run(nodectl, "--json", "session", "create", str(pipeline), "--wait").stdout)
+    created = json.loads(run(nodectl, "--json", "session", "create", str(pipeline)).stdout)
     sid = created["sid"]
     assert created["state"] == "ready"
     workers = [n["main_pid"] for n in created["nodes"]]

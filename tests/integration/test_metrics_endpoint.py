@@ -30,29 +30,34 @@ def test_a_scrape_shows_sessions_nodes_init_times_and_crashes(sessions: Sessions
     port = free_port()
     with noded_with({"NODED_METRICS_ADDRESS": f"127.0.0.1:{port}"}):
         before = scrape(port)
-        assert before[("noded_sessions", (("state", "ready"),))] == 0
-        assert before[("noded_info", (("version", "0.1.0"),))] == 1
-        assert ("noded_edge_messages_total", ()) not in before
+        assert not any(name == "noded_sessions" for name, _ in before)  # no pipeline seen yet
+        assert [labels for name, labels in before if name == "noded_build_info"][0][1] == ("version", "0.1.0")
+        assert not any(name.endswith("_created") for name, _ in before)
+        assert not any(name == "noded_max_session_processes" for name, _ in before)  # no limit: no series
         with Client(timeout=60) as c:
             info = sessions.create(c, chain(3))
+            p = ("pipeline", info.pipeline)
             wait_for(c, info.sid, lambda i: i.state == "ready", 60)
             up = scrape(port)
-            assert up[("noded_sessions", (("state", "ready"),))] == 1
-            assert up[("noded_nodes", (("state", "ready"),))] == 3
-            assert up[("noded_node_init_seconds_count", ())] == 3
-            assert up[("noded_session_ready_seconds_count", ())] == 1
-            assert up[("noded_sessions_created_total", ())] == 1
+            assert up[("noded_sessions", (p, ("state", "ready")))] == 1
+            assert up[("noded_nodes", (p, ("state", "ready")))] == 3
+            assert up[("noded_node_init_seconds_count", (p,))] == 3
+            assert up[("noded_session_ready_seconds_count", (p,))] == 1
+            assert up[("noded_sessions_started_total", (p,))] == 1
+            # Per-session series are opt-in (metrics_per_session): none by default.
+            assert not any(dict(labels).get("session") for _, labels in up)
 
             crash = '[[nodes]]\nid = "boom"\nclass = "crash"\nparams = { how = "exit", code = 3 }\n'
             bad = sessions.create(c, crash)
             wait_for(c, bad.sid, ended, 60)
             c.request("stop", sid=info.sid, wait=True)
         after = scrape(port)
-        assert after[("noded_node_crashes_total", (("reason", "exit-code"),))] == 1
-        assert after[("noded_sessions_ended_total", (("state", "failed"),))] == 1
-        assert after[("noded_sessions_ended_total", (("state", "stopped"),))] == 1
-        assert after[("noded_sessions", (("state", "ready"),))] == 0
-        assert after[("noded_nodes", (("state", "ready"),))] == 0
+        q = ("pipeline", bad.pipeline)
+        assert after[("noded_node_crashes_total", (q, ("reason", "exit-code")))] == 1
+        assert after[("noded_sessions_ended_total", (q, ("state", "failed")))] == 1
+        assert after[("noded_sessions_ended_total", (p, ("state", "stopped")))] == 1
+        assert after[("noded_sessions", (p, ("state", "ready")))] == 0
+        assert after[("noded_nodes", (p, ("state", "ready")))] == 0
 
 
 FED = """
@@ -74,7 +79,7 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
     lines = tmp_path / "in.txt"
     lines.write_text("".join(f"line {i}\n" for i in range(30)))
     port = free_port()
-    with noded_with({"NODED_METRICS_ADDRESS": f"127.0.0.1:{port}"}):
+    with noded_with({"NODED_METRICS_ADDRESS": f"127.0.0.1:{port}", "NODED_METRICS_PER_SESSION": "true"}):
         with Client(timeout=60) as c:
             info = sessions.create(c, FED)
             wait_for(c, info.sid, lambda i: i.state == "ready", 60)
@@ -87,7 +92,12 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
             deadline = time.monotonic() + 60
             while True:
                 busy = scrape(port)
-                done = busy.get(("noded_node_messages_in_total", (("node", "b"), ("session", info.sid))))
+                done = busy.get(
+                    (
+                        "noded_node_messages_in_total",
+                        (("node", "b"), ("pipeline", info.pipeline), ("session", info.sid)),
+                    )
+                )
                 if done == 31 or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
@@ -95,10 +105,11 @@ def test_edge_and_node_figures_are_read_at_each_scrape(sessions: Sessions, tmp_p
         gone = scrape(port)
 
     def edge(got: dict, name: str, port_name: str, **more: str) -> float:
-        return got[(name, tuple(sorted({"edge": port_name, "session": info.sid, **more}.items())))]
+        labels = {"edge": port_name, "pipeline": info.pipeline, "session": info.sid, **more}
+        return got[(name, tuple(sorted(labels.items())))]
 
     def node(got: dict, name: str, nid: str) -> float:
-        return got[(name, (("node", nid), ("session", info.sid)))]
+        return got[(name, (("node", nid), ("pipeline", info.pipeline), ("session", info.sid)))]
 
     assert edge(idle, "noded_edge_messages_total", "input.text") == 0
     # 30 lines, then END_OF_STREAM: each edge carried all of them, none lost.

@@ -114,7 +114,7 @@ def test_create_wait_exits_5_and_names_the_failed_node(sessions: Sessions) -> No
 
 def test_watch_follows_a_session_to_its_end(sessions: Sessions) -> None:
     path = sessions.write(chain(1, "crash", '{ when = "ready", after = 1.0, how = "exit", code = 7 }'))
-    sid = nodectl("session", "create", str(path)).stdout.strip()
+    sid = nodectl("session", "create", "--no-block", str(path)).stdout.strip()
     sessions.created.append(sid)
     res = nodectl("session", "watch", sid)
     assert res.returncode == 5

@@ -98,6 +98,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "node_start_timeout": "7",
         "node_stop_timeout": "1",
         "metrics_address": ":9100",
+        "metrics_per_session": "true",
         "log_level": "warning",
         "memory_max": "64M",
         "cpu_quota": "50%",
@@ -112,6 +113,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
     cfg = load(tmp_path, 'log_level = "error"\nmax_session_processes = 9\n', **env)
     assert describe(cfg) == {
         "source": cfg.source,
+        "files": list(cfg.files),
         "socket": "/run/y.sock",
         "socket_group": "adm",
         "runtime_dir": "/run/y",
@@ -121,6 +123,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "node_start_timeout": 7.0,
         "node_stop_timeout": 1.0,
         "metrics_address": "0.0.0.0:9100",
+        "metrics_per_session": True,
         "log_level": "warning",
         "node_limits": {"memory_max": 64 * 2**20, "cpu_quota": 0.5, "tasks_max": 5},
         "node_sandbox": {"private_network": True, "read_write_paths": ["/a", "/b"], "read_only_paths": ["/c"]},
@@ -171,9 +174,11 @@ def test_each_problem_is_one_line_naming_file_key_and_reason(
 def test_the_shipped_example_documents_every_setting_with_its_default() -> None:
     text = EXAMPLE.read_text()
     # Commented out as shipped: loading it gives the built-in defaults.
-    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(
-        load_config(env=NOWHERE, default_path=MISSING)
-    ) | {"source": ""}
+    unset = {"source": "", "files": []}
+    assert (
+        describe(load_config(EXAMPLE, env={})) | unset
+        == describe(load_config(env=NOWHERE, default_path=MISSING)) | unset
+    )
     lines = {m[1]: m[2] for m in re.finditer(r"^#(\w+) = (.*)$", text, re.M)}
     assert sorted(lines) == sorted(key for _, key in SETTINGS)
     # Each key is explained by a comment just above its first commented line.
@@ -191,9 +196,9 @@ def test_the_shipped_example_documents_every_setting_with_its_default() -> None:
         if m:
             seen.add(m[1])
         kept.append(line)
-    assert describe(load_config(EXAMPLE, env={})) | {"source": ""} == describe(_load_text("\n".join(kept))) | {
-        "source": ""
-    }
+    assert describe(load_config(EXAMPLE, env={})) | {"source": "", "files": []} == describe(
+        _load_text("\n".join(kept))
+    ) | {"source": "", "files": []}
 
 
 def _load_text(text: str) -> Config:
@@ -252,3 +257,61 @@ def test_the_daemon_refuses_an_invalid_config_with_one_line(tmp_path: Path) -> N
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("<3>"), res.stderr
     assert "invalid configuration, not starting" in lines[0] and "node_limits.memory_max" in lines[0]
+
+
+# -- drop-ins and reload ------------------------------------------------------------
+
+
+def test_dropins_merge_in_lexical_order_key_by_key(tmp_path: Path) -> None:
+    (tmp_path / "noded.toml").write_text('log_level = "warning"\n[node_limits]\nmemory_max = "1G"\ncpu_quota = "50%"\n')
+    d = tmp_path / "noded.toml.d"
+    d.mkdir()
+    (d / "20-later.toml").write_text('[node_limits]\nmemory_max = "3G"\n')
+    (d / "10-first.toml").write_text('log_level = "debug"\n[node_limits]\nmemory_max = "2G"\n')
+    (d / "ignored.conf").write_text("not toml at all [")
+    cfg = load_config(env={"NODED_CONFIG": str(tmp_path / "noded.toml")})
+    assert cfg.log_level == "debug"
+    assert cfg.node_limits.memory_max == 3 * 1024**3  # the later drop-in wins
+    assert cfg.node_limits.cpu_quota == 0.5  # the main file's key in the same section stays
+    assert [Path(f).name for f in cfg.files] == ["noded.toml", "10-first.toml", "20-later.toml"]
+    assert describe(cfg)["files"] == list(cfg.files)
+
+
+def test_a_bad_dropin_is_named(tmp_path: Path) -> None:
+    (tmp_path / "noded.toml").write_text("")
+    d = tmp_path / "noded.toml.d"
+    d.mkdir()
+    (d / "50-bad.toml").write_text('log_level = "loud"\n')
+    (d / "60-typo.toml").write_text("log_levle = 'info'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"NODED_CONFIG": str(tmp_path / "noded.toml")})
+    assert "60-typo.toml: unknown key 'log_levle'" in str(info.value)
+    (d / "60-typo.toml").unlink()
+    with pytest.raises(ConfigError) as info:
+        load_config(env={"NODED_CONFIG": str(tmp_path / "noded.toml")})
+    assert str(info.value).startswith(f"{d / '50-bad.toml'}: key 'log_level': 'loud' is not one of")
+
+
+def test_reload_keeps_the_settings_that_need_a_restart(tmp_path: Path) -> None:
+    from noded.daemon.config import reloadable
+
+    old = load(tmp_path, 'runtime_dir = "/run/a"\nmax_session_processes = 4\n')
+    new = load(tmp_path, 'runtime_dir = "/run/b"\nmax_session_processes = 8\nlog_level = "debug"\n')
+    applied, ignored = reloadable(old, new)
+    assert ignored == ["runtime_dir"]
+    assert applied.runtime_dir == Path("/run/a") and applied.max_session_processes == 8
+    assert applied.log_level == "debug"
+
+
+def test_check_config_verbose_shows_the_merge_order(tmp_path: Path) -> None:
+    (tmp_path / "noded.toml").write_text('log_level = "warning"\n')
+    d = tmp_path / "noded.toml.d"
+    d.mkdir()
+    (d / "b.toml").write_text('log_level = "error"\n')
+    (d / "a.toml").write_text('log_level = "debug"\n')
+    res = noded("--check-config", "--verbose", "--config", str(tmp_path / "noded.toml"), env={})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert out.index("1. " + str(tmp_path / "noded.toml")) < out.index("2. " + str(d / "a.toml"))
+    assert out.index("2. " + str(d / "a.toml")) < out.index("3. " + str(d / "b.toml"))
+    assert 'log_level = "error"' in out

@@ -74,7 +74,7 @@ def test_the_daemon_sums_a_channels_consumers_and_the_metrics_export_it(session:
     assert hops["src.out"].sum_ns == sum(snaps[n].inputs[0].hop_sum_ns for n in ("a", "b")) > 0
     assert hops["a.out"].count == 0 and hops["a.out"].sum_ns == 0  # nothing sent on it
 
-    m = Metrics()
+    m = Metrics(per_session=True)
     m.on_session(
         SessionInfo(
             sid="s1",
@@ -87,9 +87,9 @@ def test_the_daemon_sums_a_channels_consumers_and_the_metrics_export_it(session:
     )
     m.update_hop_latency("s1", hop_latency_from_edges(hops.values()))
     text = m.text().decode()
-    assert 'noded_hop_latency_seconds_count{edge="src.out",session="s1"} 6.0' in text
-    assert 'noded_hop_latency_seconds_bucket{edge="src.out",le="+Inf",session="s1"} 6.0' in text
-    assert 'noded_hop_latency_seconds_count{edge="a.out",session="s1"} 0.0' in text
+    assert 'noded_hop_latency_seconds_count{edge="src.out",pipeline="p",session="s1"} 6.0' in text
+    assert 'noded_hop_latency_seconds_bucket{edge="src.out",le="+Inf",pipeline="p",session="s1"} 6.0' in text
+    assert 'noded_hop_latency_seconds_count{edge="a.out",pipeline="p",session="s1"} 0.0' in text
     assert len(HOP_BUCKETS) == SLOT_BUCKETS
 
 

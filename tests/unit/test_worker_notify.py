@@ -122,19 +122,40 @@ def test_notifier_without_notify_socket_is_a_no_op(monkeypatch: pytest.MonkeyPat
 
 
 def test_notifier_lets_a_stop_request_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """sdnotify's bare ``except:`` must not swallow SetupInterrupted from a signal handler."""
+    """An exception raised by a signal handler during a send (SetupInterrupted) is not swallowed."""
     with NotifyListener(str(tmp_path / "n.sock")) as listener:
         monkeypatch.setenv("NOTIFY_SOCKET", listener.path)
         n = notify.Notifier()
-        sock = n._sd.socket  # type: ignore[union-attr]
+        assert n._sd is not None
+        sock = n._sd._sock
 
         class Interrupting:
-            def sendall(self, data: bytes) -> None:
+            def sendto(self, data: bytes, address: object) -> None:
                 raise SetupInterrupted(15)
 
-        n._sd.socket = Interrupting()  # type: ignore[union-attr]
+        n._sd._sock = Interrupting()  # type: ignore[assignment]
         try:
             with pytest.raises(SetupInterrupted):
                 n.send("STATUS=x")
         finally:
+            assert sock is not None
             sock.close()
+
+
+def test_notify_socket_reaches_an_abstract_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd may name an abstract socket (``@name``), as it does for transient units."""
+    import os
+    import socket as socketmod
+
+    from noded.contract.sdnotify import NotifySocket
+
+    name = f"noded-test-notify-{os.getpid()}"
+    with socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_DGRAM) as server:
+        server.bind(b"\0" + name.encode())
+        server.settimeout(2.0)
+        n = NotifySocket("@" + name)
+        try:
+            n.send("RELOADING=1", "STATUS=é")
+        finally:
+            n.close()
+        assert server.recv(4096).decode() == "RELOADING=1\nSTATUS=é"
