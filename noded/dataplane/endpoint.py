@@ -51,6 +51,7 @@ from noded.contract.stats import (
     HOP_BOUNDS_NS,
     HOP_SUM_NS,
     I_BYTES,
+    I_DROPPED,
     I_RECEIVED,
     I_RELEASED,
     I_SUBSCRIBED,
@@ -218,6 +219,11 @@ class Endpoint:
         slots, base = self._slots, self._in_base[port.index]
         slots[base + I_RECEIVED] += 1
         slots[base + I_BYTES] += header.payload_len
+        if port.lossy:  # what safe overflow dropped shows as a gap in the producer's seq
+            gap = header.seq - port.next_seq
+            if gap > 0:
+                slots[base + I_DROPPED] += gap
+            port.next_seq = header.seq + 1  # a smaller seq: a new producer (a client) started over
         sent = header.sent_ns
         if sent:  # the hop: from the producer's send to here (noded.contract.stats)
             hop = _monotonic_ns() - sent

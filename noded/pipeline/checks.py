@@ -47,6 +47,7 @@ from noded.pipeline.schema import (
     MIN_DEPTH,
     NAME_PATTERN,
     NAME_RE,
+    OVERFLOW_BLOCK,
     PORT_REF_RE,
     RESERVED_IDS,
     DataplaneDoc,
@@ -62,6 +63,7 @@ from noded.pipeline.schema import (
     PortRef,
     Resources,
     parse_depth,
+    parse_overflow,
     parse_payload,
     parse_quota,
     parse_size,
@@ -80,6 +82,7 @@ __all__ = [
     "Resources",
     "load_pipeline",
     "parse_depth",
+    "parse_overflow",
     "parse_payload",
     "parse_pipeline",
     "parse_quota",
@@ -111,7 +114,8 @@ _HINTS = {
     ),
     "inputs": (
         "an input is 'node.port' (the id of another node and the name of its output port) or "
-        "'input.<name>' (an external input); { from = 'node.port', depth = 8 } also sets the edge's depth"
+        "'input.<name>' (an external input); { from = 'node.port', depth = 8, overflow = 'drop_oldest' } also "
+        "sets the edge's depth and overflow"
     ),
     "external": "declare external inputs at the top level, inputs = ['audio'], and consume them as 'input.audio'",
     "unconsumed": "consume each external input as 'input.<name>' in a node's inputs, or remove it from inputs",
@@ -128,6 +132,10 @@ _HINTS = {
     "depth": (
         f"depth is how many messages may be in flight on an edge: an integer from {MIN_DEPTH} to "
         f"{MAX_DEPTH} (default {DEFAULT_DEPTH})"
+    ),
+    "overflow": (
+        "overflow is what a full edge does: 'block' (the default: the producer waits, nothing is lost) or "
+        "'drop_oldest' (the producer never waits for this consumer; its oldest unread message is dropped)"
     ),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
@@ -528,7 +536,7 @@ class _Checker:
         return tuple(paths)
 
     def check_inputs(self, label: str, edges: list[Any], default_depth: int) -> tuple[InputRef, ...]:
-        """A node's ``inputs`` entries, "node.port" or { from = "node.port", depth = N }."""
+        """A node's ``inputs`` entries, "node.port" or { from = "node.port", depth = N, overflow = "..." }."""
         inputs: list[InputRef] = []
         converted = self.entries(label, "inputs", edges, lambda e: EdgeDoc if isinstance(e, dict) else str | EdgeDoc)
         self.unread_inputs |= len(converted) < len(edges)
@@ -542,7 +550,10 @@ class _Checker:
                 self.report(label, "inputs", f"{edge.source!r} is listed twice", "inputs")
             else:
                 depth = self.parsed(label, f"inputs[{index}].depth", edge.depth, parse_depth, default_depth, "depth")
-                inputs.append(InputRef(ref, depth))
+                overflow = self.parsed(
+                    label, f"inputs[{index}].overflow", edge.overflow, parse_overflow, OVERFLOW_BLOCK, "overflow"
+                )
+                inputs.append(InputRef(ref, depth, overflow))
         return tuple(inputs)
 
     def check_class(self, node: str, name: str, code: tuple[str, ...] = ()) -> str | None:
