@@ -16,13 +16,13 @@ comparable across processes) taken
 A batch ends with a JSON message ``{"end": tag, "send_ns": [...]}``: how long each
 ``send`` (for "inplace" from t0: loan, write and send) took in the source.
 
-``RateSink`` (benchmarks/throughput.py) counts what arrives and when.
-
 ``LatencySink`` records, for each TENSOR message, ``t1 - timestamp_ns`` where t1 is
 ``time.monotonic_ns()`` right after it took ``msg.array`` (the numpy view), and how long
 taking the view took. On the end marker it returns the batch's summary (JSON, on "out").
-Both keep their records in arrays allocated once, so that they do not grow per message
-(the benchmark watches their RSS).
+``EchoSink`` is a LatencySink that answers each message (the client -> node hop), and
+``RateSink`` (benchmarks/throughput.py) only counts what arrives and when.
+All of them keep their records in arrays allocated once, so that they do not grow per
+message (the benchmark watches their RSS).
 """
 
 from __future__ import annotations
@@ -149,3 +149,15 @@ class RateSink(Node):
         }  # fmt: skip
         self.n = self.bad = self.first_t0 = self.last_ns = 0
         return summary
+
+
+class EchoSink(LatencySink):
+    """``LatencySink`` that also answers each TENSOR message at once with a 1-byte TENSOR on
+    "out" (benchmarks/hop_latency.py's client -> node hop: the client waits for the answer
+    before its next message, as the raw floor's producer does, and times the round trip)."""
+
+    _ANSWER = np.zeros(1, np.uint8)
+
+    def process(self, msg: Any) -> Any:
+        summary = super().process(msg)
+        return self._ANSWER if msg.kind is Kind.TENSOR else summary
