@@ -25,6 +25,8 @@ against the bare binding's floors measured in the same run (benchmarks/raw_iceor
 each message answered): in plain processes, and the same code in units with a node's
 exact sandbox, whose difference is the sandbox's own cost; one-way and request/reply.
 It prints each hop's p95 over both floors' p95 and its p50 over the plain floor's.
+``--spin-us N`` gives both sinks' input edges ``spin_us = N`` and the table says what CPU
+the sinks used over the matrix (compare a run with 0).
 
 Exit status 1 when the in-place p95 misses 150 us at some size. dora runs from its own
 venv, made when missing (needs PyPI):
@@ -80,11 +82,11 @@ inputs = ["input.ctl"]
 [[nodes]]
 id = "sink"
 class = "{BENCH}:LatencySink"
-inputs = ["src.out"]
+inputs = [{{ from = "src.out", spin_us = SPIN }}]
 [[nodes]]
 id = "csink"
 class = "{BENCH}:EchoSink"
-inputs = ["input.data"]
+inputs = [{{ from = "input.data", spin_us = SPIN }}]
 """
 
 
@@ -151,10 +153,20 @@ def until(c: Client, sid: str, state: str) -> Any:
     raise RuntimeError("event stream ended")
 
 
-def run_noded(count: int, warmup: int, interval: float, rss_messages: int, matrix_only: bool) -> dict[str, Any]:
+def sinks_cpu(c: Client, sid: str) -> dict[str, float]:
+    """CPU seconds of the two sinks' units so far (what `nodectl session show` reads)."""
+    info = session_info(c.request("show", sid=sid))
+    assert info.stats is not None
+    return {n.id: n.cpu_seconds or 0.0 for n in info.stats.nodes if n.id in ("sink", "csink")}
+
+
+def run_noded(
+    count: int, warmup: int, interval: float, rss_messages: int, matrix_only: bool, spin_us: int = 0
+) -> dict[str, Any]:
     out: dict[str, Any] = {"inplace": {}, "copy": {}, "send_us": {}, "view_us": {}, "gaps": {}, "matrix": {}}
+    text = PIPELINE.replace("SPIN", str(spin_us))
     with Client(timeout=60) as c:
-        sid = session_info(c.request("create", text=PIPELINE, filename="hop_latency.toml", watch=True)).sid
+        sid = session_info(c.request("create", text=text, filename="hop_latency.toml", watch=True)).sid
         try:
             until(c, sid, "ready")
             pids = {n["id"]: n["main_pid"] for n in c.request("show", sid=sid)["nodes"]}
@@ -197,6 +209,7 @@ def run_noded(count: int, warmup: int, interval: float, rss_messages: int, matri
                         raise RuntimeError(f"batch {tag}: no summary, or not {n} good messages")
                     return msg.json, rtt
 
+                cpu0, t0 = sinks_cpu(c, sid), time.monotonic()
                 for pacing, gap in PACINGS.items():  # both hops, every size, at each pacing
                     cells: dict[str, Any] = {"node->node": {}, "client->node": {}, "client rtt": {}}
                     for label, size in SIZES.items():
@@ -208,6 +221,8 @@ def run_noded(count: int, warmup: int, interval: float, rss_messages: int, matri
                         cells["client->node"][label] = stats_us(summary["lat_ns"])
                         cells["client rtt"][label] = stats_us(rtt)
                     out["matrix"][pacing] = cells
+                cpu1, seconds = sinks_cpu(c, sid), time.monotonic() - t0
+                out["matrix_cpu"] = {"seconds": seconds, **{n: cpu1[n] - cpu0[n] for n in cpu1}}
                 if matrix_only:
                     return out
 
@@ -527,6 +542,11 @@ def report_matrix(res: dict[str, Any], header: bool = True) -> None:
         "client waits for each answer (client rtt); node->node: the source paces itself (back to back: as fast as "
         "credits allow, depth 4). ratios: p95 over the floor's p95, and over the sandboxed floor's"
     )
+    cpu = res["noded"]["matrix_cpu"]
+    print(
+        f"the sinks' input edges have spin_us = {p.get('spin_us', 0)}; their CPU over the matrix's "
+        f"{cpu['seconds']:.1f} s: sink {cpu.get('sink', 0):.2f} s, csink {cpu.get('csink', 0):.2f} s"
+    )
     both = lambda st: f"{st['p50']:.0f}/{st['p95']:.0f}"  # noqa: E731
     for pacing in matrix:
         plain, units, cells = fl[pacing]["plain"], fl[pacing]["units"], matrix[pacing]
@@ -573,6 +593,12 @@ def main() -> int:
     ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs baseline")
     ap.add_argument("--interval", type=float, default=0.005, help="seconds between messages (default 0.005)")
     ap.add_argument(
+        "--spin-us",
+        type=int,
+        default=0,
+        help="spin_us of the two sinks' input edges (the consumers poll that long before they sleep)",
+    )
+    ap.add_argument(
         "--matrix-only",
         action="store_true",
         help="only the matrix: both hops and the floors at every size and pacing (no copy, pipe, dora, RSS)",
@@ -596,7 +622,8 @@ def main() -> int:
         "notes": [],
         "params": {"count": count, "warmup": warmup, "interval": args.interval},
     }
-    res["noded"] = run_noded(count, warmup, args.interval, rss_messages, args.matrix_only)
+    res["noded"] = run_noded(count, warmup, args.interval, rss_messages, args.matrix_only, args.spin_us)
+    res["params"]["spin_us"] = args.spin_us
     res["floors"] = {
         pacing: {
             how: {kind: {label: stats_us(ns) for label, ns in got.items()} for kind, got in floor.items()}

@@ -53,6 +53,7 @@ class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     depth: int = DEFAULT_DEPTH
     drop_oldest: bool = False  # this edge is lossy: its oldest unread message may be dropped
     safe_overflow: bool = False  # the service's QoS (OutputSpec.safe_overflow): both sides must agree
+    spin_us: int = 0  # poll this long for the next message before sleeping (the endpoint: its largest)
 
 
 class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

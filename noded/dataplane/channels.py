@@ -40,6 +40,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import time
 from typing import Any
 
 import iceoryx2 as iox
@@ -260,11 +261,24 @@ class Inbox:
         self._guards = [self._waitset.attach_notification(self._listener)]
         self._guards += [self._waitset.attach_notification_fd(iox.FileDescriptor.non_owning_new(fd)) for fd in fds]
 
-    def wait(self, timeout: float) -> list[int]:
+    def wait(self, timeout: float, spin_ns: int = 0) -> list[int]:
         """Sleep (GIL released) until an event, a wake(), the extra fd or ``timeout``
         seconds; then return the pending event ids (maybe none). A signal ends it early.
         The wake-up pipe is drained only when no event came (a syscall, and an exception
-        when empty, saved per message): a wake() left in it costs one spare wake-up."""
+        when empty, saved per message): a wake() left in it costs one spare wake-up.
+        ``spin_ns``: first poll the listener for that long (at most ``timeout``), burning
+        CPU so that the next event is taken without a wake-up (an edge's ``spin_us``);
+        a wake() or the extra fd is seen only once the spin is over."""
+        if spin_ns:
+            now = time.monotonic_ns
+            end = now() + min(spin_ns, int(timeout * 1e9))
+            try_wait = self._listener.try_wait
+            while True:
+                activations = try_wait()
+                if activations:
+                    return [activation.id.as_value for activation in activations]
+                if now() >= end:
+                    break
         try:  # try/except, not contextlib.suppress: this runs once per message
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
         except iox.WaitSetRunError:

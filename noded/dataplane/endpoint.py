@@ -127,6 +127,8 @@ class Endpoint:
         self.name = name
         self.send_timeout = send_timeout
         self.verify = plane.verify_payload
+        # wait() polls this long before it sleeps: the largest spin_us of the inputs (0: never)
+        self._spin_ns = max((spec.spin_us for spec in plane.inputs), default=0) * 1000
         self.block = _stats_block(len(plane.outputs), len(plane.inputs), stats_path)
         self._slots = self.block.slots
         self._out_base = [self.block.out_base(i) for i in range(len(plane.outputs))]
@@ -288,9 +290,9 @@ class Endpoint:
         with self._locked_cm:
             if self._released:
                 self._flush_credits()
-            self._pump(limit)
+            self._pump(limit, self._spin_ns)
 
-    def _pump(self, timeout: float) -> None:
+    def _pump(self, timeout: float, spin_ns: int = 0) -> None:
         """With the lock held: sleep in the inbox (or, if another thread does, on the
         condition) and apply what arrived."""
         if self._pumping or self._inbox is None:  # another thread pumps, or closed
@@ -299,7 +301,7 @@ class Endpoint:
         self._pumping = True
         self._lock.release()
         try:
-            events = self._inbox.wait(timeout)
+            events = self._inbox.wait(timeout, spin_ns)
         finally:
             self._lock.acquire()
             self._pumping = False

@@ -67,6 +67,7 @@ from noded.pipeline.schema import (
     parse_payload,
     parse_quota,
     parse_size,
+    parse_spin,
     parse_tasks,
 )
 from noded.pipeline.usercode import check_class_file, check_code_dir, is_file_class
@@ -114,8 +115,8 @@ _HINTS = {
     ),
     "inputs": (
         "an input is 'node.port' (the id of another node and the name of its output port) or "
-        "'input.<name>' (an external input); { from = 'node.port', depth = 8, overflow = 'drop_oldest' } also "
-        "sets the edge's depth and overflow"
+        "'input.<name>' (an external input); { from = 'node.port', depth = 8, overflow = 'drop_oldest', "
+        "spin_us = 200 } also sets the edge's depth, overflow and spin"
     ),
     "external": "declare external inputs at the top level, inputs = ['audio'], and consume them as 'input.audio'",
     "unconsumed": "consume each external input as 'input.<name>' in a node's inputs, or remove it from inputs",
@@ -132,6 +133,10 @@ _HINTS = {
     "depth": (
         f"depth is how many messages may be in flight on an edge: an integer from {MIN_DEPTH} to "
         f"{MAX_DEPTH} (default {DEFAULT_DEPTH})"
+    ),
+    "spin_us": (
+        "spin_us is how long (microseconds, 0 to 100000) the consumer polls for this edge's next message "
+        "before it sleeps: lower latency for a latency-critical edge, paid in CPU (default 0: sleep at once)"
     ),
     "overflow": (
         "overflow is what a full edge does: 'block' (the default: the producer waits, nothing is lost) or "
@@ -553,7 +558,8 @@ class _Checker:
                 overflow = self.parsed(
                     label, f"inputs[{index}].overflow", edge.overflow, parse_overflow, OVERFLOW_BLOCK, "overflow"
                 )
-                inputs.append(InputRef(ref, depth, overflow))
+                spin = self.parsed(label, f"inputs[{index}].spin_us", edge.spin_us, parse_spin, 0, "spin_us")
+                inputs.append(InputRef(ref, depth, overflow, spin))
         return tuple(inputs)
 
     def check_class(self, node: str, name: str, code: tuple[str, ...] = ()) -> str | None:

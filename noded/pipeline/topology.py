@@ -123,7 +123,7 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
         where[ref] = (len(port_list), spec)
         port_list.append(spec)
 
-    def input_spec(ref: PortRef, consumer: str) -> InputSpec:
+    def input_spec(ref: PortRef, consumer: str, spin_us: int = 0) -> InputSpec:
         port_index, spec = where[ref]
         return InputSpec(
             source=str(ref),
@@ -134,6 +134,7 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
             depth=spec.depth,
             drop_oldest=bool(spec.drop_oldest) and spec.drop_oldest[index],
             safe_overflow=spec.safe_overflow,
+            spin_us=spin_us,
         )
 
     def dataplane(endpoint: str, inputs: list[InputSpec]) -> DataPlane | None:
@@ -149,7 +150,8 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
         )
 
     nodes = {
-        node.id: dataplane(node.id, [input_spec(edge.ref, node.id) for edge in node.inputs]) for node in pipeline.nodes
+        node.id: dataplane(node.id, [input_spec(edge.ref, node.id, edge.spin_us) for edge in node.inputs])
+        for node in pipeline.nodes
     }
     client = dataplane(CLIENT, [input_spec(ref, f"{CLIENT}.{ref}") for ref in pipeline.outputs])
     return Topology(root=root, prefix=prefix, nodes=nodes, client=client)
