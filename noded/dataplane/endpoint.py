@@ -479,13 +479,14 @@ class Endpoint:
 
     @property
     def stats(self) -> Counter[str]:
-        """Totals of this endpoint: received, sent, rejected, unconsumed (the per-port
-        counters: ``self.block``, ``noded.contract.stats``)."""
+        """Totals of this endpoint: received, sent, rejected, unconsumed, dropped (by lossy
+        inputs; the per-port counters: ``self.block``, ``noded.contract.stats``)."""
         s = self._slots
         return Counter({
             "received": sum(s[b + I_RECEIVED] for b in self._in_base),
             "sent": sum(s[b + O_SENT] for b in self._out_base),
             "rejected": s[H_REJECTED], "unconsumed": s[H_UNCONSUMED],
+            "dropped": sum(s[b + I_DROPPED] for b in self._in_base),
         })  # fmt: skip
 
     def _drop_unconsumed(self, port: str) -> None:

@@ -166,3 +166,32 @@ def test_drops_are_a_prometheus_counter_per_edge() -> None:
     assert family.type == "counter"
     [sample] = [s for s in family.samples if s.name == "noded_edge_dropped_total"]
     assert sample.value == 93 and sample.labels == {"pipeline": "p", "session": "s1", "edge": "src.out"}
+
+
+def test_the_graph_marks_lossy_and_spinning_edges_and_never_calls_them_full() -> None:
+    from noded.contract.protocol import NodeStats
+    from noded.ctl.graph import from_pipeline, from_session
+
+    text = PIPELINE.replace('depth = 2, overflow = "drop_oldest"', 'depth = 2, overflow = "drop_oldest", spin_us = 300')
+    labels = {(e.src, e.dst): e.lines[0] for e in from_pipeline(parse(text)).edges}
+    assert labels[("src", "lossy")].startswith("out: depth 2, ")
+    assert labels[("src", "lossy")].endswith(", drop_oldest, spin 300 us")
+    assert "drop_oldest" not in labels[("src", "keep")]
+    info = SessionInfo(
+        sid="s1", pipeline="p", state="ready", created=0.0, slice="x",
+        nodes=[
+            NodeInfo(id=n, cls="passthrough", unit=f"u-{n}", state="ready", since=0.0) for n in ("src", "keep", "lossy")
+        ],
+    )  # fmt: skip
+
+    def stats(held: list[int]) -> SessionStats:
+        channel = ChannelStats(
+            name="src.out", service="src/out", producer="src", consumers=["keep", "lossy"], depth=4,
+            slice_bytes=1152, occupancy=held, messages=10, drop_oldest=[False, True], dropped=[0, 7],
+        )  # fmt: skip
+        return SessionStats(at=0.0, nodes=[NodeStats(id="src", state="ready", state_seconds=1.0)], channels=[channel])
+
+    g = from_session(info, stats([0, 4]), stats([1, 4]), 1.0)
+    keep, lossy = g.edges
+    assert keep.state == "ok" and lossy.state == "ok"  # 4/4 held on a lossy edge is not "full"
+    assert "drop_oldest: 7 dropped" in lossy.lines and not any("dropped" in line for line in keep.lines)
