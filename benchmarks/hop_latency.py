@@ -17,6 +17,17 @@ nodes, `dora run`); latency = after to_numpy(zero_copy_only=True) minus t0 taken
 pa.array(existing) + send_output. Every hop: WARMUP messages discarded, then COUNT timed
 ones, INTERVAL apart (the consumer sleeps between messages: the wake-up is measured).
 
+The matrix (issue 15, items 1 and 6; ``--matrix-only`` runs just it): at every size and at
+each pacing (back to back, 5 and 20 ms apart), the client -> node hop (the client loans,
+stamps and sends to ``csink``, an EchoSink, and waits for its answer: the sink's one-way
+latency and the client's round trip) and the node -> node hop (src -> sink as above),
+against the bare binding's floors measured in the same run (benchmarks/raw_iceoryx2.py,
+each message answered): in plain processes, and the same code in units with a node's
+exact sandbox, whose difference is the sandbox's own cost; one-way and request/reply.
+It prints each hop's p95 over both floors' p95 and its p50 over the plain floor's.
+``--spin-us N`` gives both sinks' input edges ``spin_us = N`` and the table says what CPU
+the sinks used over the matrix (compare a run with 0).
+
 Exit status 1 when the in-place p95 misses 150 us at some size. dora runs from its own
 venv, made when missing (needs PyPI):
     /usr/bin/python3 -m venv /opt/noded-bench/dora-venv
@@ -45,7 +56,7 @@ import numpy as np
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from conditions import QUIET, loadavg, wait_quiet, warning
-from raw_iceoryx2 import run_raw
+from raw_iceoryx2 import floors, run_raw
 
 from noded.contract.client import Client, session_info
 from noded.dataplane.session import attach
@@ -57,9 +68,10 @@ GAPS = (0.0, 0.001, 0.005, 0.02)  # s between messages for the in-place 1 KB gap
 DORA_VENV = Path("/opt/noded-bench/dora-venv")
 DORA_DIR = Path(__file__).resolve().parent / "dora"
 BENCH = "noded.nodes.testing.bench"
+PACINGS = {"back to back": 0.0, "5 ms apart": 0.005, "20 ms apart": 0.02}  # the matrix of both hops and floors
 PIPELINE = f"""name = "hop_latency"
-inputs = ["ctl"]
-outputs = ["sink.out"]
+inputs = ["ctl", "data"]
+outputs = ["sink.out", "csink.out"]
 [dataplane]
 depth = 4
 max_payload = "10M"
@@ -70,7 +82,11 @@ inputs = ["input.ctl"]
 [[nodes]]
 id = "sink"
 class = "{BENCH}:LatencySink"
-inputs = ["src.out"]
+inputs = [{{ from = "src.out", spin_us = SPIN }}]
+[[nodes]]
+id = "csink"
+class = "{BENCH}:EchoSink"
+inputs = [{{ from = "input.data", spin_us = SPIN }}]
 """
 
 
@@ -137,10 +153,20 @@ def until(c: Client, sid: str, state: str) -> Any:
     raise RuntimeError("event stream ended")
 
 
-def run_noded(count: int, warmup: int, interval: float, rss_messages: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"inplace": {}, "copy": {}, "send_us": {}, "view_us": {}, "gaps": {}}
+def sinks_cpu(c: Client, sid: str) -> dict[str, float]:
+    """CPU seconds of the two sinks' units so far (what `nodectl session show` reads)."""
+    info = session_info(c.request("show", sid=sid))
+    assert info.stats is not None
+    return {n.id: n.cpu_seconds or 0.0 for n in info.stats.nodes if n.id in ("sink", "csink")}
+
+
+def run_noded(
+    count: int, warmup: int, interval: float, rss_messages: int, matrix_only: bool, spin_us: int = 0
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"inplace": {}, "copy": {}, "send_us": {}, "view_us": {}, "gaps": {}, "matrix": {}}
+    text = PIPELINE.replace("SPIN", str(spin_us))
     with Client(timeout=60) as c:
-        sid = session_info(c.request("create", text=PIPELINE, filename="hop_latency.toml", watch=True)).sid
+        sid = session_info(c.request("create", text=text, filename="hop_latency.toml", watch=True)).sid
         try:
             until(c, sid, "ready")
             pids = {n["id"]: n["main_pid"] for n in c.request("show", sid=sid)["nodes"]}
@@ -157,6 +183,48 @@ def run_noded(count: int, warmup: int, interval: float, rss_messages: int) -> di
                     if summary["tag"] != tag or summary["count"] != n or summary["bad"]:
                         raise RuntimeError(f"batch {tag}: {summary['count']} of {n} came, {summary['bad']} bad")
                     return summary
+
+                def client_batch(size: int, n: int, gap: float) -> tuple[dict[str, Any], list[int]]:
+                    """The client -> node hop: the client loans, stamps and sends each message to
+                    csink, then waits for its answer (the round trip) before the next."""
+                    tag = f"client-{size}-{next(tags)}"
+                    rtt = []
+                    now = time.monotonic_ns
+                    for i in range(n):
+                        if gap:
+                            time.sleep(gap)
+                        t0 = now()
+                        arr = io.loan("data", (size,), np.uint8, timestamp_ns=t0)
+                        arr[0] = arr[-1] = i % 251
+                        io.send("data", arr)
+                        answer = io.receive(timeout=30)
+                        t2 = now()
+                        if answer is None or answer.source != "csink.out":
+                            raise RuntimeError(f"batch {tag}: no answer to message {i}")
+                        del answer
+                        rtt.append(t2 - t0)
+                    io.send("data", {"end": tag, "send_ns": []})
+                    msg = io.receive(timeout=60)
+                    if msg is None or msg.json.get("tag") != tag or msg.json["count"] != n or msg.json["bad"]:
+                        raise RuntimeError(f"batch {tag}: no summary, or not {n} good messages")
+                    return msg.json, rtt
+
+                cpu0, t0 = sinks_cpu(c, sid), time.monotonic()
+                for pacing, gap in PACINGS.items():  # both hops, every size, at each pacing
+                    cells: dict[str, Any] = {"node->node": {}, "client->node": {}, "client rtt": {}}
+                    for label, size in SIZES.items():
+                        print(f"... noded {label}, {pacing}: node->node, client->node", file=sys.stderr, flush=True)
+                        batch("inplace", size, warmup, gap)
+                        cells["node->node"][label] = stats_us(batch("inplace", size, count, gap)["lat_ns"])
+                        client_batch(size, warmup, gap)
+                        summary, rtt = client_batch(size, count, gap)
+                        cells["client->node"][label] = stats_us(summary["lat_ns"])
+                        cells["client rtt"][label] = stats_us(rtt)
+                    out["matrix"][pacing] = cells
+                cpu1, seconds = sinks_cpu(c, sid), time.monotonic() - t0
+                out["matrix_cpu"] = {"seconds": seconds, **{n: cpu1[n] - cpu0[n] for n in cpu1}}
+                if matrix_only:
+                    return out
 
                 for label, size in SIZES.items():
                     for mode in ("inplace", "copy"):
@@ -456,6 +524,64 @@ def report(res: dict[str, Any]) -> None:
     print("\n" + "\n".join(f"- {n}" for n in res["notes"]))
 
 
+def report_matrix(res: dict[str, Any], header: bool = True) -> None:
+    """Both hops against both floors, at every size and pacing, with the ratios."""
+    m, matrix, fl = res["machine"], res["noded"]["matrix"], res["floors"]
+    if header:
+        print(
+            f"machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python {m['python']}, "
+            f"iceoryx2 {m['iceoryx2']}; loadavg before {' '.join(m['loadavg'])}, after {' '.join(res['loadavg_after'])}"
+        )
+        if res["warning"]:
+            print(res["warning"])
+    p = res["params"]
+    print(
+        f"the matrix: p50/p95 us, {p['count']} timed messages per cell after {p['warmup']} warm-up. floor: the bare "
+        "binding in plain processes; sandboxed: the same code in units with a node's sandbox (its cost: sandboxed - "
+        "floor); each floor message is answered, the req/reply columns are its round trip. client->node: the "
+        "client waits for each answer (client rtt); node->node: the source paces itself (back to back: as fast as "
+        "credits allow, depth 4). ratios: p95 over the floor's p95, and over the sandboxed floor's"
+    )
+    cpu = res["noded"]["matrix_cpu"]
+    print(
+        f"the sinks' input edges have spin_us = {p.get('spin_us', 0)}; their CPU over the matrix's "
+        f"{cpu['seconds']:.1f} s: sink {cpu.get('sink', 0):.2f} s, csink {cpu.get('csink', 0):.2f} s"
+    )
+    both = lambda st: f"{st['p50']:.0f}/{st['p95']:.0f}"  # noqa: E731
+    for pacing in matrix:
+        plain, units, cells = fl[pacing]["plain"], fl[pacing]["units"], matrix[pacing]
+        body = []
+        for label in SIZES:
+            raw, sbx = plain["one_way"][label], units["one_way"][label]
+            cn, nn = cells["client->node"][label], cells["node->node"][label]
+            body.append(
+                [
+                    label,
+                    both(raw),
+                    both(sbx),
+                    f"{sbx['p50'] - raw['p50']:+.0f}/{sbx['p95'] - raw['p95']:+.0f}",
+                    both(plain["rtt"][label]),
+                    both(units["rtt"][label]),
+                    both(cn),
+                    f"{ratio(cn['p95'], raw['p95'])} {ratio(cn['p95'], sbx['p95'])}",
+                    both(cells["client rtt"][label]),
+                    both(nn),
+                    f"{ratio(nn['p95'], raw['p95'])} {ratio(nn['p95'], sbx['p95'])}",
+                    f"{cn['p50'] - raw['p50']:+.0f} {nn['p50'] - raw['p50']:+.0f}",
+                ]
+            )
+        print(f"\n{pacing}:")
+        print(
+            table(
+                [
+                    "size", "floor", "sandboxed", "sandbox cost", "req/reply", "sandboxed", "client->node",
+                    "/floors p95", "client rtt", "node->node", "/floors p95", "p50 over floor",
+                ],
+                body,
+            )
+        )  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -466,6 +592,17 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of the tables")
     ap.add_argument("--no-dora", action="store_true", help="skip the dora-rs baseline")
     ap.add_argument("--interval", type=float, default=0.005, help="seconds between messages (default 0.005)")
+    ap.add_argument(
+        "--spin-us",
+        type=int,
+        default=0,
+        help="spin_us of the two sinks' input edges (the consumers poll that long before they sleep)",
+    )
+    ap.add_argument(
+        "--matrix-only",
+        action="store_true",
+        help="only the matrix: both hops and the floors at every size and pacing (no copy, pipe, dora, RSS)",
+    )
     ap.add_argument(
         "--wait-quiet",
         type=float,
@@ -485,7 +622,26 @@ def main() -> int:
         "notes": [],
         "params": {"count": count, "warmup": warmup, "interval": args.interval},
     }
-    res["noded"] = run_noded(count, warmup, args.interval, rss_messages)
+    res["noded"] = run_noded(count, warmup, args.interval, rss_messages, args.matrix_only, args.spin_us)
+    res["params"]["spin_us"] = args.spin_us
+    res["floors"] = {
+        pacing: {
+            how: {kind: {label: stats_us(ns) for label, ns in got.items()} for kind, got in floor.items()}
+            for how, floor in (
+                ("plain", floors(SIZES, count, warmup, gap, units=False)),
+                ("units", floors(SIZES, count, warmup, gap, units=True)),
+            )
+        }
+        for pacing, gap in PACINGS.items()
+    }
+    if args.matrix_only:
+        res["loadavg_after"] = loadavg()
+        res["warning"] = warning(res["machine"]["loadavg"], res["loadavg_after"])
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            report_matrix(res)
+        return 0
     res["pipe"] = run_pipe(count, warmup, args.interval)
     res["raw"] = {label: stats_us(ns) for label, ns in run_raw(SIZES, count, warmup, args.interval).items()}
     try:
@@ -518,6 +674,8 @@ def main() -> int:
         print(json.dumps(res, indent=2))
     else:
         report(res)
+        print()
+        report_matrix(res, header=False)
     return 1 if misses else 0
 
 

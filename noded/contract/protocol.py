@@ -85,6 +85,10 @@ class ChannelStats(msgspec.Struct, kw_only=True):
     bytes: int | None = None
     blocked_seconds: float | None = None  # total time the producer waited on this port
     blocked_now_seconds: float = 0.0  # the wait in progress (0: not waiting)
+    # Per consumer, for a port with a lossy edge (overflow = "drop_oldest"); empty when
+    # every edge blocks: whether the edge is lossy, and the messages it dropped.
+    drop_oldest: list[bool] = []
+    dropped: list[int] = []
 
 
 class SessionStats(msgspec.Struct, kw_only=True):

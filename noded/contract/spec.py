@@ -34,6 +34,14 @@ class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     consumer_inboxes: list[str]  # each consumer's inbox event service, aligned with consumers
     depth: int = DEFAULT_DEPTH  # messages in flight per consumer
     max_payload: int = DEFAULT_MAX_PAYLOAD  # payload bytes (header excluded), sized up front
+    # Per consumer, aligned with consumers: True for a lossy edge (overflow = "drop_oldest"),
+    # whose consumer the producer never waits for; empty: every edge blocks.
+    drop_oldest: list[bool] = []
+
+    @property
+    def safe_overflow(self) -> bool:
+        """iceoryx2's safe overflow for the service: on when any edge of the port is lossy."""
+        return any(self.drop_oldest)
 
 
 class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +51,9 @@ class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port_index: int  # the producer's index of that output port
     consumer_index: int  # this consumer's index among that port's consumers
     depth: int = DEFAULT_DEPTH
+    drop_oldest: bool = False  # this edge is lossy: its oldest unread message may be dropped
+    safe_overflow: bool = False  # the service's QoS (OutputSpec.safe_overflow): both sides must agree
+    spin_us: int = 0  # poll this long for the next message before sleeping (the endpoint: its largest)
 
 
 class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -19,7 +19,7 @@ Layout (int64 slots, native byte order; little-endian on every machine noded run
     header, HEADER_SLOTS:  MAGIC VERSION PID N_OUT N_IN STATE STATE_SINCE_NS PROCESSED
                            ERRORS BUSY_NS REJECTED UNCONSUMED SERVING_SINCE_NS (3 spare)
     per output, PORT_SLOTS: SENT BYTES BLOCKED_NS BLOCKED_SINCE_NS OPEN (3 spare)
-    per input,  PORT_SLOTS: RECEIVED BYTES RELEASED SUBSCRIBED (4 spare)
+    per input,  PORT_SLOTS: RECEIVED BYTES RELEASED SUBSCRIBED DROPPED (3 spare)
     per input,  HOP_SLOTS:  hop-latency histogram: one count per bucket of HOP_BOUNDS_NS
                             (a message of latency t counts in the first bucket whose bound
                             is >= t; the last bucket is +Inf), then HOP_SUM_NS (2 spare)
@@ -74,7 +74,9 @@ H_ERRORS, H_BUSY_NS, H_REJECTED, H_UNCONSUMED, H_SERVING_SINCE = range(8, 13)
 # output slots (relative)
 O_SENT, O_BYTES, O_BLOCKED_NS, O_BLOCKED_SINCE, O_OPEN = range(5)
 # input slots (relative)
-I_RECEIVED, I_BYTES, I_RELEASED, I_SUBSCRIBED = range(4)
+# DROPPED: messages a lossy edge (overflow = "drop_oldest") lost before this consumer read
+# them, counted from the gaps in the producer's seq; always 0 on an edge that blocks.
+I_RECEIVED, I_BYTES, I_RELEASED, I_SUBSCRIBED, I_DROPPED = range(5)
 
 
 class State(IntEnum):
@@ -172,6 +174,7 @@ class InputCounters:
     subscribed: bool
     hop_buckets: tuple[int, ...] = ()  # per bucket of HOP_BOUNDS_NS (+Inf last), not cumulative
     hop_sum_ns: int = 0
+    dropped: int = 0  # lost on a lossy edge before this consumer read them
 
     @property
     def hop_count(self) -> int:
@@ -225,6 +228,7 @@ def decode(data: bytes, now_ns: int | None = None) -> Snapshot:
                 bool(p[I_SUBSCRIBED]),
                 tuple(hop[:HOP_BUCKETS]),
                 hop[HOP_SUM_NS],
+                p[I_DROPPED],
             )
         )
     try:

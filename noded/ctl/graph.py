@@ -78,7 +78,10 @@ def from_pipeline(pipeline: Any) -> Graph:
             port = "" if inp.ref.is_external else f"{inp.ref.port}: "
             payload = pipeline.node(inp.ref.node).max_payload if not inp.ref.is_external else None
             size = f", ≤{_size(payload)}" if payload is not None else ""
-            g.edges.append(GEdge(src, node.id, [f"{port}depth {inp.depth}{size}"]))
+            mode = (", drop_oldest" if inp.overflow == "drop_oldest" else "") + (
+                f", spin {inp.spin_us} us" if inp.spin_us else ""
+            )
+            g.edges.append(GEdge(src, node.id, [f"{port}depth {inp.depth}{size}{mode}"]))
     for ref in pipeline.outputs:
         out = f"output.{ref}"
         g.nodes.append(GNode(out, [str(ref)], external=True))
@@ -109,9 +112,12 @@ def from_session(info: Any, before: Any, after: Any, seconds: float) -> Graph:
             if dst not in known and all(n.id != dst for n in g.nodes):
                 g.nodes.append(GNode(dst, [dst], external=True))
             held = ch.occupancy[i] if i < len(ch.occupancy) else 0
-            state = "blocked" if ch.blocked_now_seconds > 0 else "full" if held >= ch.depth else "ok"
+            lossy = i < len(ch.drop_oldest) and ch.drop_oldest[i]  # never holds its producer: never full
+            state = "blocked" if ch.blocked_now_seconds > 0 else "full" if held >= ch.depth and not lossy else "ok"
             lines = [f"{held}/{ch.depth} in flight, ≤{_size(ch.slice_bytes)}"]
             lines.append(f"{rate:.1f} msg/s" if rate is not None else "rate unknown")
+            if lossy:
+                lines.append(f"drop_oldest: {ch.dropped[i] if i < len(ch.dropped) else 0} dropped")
             if state != "ok":
                 lines.append(state)
             g.edges.append(GEdge(src, dst, lines, state))

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.text import Text
 
-from noded.contract.protocol import Failure, NodeInfo, SessionInfo, SessionStats
+from noded.contract.protocol import ChannelStats, Failure, NodeInfo, SessionInfo, SessionStats
 from noded.contract.states import NODE_UP, NodeState, SessionState
 
 STATE_STYLE: dict[str, str] = {  # node and session states (StrEnums: their values are the keys)
@@ -177,11 +177,16 @@ def nodes_stats_table(s: SessionInfo, busy_node: str | None = None, title: str |
 
 
 def channels_table(stats: SessionStats) -> Table:
-    """Channels with capacity, occupancy and traffic; a full one (its producer waits) in red."""
+    """Channels with capacity, occupancy and traffic; a full one (its producer waits) in red.
+    With a lossy edge (overflow = "drop_oldest") in the session, a DROPPED column: per
+    consumer, the messages it lost ("-" for an edge that blocks)."""
     table = Table(title="channels", box=None, header_style="bold", title_justify="left")
-    for col in ("CHANNEL", "TO", "DEPTH", "SLICE", "QUEUED", "PUB", "SUB", "MSGS", "BYTES", "BLOCKED"):
+    lossy = any(c.drop_oldest for c in stats.channels)
+    cols = ("CHANNEL", "TO", "DEPTH", "SLICE", "QUEUED", "PUB", "SUB", "MSGS", "BYTES", "BLOCKED")
+    for col in (*cols, "DROPPED") if lossy else cols:
         table.add_column(col, justify="left" if col in ("CHANNEL", "TO") else "right")
     for c in stats.channels:
+        extra = [_dropped(c)] if lossy else []
         queued = "/".join(str(n) for n in c.occupancy) or "0"
         blocked = human_seconds(c.blocked_seconds)
         if c.blocked_now_seconds:
@@ -197,8 +202,16 @@ def channels_table(stats: SessionStats) -> Table:
             _count(c.messages),
             human_bytes(c.bytes),
             cell(blocked, "bold red") if c.blocked_now_seconds else blocked,
+            *extra,
         )
     return table
+
+
+def _dropped(c: ChannelStats) -> str:
+    if not c.drop_oldest:
+        return "-"
+    counts = c.dropped or [0] * len(c.drop_oldest)
+    return "/".join(str(n) if drop else "-" for n, drop in zip(counts, c.drop_oldest))
 
 
 def print_failure(console: Console, s: SessionInfo) -> None:

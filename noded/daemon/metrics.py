@@ -66,6 +66,7 @@ class EdgeStats:
     messages: int
     bytes: int
     blocked_seconds: float  # the producer's time waiting for credits (backpressure)
+    dropped: int = 0  # messages its lossy edges (overflow = "drop_oldest") dropped, all consumers
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,13 @@ def edge_stats_from_channels(channels: Iterable[Any]) -> list[EdgeStats]:
     """EdgeStats from per-channel figures (objects with ``name``, ``messages``, ``bytes``
     and ``blocked_seconds``, None where unknown); channels without counters are left out."""
     return [
-        EdgeStats(edge=c.name, messages=c.messages, bytes=c.bytes or 0, blocked_seconds=c.blocked_seconds or 0.0)
+        EdgeStats(
+            edge=c.name,
+            messages=c.messages,
+            bytes=c.bytes or 0,
+            blocked_seconds=c.blocked_seconds or 0.0,
+            dropped=sum(getattr(c, "dropped", None) or ()),
+        )
         for c in channels
         if c.messages is not None
     ]
@@ -211,12 +218,18 @@ class _EdgeCollector(Collector):
         blocked = CounterMetricFamily(
             "noded_edge_blocked_seconds", "Time the producer waited for the consumer (backpressure).", labels=labels
         )
+        dropped = CounterMetricFamily(
+            "noded_edge_dropped",
+            'Messages an edge dropped: its consumers\' lossy edges (overflow = "drop_oldest") lost them unread.',
+            labels=labels,
+        )
         for sid, stats in list(self.edges.items()):
             for s in stats:
                 values = [self.pipeline_of.get(sid, ""), sid, s.edge]
                 messages.add_metric(values, s.messages)
                 sizes.add_metric(values, s.bytes)
                 blocked.add_metric(values, s.blocked_seconds)
+                dropped.add_metric(values, s.dropped)
         hop = HistogramMetricFamily(
             "noded_hop_latency_seconds",
             "One hop: from the producer's send to the consumer accepting the message.",
@@ -226,7 +239,7 @@ class _EdgeCollector(Collector):
             for h in hops:
                 buckets = [(_le(bound), count) for bound, count in h.buckets]
                 hop.add_metric([self.pipeline_of.get(sid, ""), sid, h.edge], buckets, h.sum_seconds)
-        yield from (messages, sizes, blocked, hop)
+        yield from (messages, sizes, blocked, dropped, hop)
         yield from self._node_families()
 
     def _node_families(self) -> Iterator[Metric]:

@@ -163,14 +163,20 @@ def channel_stats(
             pout = psnap.outputs[index] if psnap is not None and index < len(psnap.outputs) else None
             ins = _consumer_counters(readers, snaps, spec.service, spec.consumers)
             sent = pout.sent if pout is not None else max((c.received for _, c in ins if c is not None), default=None)
+            lossy = spec.drop_oldest or [False] * len(ins)
             occupancy = [
-                min(max(sent - c.released, 0), spec.depth) if sent is not None and c is not None else 0
-                for _, c in ins
+                # a lossy edge's consumer holds what it read and did not release (the rest was
+                # dropped or is buffered); otherwise all that was sent and not released
+                min(max((c.received if drop else sent) - c.released, 0), spec.depth)
+                if sent is not None and c is not None else 0
+                for (_, c), drop in zip(ins, lossy)
             ]  # fmt: skip
             channels.append(ChannelStats(
                 name=spec.service.replace("/", "."), service=spec.service, producer=producer,
                 consumers=list(spec.consumers), depth=spec.depth, slice_bytes=HEADER_SIZE + spec.max_payload,
-                occupancy=occupancy, full=any(n >= spec.depth for n in occupancy),
+                occupancy=occupancy, full=any(n >= spec.depth for n, drop in zip(occupancy, lossy) if not drop),
+                drop_oldest=list(spec.drop_oldest),
+                dropped=[c.dropped if c is not None else 0 for _, c in ins] if spec.drop_oldest else [],
                 publishers=int(pout is not None and pout.open and live(producer)),
                 subscribers=sum(1 for e, c in ins if c is not None and c.subscribed and live(e)),
                 messages=sent,

@@ -40,6 +40,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import time
 from typing import Any
 
 import iceoryx2 as iox
@@ -61,6 +62,7 @@ CREDIT_WINDOW = 64
 assert MAX_DEPTH < CREDIT_WINDOW // 2, "credit counts would be ambiguous"
 MAX_LOANS = 4  # samples a producer may hold loaned per port at once
 PAYLOAD_ALIGNMENT = 64  # samples start 64-byte aligned, so payloads (at offset 128) do too
+_NEVER = 1 << 62  # messages in flight that block a lossy edge's consumer: none do
 _SOCKET_NAME_LEN = 48  # iceoryx2 puts "<prefix><32 digits>.event" sockets into the root
 _SUN_PATH_MAX = 107
 
@@ -182,15 +184,19 @@ class Channels:
         self.node = None  # dropping the last reference removes the node's files
 
 
-def _stream_service(node: Any, name: str, depth: int, max_subscribers: int, *, create: bool) -> Any:
+def _stream_service(
+    node: Any, name: str, depth: int, max_subscribers: int, *, create: bool, safe_overflow: bool = False
+) -> Any:
     """THE publish-subscribe QoS, for both sides: opening with any other QoS fails
     (docs/dataplane.md, "Identical QoS on both sides"). The producer creates it for its
-    exact consumer count; a consumer opens it asking for at least its own index + 1."""
+    exact consumer count; a consumer opens it asking for at least its own index + 1.
+    ``safe_overflow``: the port has a lossy edge (a full buffer of a consumer the producer
+    does not wait for loses its oldest sample); off, a full buffer is never overwritten."""
     builder = (
         node.service_builder(iox.ServiceName.new(name))
         .publish_subscribe(iox.Slice[ctypes.c_uint8])
         .payload_alignment(iox.Alignment.new(PAYLOAD_ALIGNMENT))
-        .enable_safe_overflow(False)  # a full buffer is never overwritten
+        .enable_safe_overflow(safe_overflow)
         .history_size(0)
         .max_publishers(1)
         .max_subscribers(max_subscribers)
@@ -255,11 +261,24 @@ class Inbox:
         self._guards = [self._waitset.attach_notification(self._listener)]
         self._guards += [self._waitset.attach_notification_fd(iox.FileDescriptor.non_owning_new(fd)) for fd in fds]
 
-    def wait(self, timeout: float) -> list[int]:
+    def wait(self, timeout: float, spin_ns: int = 0) -> list[int]:
         """Sleep (GIL released) until an event, a wake(), the extra fd or ``timeout``
         seconds; then return the pending event ids (maybe none). A signal ends it early.
         The wake-up pipe is drained only when no event came (a syscall, and an exception
-        when empty, saved per message): a wake() left in it costs one spare wake-up."""
+        when empty, saved per message): a wake() left in it costs one spare wake-up.
+        ``spin_ns``: first poll the listener for that long (at most ``timeout``), burning
+        CPU so that the next event is taken without a wake-up (an edge's ``spin_us``);
+        a wake() or the extra fd is seen only once the spin is over."""
+        if spin_ns:
+            now = time.monotonic_ns
+            end = now() + min(spin_ns, int(timeout * 1e9))
+            try_wait = self._listener.try_wait
+            while True:
+                activations = try_wait()
+                if activations:
+                    return [activation.id.as_value for activation in activations]
+                if now() >= end:
+                    break
         try:  # try/except, not contextlib.suppress: this runs once per message
             self._waitset.wait_and_process_with_timeout(iox.Duration.from_secs_f64(max(timeout, 0.0)))
         except iox.WaitSetRunError:
@@ -308,7 +327,9 @@ class OutPort:
         self.spec, self.index, self.depth = spec, index, spec.depth
         self.max_message_len = max_message_len
         self._chan = chan
-        self._service = _stream_service(chan.node, spec.service, spec.depth, n, create=True)
+        self._service = _stream_service(
+            chan.node, spec.service, spec.depth, n, create=True, safe_overflow=spec.safe_overflow
+        )
         self.publisher = (
             self._service.publisher_builder()
             .initial_max_slice_len(max_message_len)
@@ -324,6 +345,10 @@ class OutPort:
         self.hello = [False] * n
         self.sent = [0] * n
         self.released = [0] * n
+        # Messages in flight that block a consumer: depth, or never for a lossy edge.
+        self.limit = [_NEVER if lossy else spec.depth for lossy in spec.drop_oldest] or [spec.depth] * n
+        if len(self.limit) != n:
+            raise ChannelError(f"port {spec.port!r}: drop_oldest has {len(spec.drop_oldest)} entries for {n} consumers")
         self._notifiers: list[Any | None] = [None] * n
 
     def credit(self, consumer: int, released_mod: int) -> None:
@@ -343,12 +368,12 @@ class OutPort:
 
     def blocking(self) -> list[int]:
         """The consumers that keep the next send from going out: no hello yet, or
-        ``depth`` messages in flight."""
+        ``depth`` messages in flight (never, for a lossy edge's consumer)."""
         if len(self.sent) == 1:  # the common case, without a comprehension per send
-            return [] if self.hello[0] and self.sent[0] - self.released[0] < self.depth else [0]
+            return [] if self.hello[0] and self.sent[0] - self.released[0] < self.limit[0] else [0]
         return [
-            i for i, (hello, s, r) in enumerate(zip(self.hello, self.sent, self.released))
-            if not hello or s - r >= self.depth
+            i for i, (hello, s, r, limit) in enumerate(zip(self.hello, self.sent, self.released, self.limit))
+            if not hello or s - r >= limit
         ]  # fmt: skip
 
     def loan(self, length: int) -> Any:
@@ -424,6 +449,8 @@ class InPort:
         self.subscriber: Any = None
         self.released = 0
         self.credited = -1  # the count last delivered to the producer; -1: no hello yet
+        self.lossy = spec.drop_oldest
+        self.next_seq = 0  # a lossy edge: the seq expected next; a gap is messages dropped
         self._credit_base = credit_event_id(spec.port_index, spec.consumer_index, 0)
         self._notifier: Any | None = None  # to the producer's inbox, once it exists (Channels keeps it)
 
@@ -436,8 +463,9 @@ class InPort:
         if self.subscriber is None:
             try:
                 self._service = _stream_service(
-                    self._chan.node, self.spec.service, self.spec.depth, self.spec.consumer_index + 1, create=False
-                )
+                    self._chan.node, self.spec.service, self.spec.depth, self.spec.consumer_index + 1,
+                    create=False, safe_overflow=self.spec.safe_overflow,
+                )  # fmt: skip
             except iox.PublishSubscribeOpenError as e:
                 if _is(e, "DoesNotExist"):
                     return False
@@ -446,7 +474,16 @@ class InPort:
         return self.credit()
 
     def receive(self) -> Any | None:
-        return None if self.subscriber is None else self.subscriber.receive()
+        if self.subscriber is None:
+            return None
+        if not self.lossy:
+            return self.subscriber.receive()
+        try:  # a lossy edge's producer does not wait: the node may hold `depth` already
+            return self.subscriber.receive()
+        except iox.ReceiveError as e:
+            if "ExceedsMaxBorrows" in f"{e} {e.args}":
+                return None  # the oldest buffered ones are overwritten meanwhile: counted as dropped
+            raise
 
     def credit(self) -> bool:
         """Tell the producer the current released count; True if it was delivered."""

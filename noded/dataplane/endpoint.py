@@ -51,6 +51,7 @@ from noded.contract.stats import (
     HOP_BOUNDS_NS,
     HOP_SUM_NS,
     I_BYTES,
+    I_DROPPED,
     I_RECEIVED,
     I_RELEASED,
     I_SUBSCRIBED,
@@ -126,6 +127,8 @@ class Endpoint:
         self.name = name
         self.send_timeout = send_timeout
         self.verify = plane.verify_payload
+        # wait() polls this long before it sleeps: the largest spin_us of the inputs (0: never)
+        self._spin_ns = max((spec.spin_us for spec in plane.inputs), default=0) * 1000
         self.block = _stats_block(len(plane.outputs), len(plane.inputs), stats_path)
         self._slots = self.block.slots
         self._out_base = [self.block.out_base(i) for i in range(len(plane.outputs))]
@@ -218,6 +221,11 @@ class Endpoint:
         slots, base = self._slots, self._in_base[port.index]
         slots[base + I_RECEIVED] += 1
         slots[base + I_BYTES] += header.payload_len
+        if port.lossy:  # what safe overflow dropped shows as a gap in the producer's seq
+            gap = header.seq - port.next_seq
+            if gap > 0:
+                slots[base + I_DROPPED] += gap
+            port.next_seq = header.seq + 1  # a smaller seq: a new producer (a client) started over
         sent = header.sent_ns
         if sent:  # the hop: from the producer's send to here (noded.contract.stats)
             hop = _monotonic_ns() - sent
@@ -282,9 +290,9 @@ class Endpoint:
         with self._locked_cm:
             if self._released:
                 self._flush_credits()
-            self._pump(limit)
+            self._pump(limit, self._spin_ns)
 
-    def _pump(self, timeout: float) -> None:
+    def _pump(self, timeout: float, spin_ns: int = 0) -> None:
         """With the lock held: sleep in the inbox (or, if another thread does, on the
         condition) and apply what arrived."""
         if self._pumping or self._inbox is None:  # another thread pumps, or closed
@@ -293,7 +301,7 @@ class Endpoint:
         self._pumping = True
         self._lock.release()
         try:
-            events = self._inbox.wait(timeout)
+            events = self._inbox.wait(timeout, spin_ns)
         finally:
             self._lock.acquire()
             self._pumping = False
@@ -471,13 +479,14 @@ class Endpoint:
 
     @property
     def stats(self) -> Counter[str]:
-        """Totals of this endpoint: received, sent, rejected, unconsumed (the per-port
-        counters: ``self.block``, ``noded.contract.stats``)."""
+        """Totals of this endpoint: received, sent, rejected, unconsumed, dropped (by lossy
+        inputs; the per-port counters: ``self.block``, ``noded.contract.stats``)."""
         s = self._slots
         return Counter({
             "received": sum(s[b + I_RECEIVED] for b in self._in_base),
             "sent": sum(s[b + O_SENT] for b in self._out_base),
             "rejected": s[H_REJECTED], "unconsumed": s[H_UNCONSUMED],
+            "dropped": sum(s[b + I_DROPPED] for b in self._in_base),
         })  # fmt: skip
 
     def _drop_unconsumed(self, port: str) -> None:

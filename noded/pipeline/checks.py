@@ -47,6 +47,7 @@ from noded.pipeline.schema import (
     MIN_DEPTH,
     NAME_PATTERN,
     NAME_RE,
+    OVERFLOW_BLOCK,
     PORT_REF_RE,
     RESERVED_IDS,
     DataplaneDoc,
@@ -62,9 +63,11 @@ from noded.pipeline.schema import (
     PortRef,
     Resources,
     parse_depth,
+    parse_overflow,
     parse_payload,
     parse_quota,
     parse_size,
+    parse_spin,
     parse_tasks,
 )
 from noded.pipeline.usercode import check_class_file, check_code_dir, is_file_class
@@ -80,6 +83,7 @@ __all__ = [
     "Resources",
     "load_pipeline",
     "parse_depth",
+    "parse_overflow",
     "parse_payload",
     "parse_pipeline",
     "parse_quota",
@@ -111,7 +115,8 @@ _HINTS = {
     ),
     "inputs": (
         "an input is 'node.port' (the id of another node and the name of its output port) or "
-        "'input.<name>' (an external input); { from = 'node.port', depth = 8 } also sets the edge's depth"
+        "'input.<name>' (an external input); { from = 'node.port', depth = 8, overflow = 'drop_oldest', "
+        "spin_us = 200 } also sets the edge's depth, overflow and spin"
     ),
     "external": "declare external inputs at the top level, inputs = ['audio'], and consume them as 'input.audio'",
     "unconsumed": "consume each external input as 'input.<name>' in a node's inputs, or remove it from inputs",
@@ -128,6 +133,14 @@ _HINTS = {
     "depth": (
         f"depth is how many messages may be in flight on an edge: an integer from {MIN_DEPTH} to "
         f"{MAX_DEPTH} (default {DEFAULT_DEPTH})"
+    ),
+    "spin_us": (
+        "spin_us is how long (microseconds, 0 to 100000) the consumer polls for this edge's next message "
+        "before it sleeps: lower latency for a latency-critical edge, paid in CPU (default 0: sleep at once)"
+    ),
+    "overflow": (
+        "overflow is what a full edge does: 'block' (the default: the producer waits, nothing is lost) or "
+        "'drop_oldest' (the producer never waits for this consumer; its oldest unread message is dropped)"
     ),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
@@ -528,7 +541,7 @@ class _Checker:
         return tuple(paths)
 
     def check_inputs(self, label: str, edges: list[Any], default_depth: int) -> tuple[InputRef, ...]:
-        """A node's ``inputs`` entries, "node.port" or { from = "node.port", depth = N }."""
+        """A node's ``inputs`` entries, "node.port" or { from = "node.port", depth = N, overflow = "..." }."""
         inputs: list[InputRef] = []
         converted = self.entries(label, "inputs", edges, lambda e: EdgeDoc if isinstance(e, dict) else str | EdgeDoc)
         self.unread_inputs |= len(converted) < len(edges)
@@ -542,7 +555,11 @@ class _Checker:
                 self.report(label, "inputs", f"{edge.source!r} is listed twice", "inputs")
             else:
                 depth = self.parsed(label, f"inputs[{index}].depth", edge.depth, parse_depth, default_depth, "depth")
-                inputs.append(InputRef(ref, depth))
+                overflow = self.parsed(
+                    label, f"inputs[{index}].overflow", edge.overflow, parse_overflow, OVERFLOW_BLOCK, "overflow"
+                )
+                spin = self.parsed(label, f"inputs[{index}].spin_us", edge.spin_us, parse_spin, 0, "spin_us")
+                inputs.append(InputRef(ref, depth, overflow, spin))
         return tuple(inputs)
 
     def check_class(self, node: str, name: str, code: tuple[str, ...] = ()) -> str | None:

@@ -36,6 +36,11 @@ EXTERNAL_INPUT = "input"  # the pseudo-node of external inputs: "input.<name>"
 RESERVED_IDS = (EXTERNAL_INPUT, CLIENT)
 
 MIN_DEPTH = 1  # messages in flight per edge, up to noded.contract.spec.MAX_DEPTH
+# An edge's overflow: "block" (the producer waits for the consumer; nothing is lost) or
+# "drop_oldest" (the producer never waits; a full buffer loses its oldest message).
+OVERFLOW_BLOCK, OVERFLOW_DROP_OLDEST = "block", "drop_oldest"
+OVERFLOWS = (OVERFLOW_BLOCK, OVERFLOW_DROP_OLDEST)
+MAX_SPIN_US = 100_000  # an edge's spin_us: how long its consumer polls before it sleeps
 MIN_PAYLOAD, MAX_PAYLOAD = 1024, 1024**3  # bytes per message payload
 
 INFINITY = "infinity"
@@ -69,6 +74,8 @@ class EdgeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     source: str = msgspec.field(name="from")
     depth: int | UnsetType = UNSET
+    overflow: str | UnsetType = UNSET  # "block" (default) or "drop_oldest"
+    spin_us: int | UnsetType = UNSET  # poll this long for the next message before sleeping
 
 
 class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -138,11 +145,13 @@ class PortRef:
 
 @dataclass(frozen=True, slots=True)
 class InputRef:
-    """One of a node's inputs: the port it reads, and the edge's depth (messages in
-    flight), as written or from ``[dataplane]``."""
+    """One of a node's inputs: the port it reads, the edge's depth (messages in
+    flight), as written or from ``[dataplane]``, and its overflow (OVERFLOWS)."""
 
     ref: PortRef
     depth: int = DEFAULT_DEPTH
+    overflow: str = OVERFLOW_BLOCK
+    spin_us: int = 0
 
     def __str__(self) -> str:
         return str(self.ref)
@@ -283,6 +292,22 @@ def parse_depth(value: int) -> int:
         raise ValueError(f"expected an integer, got {type(value).__name__}")
     if not MIN_DEPTH <= value <= MAX_DEPTH:
         raise ValueError(f"{value} is not between {MIN_DEPTH} and {MAX_DEPTH}")
+    return value
+
+
+def parse_overflow(value: str) -> str:
+    """What a full edge does: one of OVERFLOWS."""
+    if not isinstance(value, str) or value not in OVERFLOWS:
+        raise ValueError(f"{value!r} is not one of {', '.join(repr(o) for o in OVERFLOWS)}")
+    return value
+
+
+def parse_spin(value: int) -> int:
+    """Microseconds a consumer polls before it sleeps: 0 (the default) to MAX_SPIN_US."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    if not 0 <= value <= MAX_SPIN_US:
+        raise ValueError(f"{value} is not between 0 and {MAX_SPIN_US}")
     return value
 
 

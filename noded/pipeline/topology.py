@@ -28,6 +28,12 @@ consumer, so each consumer's buffer must hold that many. A per-edge depth is the
 a lower bound: "at least this many messages in flight on this edge". An external
 output's edge asks for ``[dataplane].depth``.
 
+Overflow: per edge. A port with a lossy edge (``overflow = "drop_oldest"``) is built
+with iceoryx2's safe overflow (a service-wide QoS both sides must agree on), and its
+producer never waits for that consumer; its other consumers still block it by credits,
+so their buffers never fill and safe overflow never touches them. An external output's
+edge blocks.
+
 Payload: a node's outputs are sized for its ``max_payload`` (``[dataplane]``'s unless
 the node sets its own); the client's (external inputs) for ``[dataplane].max_payload``.
 """
@@ -39,7 +45,7 @@ from dataclasses import dataclass
 
 from noded.contract.sessionfiles import session_prefix
 from noded.contract.spec import DataPlane, InputSpec, OutputSpec
-from noded.pipeline.schema import CLIENT, EXTERNAL_INPUT, Pipeline, PortRef
+from noded.pipeline.schema import CLIENT, EXTERNAL_INPUT, OVERFLOW_BLOCK, OVERFLOW_DROP_OLDEST, Pipeline, PortRef
 
 __all__ = ["DEFAULT_ROOT_BASE", "Topology", "inbox", "plan", "service"]
 
@@ -85,17 +91,17 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
     root, prefix = f"{root_base.rstrip('/')}/{sid}/", session_prefix(sid)
     ids = {node.id for node in pipeline.nodes}
 
-    # Every consumed port with its consumers: (consumer id, inbox, depth asked).
-    edges: dict[PortRef, list[tuple[str, str, int]]] = {PortRef(EXTERNAL_INPUT, n): [] for n in pipeline.inputs}
+    # Every consumed port with its consumers: (consumer id, inbox, depth asked, overflow).
+    edges: dict[PortRef, list[tuple[str, str, int, str]]] = {PortRef(EXTERNAL_INPUT, n): [] for n in pipeline.inputs}
     for node in pipeline.nodes:
         for edge in node.inputs:
             if edge.ref not in edges and edge.ref.node not in ids:
                 raise ValueError(f"node {node.id!r} reads {edge.ref}, which the pipeline does not have")
-            edges.setdefault(edge.ref, []).append((node.id, inbox(node.id), edge.depth))
+            edges.setdefault(edge.ref, []).append((node.id, inbox(node.id), edge.depth, edge.overflow))
     for ref in pipeline.outputs:
         if ref.node not in ids:
             raise ValueError(f"external output {ref} names no node of the pipeline")
-        edges.setdefault(ref, []).append((f"{CLIENT}.{ref}", inbox(CLIENT), pipeline.dataplane.depth))
+        edges.setdefault(ref, []).append((f"{CLIENT}.{ref}", inbox(CLIENT), pipeline.dataplane.depth, OVERFLOW_BLOCK))
 
     # Each producer's outputs, and where each port sits in its producer's list.
     outputs: dict[str, list[OutputSpec]] = {}
@@ -110,21 +116,25 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
             consumers=[c[0] for c in consumers],
             consumer_inboxes=[c[1] for c in consumers],
             depth=max(c[2] for c in consumers),
+            drop_oldest=lossy if any(lossy := [c[3] == OVERFLOW_DROP_OLDEST for c in consumers]) else [],
             max_payload=pipeline.dataplane.max_payload if producer == CLIENT else pipeline.node(producer).max_payload,
         )
         port_list = outputs.setdefault(producer, [])
         where[ref] = (len(port_list), spec)
         port_list.append(spec)
 
-    def input_spec(ref: PortRef, consumer: str) -> InputSpec:
+    def input_spec(ref: PortRef, consumer: str, spin_us: int = 0) -> InputSpec:
         port_index, spec = where[ref]
         return InputSpec(
             source=str(ref),
             service=spec.service,
             producer_inbox=inbox(_producer(ref)),
             port_index=port_index,
-            consumer_index=spec.consumers.index(consumer),
+            consumer_index=(index := spec.consumers.index(consumer)),
             depth=spec.depth,
+            drop_oldest=bool(spec.drop_oldest) and spec.drop_oldest[index],
+            safe_overflow=spec.safe_overflow,
+            spin_us=spin_us,
         )
 
     def dataplane(endpoint: str, inputs: list[InputSpec]) -> DataPlane | None:
@@ -140,7 +150,8 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
         )
 
     nodes = {
-        node.id: dataplane(node.id, [input_spec(edge.ref, node.id) for edge in node.inputs]) for node in pipeline.nodes
+        node.id: dataplane(node.id, [input_spec(edge.ref, node.id, edge.spin_us) for edge in node.inputs])
+        for node in pipeline.nodes
     }
     client = dataplane(CLIENT, [input_spec(ref, f"{CLIENT}.{ref}") for ref in pipeline.outputs])
     return Topology(root=root, prefix=prefix, nodes=nodes, client=client)

@@ -19,8 +19,10 @@ A batch ends with a JSON message ``{"end": tag, "send_ns": [...]}``: how long ea
 ``LatencySink`` records, for each TENSOR message, ``t1 - timestamp_ns`` where t1 is
 ``time.monotonic_ns()`` right after it took ``msg.array`` (the numpy view), and how long
 taking the view took. On the end marker it returns the batch's summary (JSON, on "out").
-Both keep their records in arrays allocated once, so that they do not grow per message
-(the benchmark watches their RSS).
+``EchoSink`` is a LatencySink that answers each message (the client -> node hop), and
+``RateSink`` (benchmarks/throughput.py) only counts what arrives and when.
+All of them keep their records in arrays allocated once, so that they do not grow per
+message (the benchmark watches their RSS).
 """
 
 from __future__ import annotations
@@ -121,3 +123,41 @@ class LatencyRelay(LatencySink):
         out[0], out[-1] = a[0], a[-1]
         self.ctx.send("out", out)
         return None
+
+
+class RateSink(Node):
+    """The end of benchmarks/throughput.py's chain: counts TENSOR messages and notes the
+    first one's ``timestamp_ns`` (the source's clock before it sent it) and when the last
+    one arrived; on the end marker it returns ``{"tag", "count", "first_t0", "last_ns",
+    "bad"}`` on "out". Nothing is kept per message."""
+
+    def setup(self, ctx: Context) -> None:
+        self.n = self.bad = self.first_t0 = self.last_ns = 0
+
+    def process(self, msg: Any) -> Any:
+        if msg.kind is Kind.TENSOR:
+            if not self.n:
+                self.first_t0 = msg.header.timestamp_ns
+            self.n += 1
+            a = msg.array
+            self.bad += a[0] != a[-1]
+            self.last_ns = time.monotonic_ns()
+            return None
+        summary = {
+            "tag": msg.json["end"], "count": self.n, "first_t0": self.first_t0, "last_ns": self.last_ns,
+            "bad": int(self.bad),
+        }  # fmt: skip
+        self.n = self.bad = self.first_t0 = self.last_ns = 0
+        return summary
+
+
+class EchoSink(LatencySink):
+    """``LatencySink`` that also answers each TENSOR message at once with a 1-byte TENSOR on
+    "out" (benchmarks/hop_latency.py's client -> node hop: the client waits for the answer
+    before its next message, as the raw floor's producer does, and times the round trip)."""
+
+    _ANSWER = np.zeros(1, np.uint8)
+
+    def process(self, msg: Any) -> Any:
+        summary = super().process(msg)
+        return self._ANSWER if msg.kind is Kind.TENSOR else summary
