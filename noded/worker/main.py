@@ -59,6 +59,7 @@ from noded.worker import notify
 
 if TYPE_CHECKING:
     from noded.dataplane.endpoint import Endpoint
+    from noded.worker.loop import Loop
 
 log = logging.getLogger("noded.worker")
 
@@ -133,6 +134,11 @@ class _WorkerContext(Context):
         self.stopping = stopping
         self._reporter: notify.ProgressReporter | None = notify.ProgressReporter()
         self.endpoint: Endpoint | None = None
+        self.loop: Loop | None = None  # while serving: ctx.interrupted() looks ahead through it
+
+    def _interrupted(self) -> bool:
+        loop = self.loop
+        return loop is not None and loop.interrupted()
 
     def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
         if self.endpoint is None:
@@ -233,13 +239,17 @@ class Worker:
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
         from noded.worker.loop import Loop
 
-        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping)
+        outputs = [o.port for o in self.spec.dataplane.outputs] if self.spec.dataplane is not None else []
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping, outputs)
+        self.ctx.loop = loop
         try:
             loop.run()
         finally:
+            self.ctx.loop = None
             log.info(
-                "node %s: %d messages processed, %d failed in process(); %s",
-                self.spec.node, loop.processed, loop.errors, dict(endpoint.stats),
+                "node %s: %d messages processed, %d failed in process(), %d flushes passed on "
+                "(%d messages dropped before them); %s",
+                self.spec.node, loop.processed, loop.errors, loop.flushes, loop.dropped, dict(endpoint.stats),
             )  # fmt: skip
         return self.signals.received or 0
 
