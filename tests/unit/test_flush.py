@@ -17,7 +17,6 @@ from noded.contract.wire import Flags, Kind
 from noded.ctl.mediafiles import OutputWriter, read_wav
 from noded.ctl.runreport import RunReport
 from noded.dataplane.endpoint import Endpoint
-from noded.dataplane.message import Message
 from noded.nodes.streams import LocalMessage, as_messages
 from noded.nodes.tts import Tts
 from noded.nodes.vad import Vad
