@@ -74,6 +74,8 @@ class RunReport:
     flushes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # key -> what it did
     _cuts: list[tuple[int, float]] = field(default_factory=list)  # (reply key, seconds played)
     _playing_until_ns: int = 0
+    _flushed_ports: set[str] = field(default_factory=set)  # outputs that have brought a flush
+    _pending: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # port -> flushes still to come on it
 
     def _utterance(self, info: dict[str, Any], ts: int) -> Utterance:
         key = int(info.get("speech_end_ns") or ts)
@@ -96,6 +98,8 @@ class RunReport:
         if msg.kind is Kind.AUDIO:
             if msg.timestamp_ns:
                 u = self.utterances.setdefault(msg.timestamp_ns, Utterance(msg.timestamp_ns))
+                if not u.interrupted and self._pending.get(msg.source):
+                    self._interrupt(u, now, "barge-in")  # made before the flush came by: stale
                 if u.interrupted:
                     return False  # the rest of an interrupted reply: not played (the writer drops it)
                 if u.first_audio_ns is None:
@@ -121,6 +125,8 @@ class RunReport:
             pass  # "start": nothing to show yet
         elif "heard" in info and "final" in info:  # a reply streamed clause by clause (llm)
             u = self._utterance(info, msg.timestamp_ns)
+            if not u.interrupted and self._pending.get(msg.source):
+                self._interrupt(u, now, "barge-in")  # made before the flush came by: stale
             clause = str(info.get("text") or "")
             if clause:
                 u.reply = f"{u.reply} {clause}" if u.reply else clause
@@ -152,10 +158,17 @@ class RunReport:
         flush = decode_flush(msg.data)
         key = flush.key if flush.origin else ("", len(self.flushes))
         took = (now - msg.timestamp_ns) / 1e6 if msg.timestamp_ns else None
+        self._pending.setdefault(msg.source, set()).discard(key)
         seen = self.flushes.get(key)
         if seen is not None:
             seen["ports"][msg.source] = took
+            self._flushed_ports.add(msg.source)
             return
+        # It will come on every output that brought one before, after what was made before
+        # it: a reply that comes there first is stale (interrupted), even if it had not begun.
+        for port in self._flushed_ports - {msg.source}:
+            self._pending.setdefault(port, set()).add(key)
+        self._flushed_ports.add(msg.source)
         seen = self.flushes[key] = {
             "origin": flush.origin, "reason": flush.reason, "ports": {msg.source: took}, "interrupted": [],
         }  # fmt: skip
@@ -176,10 +189,12 @@ class RunReport:
         self._playing_until_ns = now
         self._cuts.append((u.speech_end_ns, u.played_s))
         why = f" ({reason})" if reason else ""
-        self._say(
-            f"[{u.index}] interrupted{why}: the user spoke again{after}; played {u.played_s:.1f} s "
-            f"of {u.audio_seconds:.1f} s of reply audio, the rest is dropped"
+        played = (
+            f"played {u.played_s:.1f} s of {u.audio_seconds:.1f} s of its audio, the rest is dropped"
+            if u.audio_seconds
+            else "none of it was played"
         )
+        self._say(f"[{u.index}] interrupted{why}: the user spoke again{after}; {played}")
 
     def take_cuts(self) -> list[tuple[int, float]]:
         """The replies interrupted since the last call: (their audio's timestamp_ns, the

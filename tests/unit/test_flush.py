@@ -225,3 +225,55 @@ def test_a_reply_the_llm_cut_before_the_client_saw_it_counts_as_interrupted() ->
     report.handle(_flush_msg("vad.events", 1, 0))
     report.handle(_reply(0, 9, text="", final=True, interrupted=True))
     assert report.take_cuts() == [(9, 0.0)] and report.as_dict()["utterances"][0]["interrupted"]
+
+
+def _client(report: RunReport, writer: OutputWriter, msg: Any) -> None:
+    """What nodectl run does with each output message."""
+    if not report.handle(msg) and msg.source == "tts.out":
+        writer.add(msg)
+    for key, played in report.take_cuts():
+        writer.cut(key, played)
+
+
+def test_a_reply_that_comes_before_the_flush_reaches_its_output_is_stale(tmp_path: Path) -> None:
+    text = io.StringIO()
+    report = RunReport(Console(file=text, width=400))
+    writer = OutputWriter(str(tmp_path / "reply.wav"))
+    for port in ("vad.events", "llm.out", "tts.out"):  # the first flush: these outputs carry flushes
+        _client(report, writer, _flush_msg(port, 1, 0))
+    heard = {"utterance": 0, "text": "tell me about the moon", "speech_end_ns": 7, "asr_ms": 1}
+    _client(report, writer, LocalMessage(heard, source="asr.out", timestamp_ns=7))
+    _client(report, writer, _flush_msg("vad.events", 2, 0))  # the user speaks before any of the reply came
+    assert report.as_dict()["utterances"][0]["interrupted"]  # the reply had not come: interrupted already
+    for msg in (_reply(0, 7), _audio(2.0, 7)):  # made before the flush came by: dropped
+        _client(report, writer, msg)
+    for port in ("llm.out", "tts.out"):
+        _client(report, writer, _flush_msg(port, 2, 0))
+    later = {"utterance": 1, "text": "how many legs", "speech_end_ns": 8, "asr_ms": 1}
+    _client(report, writer, LocalMessage(later, source="asr.out", timestamp_ns=8))
+    for msg in (_reply(1, 8), _audio(1.0, 8)):  # after the flush on its output: played
+        _client(report, writer, msg)
+    writer.close()
+    u0, u1 = report.as_dict()["utterances"]
+    assert u0["interrupted"] and u0["played_s"] == 0.0 and not u1["interrupted"]
+    assert "[0] interrupted (barge-in): the user spoke again" in text.getvalue()
+    assert "none of it was played" in text.getvalue()
+    samples, rate = read_wav(tmp_path / "reply.wav")
+    assert len(samples) == rate  # reply 1 only
+
+
+def test_a_reply_made_before_the_flush_but_not_heard_yet_is_stale(tmp_path: Path) -> None:
+    # The transcript comes after the flush (outputs are read in turn): the reply is still
+    # stale, because it comes on llm.out and tts.out before the flush does.
+    report = RunReport(Console(file=io.StringIO()), quiet=True)
+    writer = OutputWriter(str(tmp_path / "reply.wav"))
+    for port in ("vad.events", "llm.out", "tts.out"):
+        _client(report, writer, _flush_msg(port, 1, 0))
+    _client(report, writer, _flush_msg("vad.events", 2, 0))
+    heard = {"utterance": 0, "text": "tell me about the moon", "speech_end_ns": 7, "asr_ms": 1}
+    _client(report, writer, LocalMessage(heard, source="asr.out", timestamp_ns=7))
+    for msg in (_reply(0, 7), _reply(0, 7, text="", final=True), _audio(2.0, 7)):
+        _client(report, writer, msg)
+    writer.close()
+    assert report.as_dict()["utterances"][0]["interrupted"]
+    assert writer.count == 0 and (tmp_path / "reply.wav").stat().st_size == 44  # a WAV header, no audio
