@@ -34,6 +34,7 @@ here; node modules import what they need.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import io
 import logging
@@ -154,6 +155,10 @@ class _WorkerContext(Context):
     def end_setup(self) -> None:
         self._reporter = None
 
+    def heartbeat(self) -> notify.Heartbeat | contextlib.nullcontext[None]:
+        reporter = self._reporter
+        return notify.Heartbeat(reporter) if reporter is not None else contextlib.nullcontext()
+
     def _report(self, fraction: float | None, text: str) -> None:
         reporter = self._reporter
         if reporter is None:
@@ -191,7 +196,8 @@ class Worker:
         try:
             try:
                 self.signals.set_interruptible(True)
-                node = self._setup()
+                with self.ctx.heartbeat():  # the status moves at least every HEARTBEAT s
+                    node = self._setup()
                 self.node = node
                 self._open_dataplane()
             finally:

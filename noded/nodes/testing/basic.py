@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from noded.contract.wire import Kind
 from noded.errors import ParamError
 from noded.node import Context, Node
 from noded.nodes.params import REQUIRED, check_params
@@ -301,8 +300,8 @@ class Drip(Node):
         self.ctx = ctx
 
     def process(self, msg: Any) -> Any:
-        if msg.kind is not Kind.JSON:
-            yield msg  # end markers pass
+        if msg.end_of_stream:
+            yield msg  # the end marker passes
             return
         self.current = msg.json.get("label")
         for i in range(self.count):
