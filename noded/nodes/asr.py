@@ -135,7 +135,7 @@ class Whisper:
             model = str(whisper_dir(where))
         elif "/" in model:
             need_file(Path(model) / "model.bin", where, "Whisper model")
-        ctx.progress(0.2, f"loading whisper model {model}")
+        ctx.progress(0.2, f"loading whisper model {Path(model).name}")
         try:
             self.model = WhisperModel(
                 model, device="cpu", compute_type=compute_type, cpu_threads=1, local_files_only=True

@@ -95,6 +95,11 @@ class Model:
                 hint="give a GGUF model file readable by the node",
             ) from exc
         self.path = gguf
+        meta = self.llama.metadata
+        if "tokenizer.chat_template" not in meta and meta.get("general.architecture", "").startswith("gemma"):
+            # No template in the file (the Gemma 3 270M package's GGUF): llama-cpp-python would
+            # guess Llama 2's [INST] format, which Gemma answers with nonsense.
+            self.llama.chat_format = "gemma"
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
         for part in self.llama.create_chat_completion(
