@@ -273,10 +273,19 @@ def main() -> None:
     ap.add_argument("--models-venv", default=str(Path(sys.prefix).parent / "models-venv"))
     ap.add_argument("--sequential", action="store_true", help="the sequential mode only (in the models venv)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--wait-quiet", type=float, nargs="?", const=600.0, default=None, metavar="S",
+        help="first wait up to S seconds (default 600) for a quiet machine",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.sequential:
         print(json.dumps(sequential(args.runs)))
         return
+    if args.wait_quiet is not None:
+        from conditions import wait_quiet
+
+        if not wait_quiet(timeout=args.wait_quiet):
+            print(f"the machine did not get quiet in {args.wait_quiet:g} s: running anyway", file=sys.stderr)
     result = measure(Path(args.models_venv), args.runs, args.sessions)
     if args.json:
         print(json.dumps(result, indent=1))
