@@ -2,6 +2,11 @@
 nodes run one after another in one process (SC-007).
 
     tests/sandbox run -- /opt/noded/venv/bin/python benchmarks/speech_latency.py [--runs 2] [--json]
+    tests/sandbox run -- /opt/noded/venv/bin/python benchmarks/speech_latency.py --assistant [--sessions 2]
+
+With ``--assistant``: the voice assistant's real models (Whisper, SmolLM2, Piper) against
+SC-007, the 800 ms target, SC-002, US2, SC-004 and a barge-in (benchmarks/assistant_latency.py
+has the details). Without it, the grammar pipeline (examples/commands.toml):
 
 Input: UTTERANCES spoken by espeak-ng (22.05 kHz, as espeak-ng writes it), 1.2 s of
 silence around each, made by this script. Every mode uses examples/commands.toml's nodes
@@ -221,7 +226,14 @@ MODES = ("sequential", "sequential, 128 ms VAD endpoint", "pipeline, VAD endpoin
 
 
 def main() -> None:
+    if "--assistant" in sys.argv:  # the voice assistant's models: benchmarks/assistant_latency.py
+        sys.argv.remove("--assistant")
+        import assistant_latency
+
+        assistant_latency.main()
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--assistant", action="store_true", help="the voice assistant (see assistant_latency.py)")
     ap.add_argument("--runs", type=int, default=2, help="passes over the input per mode (latency)")
     ap.add_argument("--utterances", type=int, default=len(UTTERANCES), help=f"at most {len(UTTERANCES)}")
     ap.add_argument("--sequential-only", action="store_true", help="no noded needed")

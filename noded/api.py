@@ -308,8 +308,19 @@ class Session:
     def outputs(self, timeout: float | None = None) -> Iterator[Message]:
         """Messages of the external outputs until each has sent END_OF_STREAM, or none
         came for ``timeout`` seconds. A message is a read-only view of shared memory:
-        drop it (or copy what you keep) to give the producer its credit back."""
+        drop it (or copy what you keep) to give the producer its credit back.
+
+        An interruption (a barge-in) comes as an "interrupted" event: a message whose
+        ``flush`` is True, once on each output it reached (the same flush on several:
+        ``noded.contract.flush.decode_flush(msg.data)`` names it by ``origin`` and
+        ``id``). Stop playing or writing the reply in hand when it comes: what arrives on
+        an output before its flush belongs to the interrupted reply."""
         return self.io.messages(timeout)
+
+    def interrupt(self, port: str, reason: str = "client") -> None:
+        """Raise a flush on external input ``port``: every node downstream drops what it
+        holds of the current stream and passes it on, back to this client's outputs."""
+        self.io.interrupt(port, reason)
 
     @property
     def all_ended(self) -> bool:

@@ -7,6 +7,7 @@ A node's life in its worker process::
     ... READY=1 ...                          # channels are open (ctx.loan/ctx.send work)
     node.run(ctx)                            # optional: a source produces its data here
     node.process(msg) for each message       # until SIGTERM/SIGINT (noded.worker.loop)
+    node.on_flush(msg) for each flush         # an interruption; then it goes on downstream
     node.teardown()                          # on SIGTERM/SIGINT, only if setup returned
 
 ``noded.testing.FakeContext`` runs ``setup`` in plain pytest.
@@ -88,6 +89,33 @@ class Context(abc.ABC):
         """
         self._send(port, value, kind, fields)
 
+    def interrupted(self) -> bool:
+        """True when a flush (an interruption: noded.contract.flush) waits in this node's
+        inbox. Ask it as you go during long work on one message (a model writing a reply,
+        a synthesiser speaking it) and stop that work when it says True: the worker has
+        then dropped the messages that came before the flush on the same input (they are
+        stale; end-of-stream markers are kept), and once ``process`` returns it calls
+        ``Node.on_flush`` and passes the flush on. Never blocks; a cheap look into the
+        inbox. Call it from ``process`` (the worker's main thread); False elsewhere.
+        """
+        return self._interrupted()
+
+    def send_flush(
+        self, port: str, id: int, reason: str = "", *, utterance: int | None = None, timestamp_ns: int = 0
+    ) -> None:
+        """Raise a flush on ``port``: its consumers drop what they hold of the current
+        stream and pass it on, down to the client (noded-wire(7), "FLUSH"). ``id`` is
+        unique among this node's flushes (a flush reaching a node twice is handled
+        once); ``timestamp_ns`` (CLOCK_MONOTONIC) is when its cause happened."""
+        from noded.contract.flush import Flush, encode_flush
+        from noded.contract.wire import Flags, Kind
+
+        flush = Flush(origin=self.node_id, id=int(id), reason=reason, utterance=utterance)
+        self.send(port, encode_flush(flush), kind=Kind.CONTROL, flags=Flags.FLUSH, timestamp_ns=int(timestamp_ns))
+
+    def _interrupted(self) -> bool:
+        return False
+
     def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
         raise RuntimeError(f"node {self.node_id} has no data plane: nothing to loan from")
 
@@ -96,7 +124,14 @@ class Context(abc.ABC):
 
 
 class Node:
-    """Base class of every node. Override ``setup``, ``process`` and ``teardown``.
+    """Base class of every node. Override ``setup``, ``process`` and ``teardown``, and
+    ``on_flush`` if the node holds state that an interruption makes stale.
+
+    Interruptions (barge-in): a flush (a CONTROL message with ``Flags.FLUSH``; see
+    ``noded.contract.flush`` and noded-wire(7)) never reaches ``process``: the worker calls
+    ``on_flush`` and then sends the flush on every output port, so a node that ignores
+    flushes still passes them downstream. Long work on one message should ask
+    ``ctx.interrupted()`` as it goes and stop when it is True; ``ctx.send_flush`` raises one.
 
     ``self.params`` is a copy of the spec's params, ``self.node_id`` the node's id in its
     pipeline, ``self.logger`` the same logger as ``ctx.logger``. A subclass that overrides
@@ -130,6 +165,19 @@ class Node:
         raises NotImplementedError.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement process()")
+
+    def on_flush(self, msg: Any) -> Any:
+        """Optional: an interruption (a flush: noded.contract.flush) reached the node.
+        Drop what you hold of the current stream (a half-heard utterance, a reply being
+        written, audio not sent yet). Return or yield outputs as ``process`` does (e.g. a
+        reply's closing message); they go out before the flush, which the worker then
+        sends on, unchanged, on every output port. ``msg.source`` is the input it came
+        on, ``noded.contract.flush.decode_flush(msg.data)`` who raised it and why. Called
+        once per flush, even when it comes on several inputs. The default does nothing,
+        which is right for nodes that hold nothing between messages. During long work in
+        ``process``, ``ctx.interrupted()`` tells that a flush is waiting.
+        """
+        return None
 
     def run(self, ctx: Context) -> None:
         """Optional: produce data, for a source node. Called once after READY=1, in the

@@ -25,7 +25,9 @@ class FakeContext(Context):
     sends in ``sent`` (``(port, value, kind, fields)`` tuples; ``loan`` returns a plain
     zeroed numpy array).
 
-    ``ready`` is never set by it: call ``ctx.ready.set()`` to play READY=1.
+    ``ready`` is never set by it: call ``ctx.ready.set()`` to play READY=1. ``interrupt()``
+    plays a flush waiting in the inbox: ``interrupted()`` says True from then on (until
+    ``interrupt(False)``); ``interrupt(after=n)`` makes it say so from its n+1-th call on.
     """
 
     def __init__(
@@ -34,6 +36,15 @@ class FakeContext(Context):
         super().__init__(session=session, node_id=node_id, params=dict(params or {}))
         self.progress_reports: list[tuple[float | None, str]] = []
         self.sent: list[tuple[str, Any, int | None, dict[str, Any]]] = []
+        self.interrupted_calls = 0
+        self._interrupt_after: int | None = None
+
+    def interrupt(self, on: bool = True, *, after: int = 0) -> None:
+        self._interrupt_after = self.interrupted_calls + after if on else None
+
+    def _interrupted(self) -> bool:
+        self.interrupted_calls += 1
+        return self._interrupt_after is not None and self.interrupted_calls > self._interrupt_after
 
     def _report(self, fraction: float | None, text: str) -> None:
         self.progress_reports.append((fraction, text))

@@ -103,6 +103,12 @@ def main(out: Path) -> None:
         llm.process(LocalMessage({"text": question, "utterance": 3, "speech_end_ns": 9}, timestamp_ns=9))
         replies[question] = [value for _, value, _, _ in lctx.sent]
     results["llm"] = replies
+    # Barge-in: a flush waits from the model's third token on: it stops writing there.
+    lctx.sent.clear()
+    lctx.interrupt(after=2)
+    llm.process(LocalMessage({"text": "tell me about the moon", "utterance": 4, "speech_end_ns": 9}, timestamp_ns=9))
+    lctx.interrupt(False)
+    results["llm_interrupted"] = [value for _, value, _, _ in lctx.sent]
 
     corrupt = out / "corrupt.gguf"
     corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 8)

@@ -96,10 +96,11 @@ class PixelFormat(IntEnum):
 
 
 class Flags(IntFlag):
-    """Header flag bits. Bits 2..7 are unassigned: written 0, kept but ignored on read."""
+    """Header flag bits. Bits 3..7 are unassigned: written 0, kept but ignored on read."""
 
     PAYLOAD_CHECKSUM = 1  # payload_crc holds zlib.crc32 of the payload
     END_OF_STREAM = 2  # the sender's last message on this stream
+    FLUSH = 4  # on a CONTROL message: drop what is pending downstream (noded.contract.flush)
 
 
 # Kinds whose payload is a byte string: dtype uint8, shape (payload_len,).

@@ -90,6 +90,9 @@ def read_input(path: Path, chunk_ms: int = 20) -> InputFile:
     return InputFile(path, Kind.TEXT, tuple(Chunk(line, Kind.TEXT, {}) for line in lines))
 
 
+HOLD_SECONDS = 120  # the most audio of one reply held back before it is written anyway
+
+
 class OutputWriter:
     """Collects one external output's messages and writes them to a file."""
 
@@ -100,11 +103,17 @@ class OutputWriter:
         self._parts: list[np.ndarray] = []
         self._text: TextIO | None = None
         self._wav: wave.Wave_write | None = None
+        # Audio is written one run of equal timestamp_ns (one spoken reply) behind, so that
+        # an interrupted reply can be cut (``cut``) before it reaches the file.
+        self._held: list[np.ndarray] = []
+        self._held_key: int | None = None
+        self._held_rate = 16000
+        self._cut: set[int] = set()
 
     def add(self, msg: Any) -> None:
         if self.suffix == ".wav":
-            if msg.kind is Kind.AUDIO:  # written as it comes
-                self._write_audio(np.asarray(msg.array), msg.sample_rate or 16000)
+            if msg.kind is Kind.AUDIO:
+                self._add_audio(np.asarray(msg.array), msg.sample_rate or 16000, msg.timestamp_ns)
             return
         self.count += 1
         if self.suffix == ".npy":
@@ -116,6 +125,35 @@ class OutputWriter:
         self._text.write(text + "\n")
         self._text.flush()
 
+    def _add_audio(self, samples: np.ndarray, rate: int, key: int) -> None:
+        if key and key in self._cut:
+            return  # the rest of an interrupted reply
+        if key != self._held_key or sum(len(p) for p in self._held) > rate * HOLD_SECONDS:
+            self._write_held()
+            self._held_key, self._held_rate = key, rate
+        # A copy: the message's view would keep its sample (and the producer's credit).
+        self._held.append((samples[:, None] if samples.ndim == 1 else samples).copy())
+        self.count += 1
+
+    def cut(self, key: int, keep_seconds: float) -> None:
+        """The audio of timestamp ``key`` (one reply) was interrupted after ``keep_seconds``:
+        write no more of it than that."""
+        self._cut.add(key)
+        if key != self._held_key:
+            return
+        keep = int(round(keep_seconds * self._held_rate))
+        parts, self._held = self._held, []
+        for part in parts:
+            if keep <= 0:
+                break
+            self._held.append(part[:keep])
+            keep -= len(part)
+
+    def _write_held(self) -> None:
+        parts, self._held, self._held_key = self._held, [], None
+        if parts:
+            self._write_audio(np.concatenate(parts), self._held_rate)
+
     def _write_audio(self, samples: np.ndarray, rate: int) -> None:
         if samples.ndim == 1:
             samples = samples[:, None]
@@ -125,10 +163,10 @@ class OutputWriter:
             self._wav.setsampwidth(2)
             self._wav.setframerate(rate)
         self._wav.writeframes(pcm16(samples).tobytes())
-        self.count += 1
 
     def close(self) -> None:
         if self.suffix == ".wav":
+            self._write_held()
             if self._wav is None:
                 write_wav(Path(self.target), np.zeros((0, 1), np.float32), 16000)
             else:

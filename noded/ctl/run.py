@@ -153,8 +153,11 @@ def _run_session(
     try:
         for msg in session.outputs(timeout=timeout):
             first = first or time.monotonic()
-            if not report.handle(msg) or msg.source in targets:
+            if not report.handle(msg) or (msg.source in targets and not msg.flush):
                 writers[msg.source].add(msg)
+            for key, played in report.take_cuts():  # a barge-in: the rest of that reply is not written
+                for w in writers.values():
+                    w.cut(key, played)
             del msg  # not held while waiting: the producer gets its credit back
     except Stopped:
         return CliExit.FAILED

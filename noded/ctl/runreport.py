@@ -12,6 +12,12 @@ file (``noded/nodes/streams.py`` has the conventions):
 and the header ``timestamp_ns`` of AUDIO output messages: the CLOCK_MONOTONIC time at
 which the end of speech of the utterance they answer was fed. All times are
 CLOCK_MONOTONIC nanoseconds, which are the same in every process of the machine.
+
+Barge-in. The report plays the replies as a speaker would: each from when its first
+audio came (or when the one before it ended), at its real-time pace. A flush (the VAD
+heard the user speak again: ``noded.contract.flush``) interrupts the reply still being
+made or played: it prints "interrupted", and ``take_cuts()`` tells ``nodectl run`` how
+much of it was played, which is all of it that goes to the output file.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
+from noded.contract.flush import decode_flush
 from noded.contract.wire import Kind
 
 
@@ -36,6 +43,13 @@ class Utterance:
     transcript_ns: int | None = None  # when the transcript reached the client
     first_audio_ns: int | None = None  # when the first reply audio reached the client
     audio_seconds: float = 0.0
+    play_start_ns: int | None = None  # when it began to play (first audio, or the reply before it ended)
+    final: bool = False  # the whole reply has come (its text, llm's "final")
+    interrupted: bool = False
+    played_s: float | None = None  # of an interrupted reply: how much was played
+
+    def playing_until(self) -> int | None:
+        return None if self.play_start_ns is None else self.play_start_ns + int(self.audio_seconds * 1e9)
 
     def after_end(self, t: int | None) -> float | None:
         return None if t is None else (t - self.speech_end_ns) / 1e6
@@ -57,6 +71,11 @@ class RunReport:
     first_processed_ns: dict[str, int] = field(default_factory=dict)  # node -> when it began
     last_output_ns: int | None = None
     utterances: dict[int, Utterance] = field(default_factory=dict)
+    flushes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # key -> what it did
+    _cuts: list[tuple[int, float]] = field(default_factory=list)  # (reply key, seconds played)
+    _playing_until_ns: int = 0
+    _flushed_ports: set[str] = field(default_factory=set)  # outputs that have brought a flush
+    _pending: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # port -> flushes still to come on it
 
     def _utterance(self, info: dict[str, Any], ts: int) -> Utterance:
         key = int(info.get("speech_end_ns") or ts)
@@ -79,10 +98,19 @@ class RunReport:
         if msg.kind is Kind.AUDIO:
             if msg.timestamp_ns:
                 u = self.utterances.setdefault(msg.timestamp_ns, Utterance(msg.timestamp_ns))
+                if not u.interrupted and self._pending.get(msg.source):
+                    self._interrupt(u, now, "barge-in")  # made before the flush came by: stale
+                if u.interrupted:
+                    return False  # the rest of an interrupted reply: not played (the writer drops it)
                 if u.first_audio_ns is None:
                     u.first_audio_ns = now
+                    u.play_start_ns = max(now, self._playing_until_ns)
                 u.audio_seconds += msg.array.shape[0] / (msg.sample_rate or 1)
+                self._playing_until_ns = max(self._playing_until_ns, u.playing_until() or 0)
             return False
+        if getattr(msg, "flush", False):
+            self.flushed(msg, now)
+            return True
         if msg.kind is not Kind.JSON:
             return False
         info = msg.json
@@ -97,15 +125,22 @@ class RunReport:
             pass  # "start": nothing to show yet
         elif "heard" in info and "final" in info:  # a reply streamed clause by clause (llm)
             u = self._utterance(info, msg.timestamp_ns)
+            if not u.interrupted and self._pending.get(msg.source):
+                self._interrupt(u, now, "barge-in")  # made before the flush came by: stale
             clause = str(info.get("text") or "")
             if clause:
                 u.reply = f"{u.reply} {clause}" if u.reply else clause
                 self._say(f"[{u.index}] says: {clause!r}")
-            if info["final"] and u.reply:
-                self._say(f"[{u.index}] reply: {u.reply!r}")
+            if info["final"]:
+                u.final = True
+                if info.get("interrupted") and not u.interrupted:  # cut before the client saw it start
+                    self._interrupt(u, now, "barge-in")
+                if u.reply:
+                    cut = " (interrupted)" if u.interrupted else ""
+                    self._say(f"[{u.index}] reply: {u.reply!r}{cut}")
         elif "heard" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
-            u.reply = str(info["text"])
+            u.reply, u.final = str(info["text"]), True
             self._say(f"[{u.index}] reply: {u.reply!r}")
         elif info.get("partial") and "text" in info:  # the transcript so far (asr interval_ms)
             self._say(f"[{info.get('utterance')}] hearing: {str(info['text'])!r}")
@@ -116,6 +151,56 @@ class RunReport:
         else:
             return False
         return True
+
+    def flushed(self, msg: Any, now: int) -> None:
+        """A flush reached the client on ``msg.source``: the first time, interrupt the
+        reply still being made or played; each time, note how long it took."""
+        flush = decode_flush(msg.data)
+        key = flush.key if flush.origin else ("", len(self.flushes))
+        took = (now - msg.timestamp_ns) / 1e6 if msg.timestamp_ns else None
+        self._pending.setdefault(msg.source, set()).discard(key)
+        seen = self.flushes.get(key)
+        if seen is not None:
+            seen["ports"][msg.source] = took
+            self._flushed_ports.add(msg.source)
+            return
+        # It will come on every output that brought one before, after what was made before
+        # it: a reply that comes there first is stale (interrupted), even if it had not begun.
+        for port in self._flushed_ports - {msg.source}:
+            self._pending.setdefault(port, set()).add(key)
+        self._flushed_ports.add(msg.source)
+        seen = self.flushes[key] = {
+            "origin": flush.origin, "reason": flush.reason, "ports": {msg.source: took}, "interrupted": [],
+        }  # fmt: skip
+        for u in self.utterances.values():
+            if u.interrupted or (u.heard is None and u.reply is None and u.first_audio_ns is None):
+                continue
+            until = u.playing_until()
+            if u.final and (until is None or until <= now):
+                continue  # answered and played out: nothing to interrupt
+            seen["interrupted"].append(u.index)
+            after = f", {took:.0f} ms after the new speech was fed" if took is not None else ""
+            self._interrupt(u, now, flush.reason, after)
+
+    def _interrupt(self, u: Utterance, now: int, reason: str, after: str = "") -> None:
+        u.interrupted = True
+        start = u.play_start_ns
+        u.played_s = 0.0 if start is None else min(max(0.0, (now - start) / 1e9), u.audio_seconds)
+        self._playing_until_ns = now
+        self._cuts.append((u.speech_end_ns, u.played_s))
+        why = f" ({reason})" if reason else ""
+        played = (
+            f"played {u.played_s:.1f} s of {u.audio_seconds:.1f} s of its audio, the rest is dropped"
+            if u.audio_seconds
+            else "none of it was played"
+        )
+        self._say(f"[{u.index}] interrupted{why}: the user spoke again{after}; {played}")
+
+    def take_cuts(self) -> list[tuple[int, float]]:
+        """The replies interrupted since the last call: (their audio's timestamp_ns, the
+        seconds of it played); what came or comes after that is not to be written."""
+        cuts, self._cuts = self._cuts, []
+        return cuts
 
     def _say(self, line: str) -> None:
         if not self.quiet:
@@ -144,11 +229,16 @@ class RunReport:
             "stream_seconds": stream,  # from the first chunk fed to the last output received
             "utterances": [{
                 "index": u.index, "heard": u.heard, "reply": u.reply, "reply_audio_s": round(u.audio_seconds, 3),
+                "interrupted": u.interrupted, "played_s": None if u.played_s is None else round(u.played_s, 3),
                 "end_of_speech_to_transcript_ms": u.after_end(u.transcript_ns),
                 "end_of_speech_to_first_audio_ms": u.after_end(u.first_audio_ns),
                 "endpoint_to_transcript_ms": u.after_endpoint(u.transcript_ns),
                 "endpoint_to_first_audio_ms": u.after_endpoint(u.first_audio_ns),
             } for u in rows],
+            "flushes": [{
+                "origin": f["origin"], "reason": f["reason"], "interrupted": f["interrupted"],
+                "ms_to_client_by_output": f["ports"],
+            } for f in self.flushes.values()],
         }  # fmt: skip
 
     def summary(self) -> None:

@@ -109,7 +109,7 @@ class Lease:
 class Message:
     """One received message. Attributes: ``source`` and ``header`` (a ``wire.Header``);
     shortcuts for its fields: ``kind``, ``seq``, ``timestamp_ns``, ``sample_rate``,
-    ``channels``, ``pixel_format``, ``flags``, ``end_of_stream``."""
+    ``channels``, ``pixel_format``, ``flags``, ``end_of_stream``, ``flush``."""
 
     __slots__ = ("source", "header", "_lease", "_array")
 
@@ -153,6 +153,9 @@ class Message:
     pixel_format = property(lambda self: self.header.pixel_format)
     flags = property(lambda self: self.header.flags)
     end_of_stream = property(lambda self: bool(self.header.flags & Flags.END_OF_STREAM))
+    # A flush (noded.contract.flush): a CONTROL message with Flags.FLUSH; its payload,
+    # decoded by ``noded.contract.flush.decode_flush(msg.data)``, says who raised it.
+    flush = property(lambda self: self.header.kind is Kind.CONTROL and bool(self.header.flags & Flags.FLUSH))
 
     def __repr__(self) -> str:
         h = self.header

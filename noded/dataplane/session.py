@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from noded.contract.client import Client
+from noded.contract.flush import Flush, encode_flush
 from noded.contract.paths import CLIENT, DEFAULT_SOCKET
 from noded.contract.spec import DataPlane
 from noded.contract.stats import stats_path
@@ -84,6 +85,7 @@ class SessionIO:
         self._pid_file = Path(plane.root) / CLIENT_PID_FILE
         self._mark_attached()
         self._ended: set[str] = set()
+        self._flushes = 0
 
     @as_session_user
     def _mark_attached(self) -> None:
@@ -118,6 +120,12 @@ class SessionIO:
         """Tell the consumers of ``port`` that nothing more will come on it."""
         self.send(port, b"", kind=Kind.CONTROL, flags=Flags.END_OF_STREAM)
 
+    def interrupt(self, port: str, reason: str = "client") -> None:
+        """Raise a flush on ``port`` (noded.contract.flush): downstream drops what it holds."""
+        self._flushes += 1
+        flush = Flush(origin=CLIENT, id=self._flushes, reason=reason)
+        self.send(port, encode_flush(flush), kind=Kind.CONTROL, flags=Flags.FLUSH, timestamp_ns=time.monotonic_ns())
+
     @as_session_user
     def receive(self, timeout: float | None = None) -> Message | None:
         """The next message of an external output, or None after ``timeout`` seconds."""
@@ -136,7 +144,8 @@ class SessionIO:
     def messages(self, timeout: float | None = None) -> Iterator[Message]:
         """Messages of the external outputs until every one has sent END_OF_STREAM, or
         until none came for ``timeout`` seconds. A bare end marker (a CONTROL message
-        with the flag) is not yielded; a data message carrying the flag is."""
+        with the flag) is not yielded; a data message carrying the flag is, and so is a
+        flush (``msg.flush``: an interruption, noded.contract.flush)."""
         while not self.all_ended:
             msg = self.receive(timeout)
             if msg is None:

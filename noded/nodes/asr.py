@@ -131,11 +131,12 @@ class Whisper:
                 f"{where}: backend 'whisper' needs faster-whisper, which is not installed in {sys.prefix}",
                 hint=SETUP_HINT,
             ) from exc
+        name = model if "/" not in model else Path(model).name  # the status line stays short
         if model == "tiny.en":
             model = str(whisper_dir(where))
         elif "/" in model:
             need_file(Path(model) / "model.bin", where, "Whisper model")
-        ctx.progress(0.2, f"loading whisper model {model}")
+        ctx.progress(0.2, f"loading whisper model {name}")
         try:
             self.model = WhisperModel(
                 model, device="cpu", compute_type=compute_type, cpu_threads=1, local_files_only=True

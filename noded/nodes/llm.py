@@ -14,6 +14,10 @@ timers, the weather, stop); everything else goes to the language model: SmolLM2-
 ``max_sentences`` sentence ends, and cuts the reply into clauses at sentence ends and at
 commas after ``min_clause_words`` words, so TTS can start on the first clause while the
 model writes the rest.
+
+Barge-in: between tokens it asks ``ctx.interrupted()``; when a flush waits (the user
+spoke again), the model stops writing and the reply ends with ``"interrupted": true`` on
+its final message (the history keeps what was said). The worker then passes the flush on.
 """
 
 from __future__ import annotations
@@ -91,6 +95,11 @@ class Model:
                 hint="give a GGUF model file readable by the node",
             ) from exc
         self.path = gguf
+        meta = self.llama.metadata
+        if "tokenizer.chat_template" not in meta and meta.get("general.architecture", "").startswith("gemma"):
+            # No template in the file (the Gemma 3 270M package's GGUF): llama-cpp-python would
+            # guess Llama 2's [INST] format, which Gemma answers with nonsense.
+            self.llama.chat_format = "gemma"
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
         for part in self.llama.create_chat_completion(
@@ -128,6 +137,7 @@ class Llm(StreamNode):
         self.p = check_declared(self, self.PARAMS)
         self.turns: deque[tuple[str, str]] = deque(maxlen=max(0, self.p["history"]))
         self.model: Model | None = None
+        self.cut = False  # the reply in hand was interrupted (a flush came while writing it)
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -155,6 +165,9 @@ class Llm(StreamNode):
         clauses = Clauses(self.p["min_clause_words"])
         said: list[str] = []
         for piece in self.model.stream(self.messages(text), self.p["max_tokens"]):
+            if self.ctx.interrupted():  # the user spoke again: stop writing
+                self.cut = True
+                break
             for clause in clauses.feed(piece):
                 said.append(clause)
                 yield clause, "model"
@@ -180,6 +193,10 @@ class Llm(StreamNode):
             "endpoint_ns": heard.get("endpoint_ns", 0),
         }
         by = "rules"
+        self.cut = False
         for clause, by in self.answer(text):  # each clause at once: TTS starts on the first
             self.ctx.send("out", {**fields, "text": clause, "final": False, "by": by}, timestamp_ns=msg.timestamp_ns)
-        self.ctx.send("out", {**fields, "text": "", "final": True, "by": by}, timestamp_ns=msg.timestamp_ns)
+        end = {**fields, "text": "", "final": True, "by": by}
+        if self.cut:
+            end["interrupted"] = True
+        self.ctx.send("out", end, timestamp_ns=msg.timestamp_ns)

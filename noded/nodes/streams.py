@@ -150,6 +150,14 @@ class LocalMessage:
     def end_of_stream(self) -> bool:
         return bool(self.flags & Flags.END_OF_STREAM)
 
+    @property
+    def flush(self) -> bool:
+        return self.kind is Kind.CONTROL and bool(self.flags & Flags.FLUSH)
+
+    @property
+    def data(self) -> memoryview:
+        return memoryview(self.array.tobytes())
+
     @classmethod
     def end(cls, source: str = "input.test") -> LocalMessage:
         return cls(b"", Kind.CONTROL, source=source, flags=Flags.END_OF_STREAM)

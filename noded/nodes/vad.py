@@ -25,6 +25,12 @@ An utterance ends after ``min_silence_ms`` without speech; shorter bursts of spe
 ``endpoint_ns`` that of the chunk whose silence decided the end (``min_silence_ms`` later).
 The same events (without audio), and ``first_audio`` for the stream's first chunk
 (``streams.StreamNode``), go out on "events". Silence yields nothing.
+
+Barge-in (``barge_in = true``): at each utterance's start, before its start event, a flush
+(``noded.contract.flush``, reason "barge-in", ``timestamp_ns`` that of the chunk that
+decided the start) goes out on "out" and "events". Whatever is still answering the user
+downstream (a reply being written or spoken) drops it; the client learns that the reply
+was interrupted. Where nothing is pending, a flush costs a message per node.
 """
 
 from __future__ import annotations
@@ -193,6 +199,9 @@ class Vad(StreamNode):
         "pause_ms": Param(
             int, 0, "Send a pause event this far into a silence (0: none); asr's early_endpoint uses it."
         ),
+        "barge_in": Param(
+            bool, False, "Send a flush downstream when speech starts: interrupts a reply still being made or played."
+        ),
     }
     EXAMPLE = (
         'class = "vad"\nparams = { backend = "silero", min_silence_ms = 300, pause_ms = 128 }\n'
@@ -211,6 +220,7 @@ class Vad(StreamNode):
             raise ParamError(f"Vad ({self.node_id}): pause_ms must be shorter than min_silence_ms")
         self.p = p
         self.model: Any = None
+        self.flushes = 0  # ids of the flushes sent (never reset: unique for the node's life)
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -250,7 +260,7 @@ class Vad(StreamNode):
                 self.out.append(window)  # speech, or the silence after it (an end clears held)
             else:
                 self.held.append(window)
-            self.emit(events)
+            self.emit(events, msg.timestamp_ns)
         self.flush()
 
     def flush(self) -> None:
@@ -268,7 +278,7 @@ class Vad(StreamNode):
         for i in range(0, whole, n):
             yield buf[i : i + n]
 
-    def emit(self, events: list[Event]) -> None:
+    def emit(self, events: list[Event], timestamp_ns: int = 0) -> None:
         for e in events:
             info: dict[str, Any] = {
                 "event": e.kind,
@@ -277,6 +287,12 @@ class Vad(StreamNode):
             }
             self.flush()
             if e.kind == "start":
+                if self.p["barge_in"]:
+                    self.flushes += 1
+                    for port in ("out", "events"):
+                        self.ctx.send_flush(
+                            port, self.flushes, "barge-in", utterance=e.utterance, timestamp_ns=timestamp_ns
+                        )
                 self.ctx.send("out", info)
                 self.out.extend(self.held)  # the pre-roll and the windows that decided the start
                 self.held.clear()

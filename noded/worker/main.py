@@ -34,6 +34,7 @@ here; node modules import what they need.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import io
 import logging
@@ -59,6 +60,7 @@ from noded.worker import notify
 
 if TYPE_CHECKING:
     from noded.dataplane.endpoint import Endpoint
+    from noded.worker.loop import Loop
 
 log = logging.getLogger("noded.worker")
 
@@ -133,6 +135,11 @@ class _WorkerContext(Context):
         self.stopping = stopping
         self._reporter: notify.ProgressReporter | None = notify.ProgressReporter()
         self.endpoint: Endpoint | None = None
+        self.loop: Loop | None = None  # while serving: ctx.interrupted() looks ahead through it
+
+    def _interrupted(self) -> bool:
+        loop = self.loop
+        return loop is not None and loop.interrupted()
 
     def _loan(self, port: str, shape: Any, dtype: Any, kind: int | None, fields: dict[str, Any]) -> Any:
         if self.endpoint is None:
@@ -147,6 +154,10 @@ class _WorkerContext(Context):
 
     def end_setup(self) -> None:
         self._reporter = None
+
+    def heartbeat(self) -> notify.Heartbeat | contextlib.nullcontext[None]:
+        reporter = self._reporter
+        return notify.Heartbeat(reporter) if reporter is not None else contextlib.nullcontext()
 
     def _report(self, fraction: float | None, text: str) -> None:
         reporter = self._reporter
@@ -185,7 +196,8 @@ class Worker:
         try:
             try:
                 self.signals.set_interruptible(True)
-                node = self._setup()
+                with self.ctx.heartbeat():  # the status moves at least every HEARTBEAT s
+                    node = self._setup()
                 self.node = node
                 self._open_dataplane()
             finally:
@@ -233,13 +245,17 @@ class Worker:
     def _serve(self, node: Node, endpoint: Endpoint) -> int:
         from noded.worker.loop import Loop
 
-        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping)
+        outputs = [o.port for o in self.spec.dataplane.outputs] if self.spec.dataplane is not None else []
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping, outputs)
+        self.ctx.loop = loop
         try:
             loop.run()
         finally:
+            self.ctx.loop = None
             log.info(
-                "node %s: %d messages processed, %d failed in process(); %s",
-                self.spec.node, loop.processed, loop.errors, dict(endpoint.stats),
+                "node %s: %d messages processed, %d failed in process(), %d flushes passed on "
+                "(%d messages dropped before them); %s",
+                self.spec.node, loop.processed, loop.errors, loop.flushes, loop.dropped, dict(endpoint.stats),
             )  # fmt: skip
         return self.signals.received or 0
 

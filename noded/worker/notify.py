@@ -5,6 +5,11 @@ What the worker sends, and when (one datagram per bullet):
 * ``STATUS=initializing`` as soon as it starts;
 * ``STATUS=initializing <pct>%: <text>`` + ``EXTEND_TIMEOUT_USEC=30000000`` for each setup
   progress report that ``ProgressThrottle`` lets through;
+* ``STATUS=initializing <pct>%: <text> (<n> s)`` alone (a *heartbeat*: the last report
+  again, with the seconds since setup began) whenever setup has been silent for
+  ``HEARTBEAT`` s, so that whoever follows the session sees it move at least that often
+  while a model loads in one long call. A heartbeat does not extend the start timeout:
+  only progress the node reports does;
 * ``READY=1`` + ``STATUS=ready`` once setup returned;
 * ``STOPPING=1`` + ``STATUS=stopping`` on SIGTERM/SIGINT, before teardown;
 * ``STATUS=error: <Type>: <message>`` before a failing exit.
@@ -31,6 +36,7 @@ from noded.contract.status import Phase, Status, format_status
 
 EXTEND_TIMEOUT_USEC = 30_000_000
 MIN_PROGRESS_INTERVAL = 0.05  # seconds between two progress messages
+HEARTBEAT = 1.0  # seconds of silence in setup after which the status is sent again
 # systemd ignores a whole notify datagram above 4096 bytes: keep the status well below.
 MAX_STATUS_BYTES = 1024
 
@@ -151,12 +157,57 @@ class ProgressReporter:
         self._throttle = throttle or ProgressThrottle()
         self._extend_usec = extend_usec
         self._lock = threading.Lock()
+        self._started: float | None = None  # the first call's time (setup begins)
+        self._sent_at = 0.0
+        self._fraction: float | None = None
+        self._text = ""
 
     def report(self, fraction: float | None, text: str = "") -> bool:
         """Send ``initializing <fraction>: <text>`` if the throttle admits it; say if sent."""
         st = Status(Phase.INITIALIZING, fraction, text)
         with self._lock:
-            if not self._throttle.admit(st, self._clock()):
+            now = self._clock()
+            if self._started is None:
+                self._started = now
+            if not self._throttle.admit(st, now):
                 return False
             self._send(st, extend_usec=self._extend_usec)
+            self._sent_at, self._fraction, self._text = now, fraction, text
         return True
+
+    def heartbeat(self, interval: float = HEARTBEAT) -> bool:
+        """If nothing was sent for ``interval`` s, send the last report again with the
+        seconds since setup began (no timeout extension); say if sent."""
+        with self._lock:
+            now = self._clock()
+            if self._started is None:
+                self._started = self._sent_at = now
+            if now - self._sent_at < interval:
+                return False
+            took = f"({now - self._started:.0f} s)"
+            text = f"{self._text} {took}" if self._text else took
+            self._send(Status(Phase.INITIALIZING, self._fraction, text))
+            self._sent_at = now
+        return True
+
+
+class Heartbeat:
+    """A thread that calls ``reporter.heartbeat()`` every ``interval`` / 4 s until stopped."""
+
+    def __init__(self, reporter: ProgressReporter, interval: float = HEARTBEAT) -> None:
+        self._reporter, self._interval = reporter, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="setup-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        self._reporter.heartbeat(self._interval)  # the clock starts now
+        while not self._stop.wait(self._interval / 4):
+            self._reporter.heartbeat(self._interval)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

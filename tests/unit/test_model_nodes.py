@@ -98,6 +98,16 @@ def test_llm_answers_from_rules_or_the_model_clause_by_clause(results: dict[str,
     assert "paris" in " ".join(m["text"] for m in replies["what is the capital of france"]).lower()
 
 
+def test_llm_stops_writing_at_a_barge_in(results: dict[str, Any]) -> None:
+    sent = results["llm_interrupted"]
+    end = sent[-1]
+    assert end["final"] and end["interrupted"] and end["text"] == "", sent
+    said = " ".join(m["text"] for m in sent[:-1])
+    assert len(said.split()) <= 3, sent  # at most what two tokens made (a clause needs an end)
+    whole = results["llm"]["what is the capital of france"]
+    assert not whole[-1].get("interrupted")
+
+
 def test_missing_or_corrupt_model_files_are_named(results: dict[str, Any]) -> None:
     errors = results["errors"]
     assert errors["llm_missing"]["type"] == "NodeLoadError"

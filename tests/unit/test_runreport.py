@@ -63,13 +63,16 @@ def test_corrupt_empty_and_missing_wavs_are_media_errors(tmp_path: Path) -> None
         assert str(path) in info.value.message
 
 
-def test_wav_output_is_written_as_it_comes(tmp_path: Path) -> None:
+def test_wav_output_is_written_as_it_comes_one_reply_behind(tmp_path: Path) -> None:
+    # A reply (a run of chunks with one timestamp_ns) is held until the next begins, so
+    # that a barge-in can still cut what was not played (OutputWriter.cut).
     target = tmp_path / "out.wav"
     w = OutputWriter(str(target))
-    w.add(LocalMessage.audio(np.full(800, 0.5, np.float32), 8000))
+    w.add(LocalMessage.audio(np.full(800, 0.5, np.float32), 8000, timestamp_ns=1))
     w.add(LocalMessage({"not": "audio"}))
-    assert target.exists()  # opened at the first chunk
-    w.add(LocalMessage.audio(np.full(800, -0.5, np.float32), 8000))
+    assert not target.exists()
+    w.add(LocalMessage.audio(np.full(800, -0.5, np.float32), 8000, timestamp_ns=2))
+    assert target.exists()  # the first reply is written once the next began
     w.close()
     samples, rate = read_wav(target)
     assert rate == 8000 and samples.shape == (1600, 1) and w.count == 2

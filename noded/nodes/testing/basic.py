@@ -1,6 +1,6 @@
 """Test nodes for integration tests and benchmarks: sleep, fail, crash, allocate, pass
 through, and for the data plane: produce (Source), consume slowly (SlowSink), fail on
-some messages (Flaky).
+some messages (Flaky), and a reply in miniature that a flush interrupts (Drip).
 
 Params are checked in ``__init__`` (unknown names and wrong types raise ParamError, so the
 worker exits 2). "ready" variants act in a thread started in setup that waits for
@@ -281,3 +281,37 @@ class Flaky(Node):
         if msg.seq % self.fail_every == 0:
             raise RuntimeError(f"flaky on purpose: seq {msg.seq}")
         return msg
+
+
+class Drip(Node):
+    """A reply in miniature, for interruptions: for each message (JSON ``{"label": x}``)
+    it sends ``count`` JSON messages ``{"label": x, "i": k}`` on "out", ``interval`` s
+    apart, asking ``ctx.interrupted()`` before each, and stops when a flush waits. Its
+    ``on_flush`` sends ``{"flushed": x}`` (x: the label it was sending, or None)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = _params(self, {"count": (int, 20), "interval": (float, 0.05)})
+        self.count: int = p["count"]
+        self.interval: float = p["interval"]
+        self.current: Any = None
+
+    def setup(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def process(self, msg: Any) -> Any:
+        if msg.end_of_stream:
+            yield msg  # the end marker passes
+            return
+        self.current = msg.json.get("label")
+        for i in range(self.count):
+            if self.ctx.interrupted():
+                return  # the rest is not sent; current stays for on_flush
+            if i:
+                time.sleep(self.interval)
+            yield {"label": self.current, "i": i}
+        self.current = None
+
+    def on_flush(self, msg: Any) -> Any:
+        label, self.current = self.current, None
+        return {"flushed": label}
