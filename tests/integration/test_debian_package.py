@@ -92,6 +92,9 @@ def purged_at_the_end() -> Iterator[None]:
             run(*APT, "purge", "noded", timeout=600)
 
 
+# Building the package fills a venv from PyPI and runs lintian: minutes, more on a busy
+# machine (the suite's default of 180 s per test is for tests of the runtime).
+@pytest.mark.timeout(2400)
 def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path: Path) -> None:
     if installed():
         pytest.fail(

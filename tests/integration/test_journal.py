@@ -72,7 +72,7 @@ def test_entries_carry_session_node_and_python_log_level_as_priority(client: Cli
     assert one and {e["NODED_NODE"] for e in one} == {"boom"}
     text = nodectl("logs", info.sid, "calm", "--lines", "50")
     assert text.returncode == 0 and "noded-calm[" in text.stdout and "noded-boom" not in text.stdout, text
-    errors = nodectl("logs", info.sid, "--priority", "err", "--no-pager")
+    errors = nodectl("logs", info.sid, "--priority", "err", "--reverse")
     assert errors.returncode == 2  # unknown option: journalctl's own options are not passed through
     errors = nodectl("logs", info.sid, "--priority", "err")
     assert "RuntimeError" in errors.stdout and "starting node" not in errors.stdout, errors

@@ -50,9 +50,15 @@ def test_nodes_initialise_concurrently(client: Client, sessions: Sessions) -> No
 
     ready = wait_for(client, info.sid, progress_then_ready, 30)
     assert ready.state == "ready"
-    # Five 2-second loads in sequence would take 10 s; concurrently about 2 s.
-    assert ready.ready_seconds is not None and 2.0 <= ready.ready_seconds < 4.0, ready.ready_seconds
+    assert ready.ready_seconds is not None and ready.ready_seconds >= 2.0, ready.ready_seconds
     assert all(n.init_seconds is not None and n.init_seconds >= 1.9 for n in ready.nodes)
+    # Five 2-second loads in sequence would span 10 s or more; concurrently their windows
+    # overlap, so they span about 2 s. Judged from the nodes' own windows, not from the
+    # wall clock, so that a loaded machine (slow imports before setup) does not fail it.
+    windows = [(n.init_started, n.init_started + n.init_seconds) for n in ready.nodes]  # type: ignore[operator]
+    span = max(end for _, end in windows) - min(start for start, _ in windows)
+    total = sum(end - start for start, end in windows)
+    assert span < 0.75 * total, (span, total, windows)
     assert seen_progress, "no load progress reached the client"
 
 
