@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -107,6 +108,9 @@ def test_the_package_installs_runs_a_session_and_purges_without_a_trace(tmp_path
     built = time.monotonic() - began
     check_lintian(Path(deb))
     check_contents(Path(deb))
+    if os.environ.get("NODED_TEST_REPRODUCIBLE") == "1":  # a second build: 5-10 min more
+        again = run(str(REPO / "packaging/build-deb"), "--out", str(tmp_path / "again"), timeout=1200).stdout.strip()
+        assert manifest(Path(again)) == manifest(Path(deb))
 
     with dev_unit_set_aside(), purged_at_the_end():
         run(*APT, "install", "--no-install-recommends", deb, timeout=600)
@@ -153,6 +157,17 @@ def check_lintian(deb: Path) -> None:
     assert res.returncode == 0 or not errors, res.stderr
 
 
+def manifest(deb: Path) -> list[str]:
+    """The package's files with their modes, sizes and dates: two builds of one commit agree
+    (the venv from the hashed lock, SOURCE_DATE_EPOCH from debian/changelog). The venv's
+    direct_url.json names the scratch folder noded was built in, so its size is left out."""
+    rows = []
+    for line in run("dpkg-deb", "--contents", str(deb)).stdout.splitlines():
+        mode, _owner, size, day, clock, path = line.split(None, 5)
+        rows.append(f"{mode} {'-' if path.endswith('direct_url.json') else size} {day} {clock} {path}")
+    return sorted(rows)
+
+
 def check_contents(deb: Path) -> None:
     """No byte code in the package (postinst compiles it), xz members, real Depends."""
     listing = run("dpkg-deb", "--contents", str(deb)).stdout
@@ -188,6 +203,14 @@ def check_installed() -> None:
     assert run("getent", "group", "noded").stdout.startswith("noded:")
     assert Path("/etc/noded/noded.toml").read_text() == (REPO / "packaging/noded.toml").read_text()
     assert "configuration is valid" in run("/usr/sbin/noded", "--check-config").stdout
+    # The venv holds exactly the releases packaging/requirements.lock pins (with hashes).
+    freeze = run("/usr/lib/noded/venv/bin/python", "-m", "pip", "freeze", "--exclude", "noded").stdout
+    lock = (REPO / "packaging/requirements.lock").read_text()
+    pins = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower(): line.split("==")[1].split()[0]
+            for line in lock.splitlines() if "==" in line}  # fmt: skip
+    got = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower(): line.split("==")[1]
+           for line in freeze.splitlines() if "==" in line}  # fmt: skip
+    assert got == pins, (got, pins)
     assert run("man", "-w", "nodectl").stdout.strip() == "/usr/share/man/man1/nodectl.1.gz"
     # postinst byte-compiled the venv; prerm removes it again (checked by the purge).
     assert list(Path("/usr/lib/noded/venv/lib").glob("python3*/site-packages/noded/__pycache__/*.pyc"))

@@ -17,18 +17,36 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_constraints_pin_every_dependency_of_the_package() -> None:
-    """Each direct dependency of noded[speech] is pinned with ==; so is each line."""
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """packaging/requirements.lock: name -> (version, sha256 hashes)."""
+    text = (PACKAGING / "requirements.lock").read_text().replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            spec, *options = line.split()
+            name, sep, version = spec.partition("==")
+            assert sep and version, line
+            hashes = [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=sha256:")]
+            assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), line
+            assert len(hashes) == len(options), f"only --hash options after the pin: {line!r}"
+            pins[_norm(name)] = (version, hashes)
+    return pins
+
+
+def test_the_lock_pins_every_dependency_of_the_package_with_a_hash() -> None:
+    """Each direct dependency of noded[speech] is in the lock, each line pinned with == and
+    a sha256: pip --require-hashes would refuse anything less."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     direct = [*project["dependencies"], *project["optional-dependencies"]["speech"]]
     names = {_norm(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in direct}
-    pins = {}
-    for line in (PACKAGING / "constraints.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, sep, version = line.partition("==")
-            assert sep and version.strip(), line
-            pins[_norm(name)] = version.strip()
+    pins = locked()
     assert names <= set(pins), sorted(names - set(pins))
+    assert "noded" not in pins
+
+
+def test_the_package_install_uses_the_lock_with_hashes() -> None:
+    script = (PACKAGING / "install").read_text()
+    assert '--require-hashes --no-deps -r "$repo/packaging/requirements.lock"' in script
 
 
 def test_every_lintian_override_has_a_reason() -> None:
