@@ -21,6 +21,8 @@ class ExitFacts:
     memory_max: int | None = None
     oom_killed: bool = False
     tasks_max: int | None = None
+    watchdog: float | None = None  # the unit's WatchdogSec=, seconds
+    hung_in: str = "process()"  # where a node the watchdog ended was: "setup()" before READY=1
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ def describe_exit(f: ExitFacts) -> ExitReason:
     if f.result == "oom-kill" or f.oom_killed:
         limit = f" (memory_max {_mib(f.memory_max)})" if f.memory_max else ""
         what = f"ran out of memory{limit}: the kernel's OOM killer ended it; it {what}"
+    elif f.result == "watchdog":
+        limit = f" for {f.watchdog:g} s" if f.watchdog else ""
+        what = f"hung in {f.hung_in}{limit}: systemd's watchdog ended it ({what})"
     elif f.result == "timeout":
         what = f"timed out ({what})"
     elif f.result == "start-limit-hit" or f.result == "resources":

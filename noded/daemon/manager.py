@@ -51,6 +51,7 @@ HEARTBEAT_SECONDS = 2.0
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
+JOURNAL_LINES, JOURNAL_LINES_HUNG = 10, 30  # of a failed node's journal, in its session's failure
 
 Listener = Callable[[SessionInfo], None]
 
@@ -243,6 +244,7 @@ class SessionManager:
     def _on_node_exit(self, session: Session, node: NodeRuntime, failed: bool) -> None:
         if node.state in NODE_TERMINAL:
             return
+        hung_in = "setup()" if node.state in (NodeState.IDLE, NodeState.INITIALIZING) else "process()"
         if failed:
             # The Unit interface's signal may precede the Service one: read the
             # facts now, while the failed unit is still loaded, then let it go.
@@ -280,6 +282,8 @@ class SessionManager:
                 memory_max=node.spec.resources.memory_max,
                 oom_killed=oom_killed,
                 tasks_max=node.spec.resources.tasks_max,
+                watchdog=node.spec.resources.watchdog,
+                hung_in=hung_in,
             )
             self._fail(session, node, describe_exit(facts), consequence=is_consequence(facts))
         else:
@@ -339,7 +343,10 @@ class SessionManager:
             signal=why.signal,
             status_text=str(node.props.get("StatusText", "")),
         )
-        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
+        # A node the watchdog ended wrote every thread's stack (faulthandler) before
+        # systemd's own lines: enough lines to show where it hung.
+        lines = JOURNAL_LINES_HUNG if session.failure.result == "watchdog" else JOURNAL_LINES
+        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit, lines))
 
     def _stop_units(self, session: Session) -> None:
         for node in session.nodes.values():
@@ -413,6 +420,7 @@ class SessionManager:
             memory_max=res.memory_max,
             cpu_quota=res.cpu_quota,
             tasks_max=res.tasks_max,
+            watchdog=res.watchdog,
             sandbox=spec.sandbox,
             env=spec.env,
             oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)) if res.memory_max is not None else None,

@@ -30,6 +30,15 @@ def test_oom_names_memory_and_limit():
     assert "out of memory" in r.reason
 
 
+def test_a_node_the_watchdog_ended_hung_in_process_or_setup():
+    facts = ExitFacts(result="watchdog", exec_main_code=CLD_KILLED, exec_main_status=6, watchdog=30.0)
+    r = describe_exit(facts)
+    assert r.reason.startswith("hung in process() for 30 s: systemd's watchdog ended it (")
+    assert r.signal == "SIGABRT" and "killed by SIGABRT" in r.reason and "[Result=watchdog]" in r.reason
+    r = describe_exit(dataclasses.replace(facts, hung_in="setup()", watchdog=2.5, exec_main_code=CLD_DUMPED))
+    assert r.reason.startswith("hung in setup() for 2.5 s") and "core dumped" in r.reason
+
+
 def test_setup_exception_text_is_included():
     r = describe_exit(
         ExitFacts(
