@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -33,12 +34,15 @@ from noded.contract.states import (
     StopRequested,
 )
 from noded.contract.status import parse_status
+from noded.contract.wire import HEADER_SIZE
 from noded.daemon.config import Config
 from noded.daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
 from noded.daemon.journal import journal_tail
 from noded.daemon.oom import OomWatcher, oom_check_argv, oom_killed_from_exec
 from noded.daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from noded.daemon.session import NodeRuntime, Session
+from noded.daemon.shm import refuse_if_full
+from noded.daemon.shm import space as shm_space
 from noded.daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
 from noded.daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from noded.errors import LimitError, SessionNotFound, SystemdError
@@ -103,6 +107,7 @@ class SessionManager:
                 f"at most {limit} node processes",
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
+        refuse_if_full(pipeline, shm_space())
         sid = self._new_sid()
         topology = plan(pipeline, sid, root_base=str(self.config.iox2_root))
         session = Session.new(sid, pipeline, topology, owner=owner, user=user)
@@ -274,6 +279,9 @@ class SessionManager:
         node.apply(Exited(stop_requested=node.stop_requested and not blame))
         if node.state is NodeState.ERROR:
             p = node.props
+            shm = None
+            if int(p.get("ExecMainStatus", 0) or 0) == signal.SIGBUS and (free := shm_space()) is not None:
+                shm = (free.free, free.size, node.spec.max_payload + HEADER_SIZE)
             facts = ExitFacts(
                 result=str(p.get("Result", "")),
                 exec_main_code=int(p.get("ExecMainCode", 0) or 0),
@@ -284,6 +292,7 @@ class SessionManager:
                 tasks_max=node.spec.resources.tasks_max,
                 watchdog=node.spec.resources.watchdog,
                 hung_in=hung_in,
+                shm=shm,
             )
             self._fail(session, node, describe_exit(facts), consequence=is_consequence(facts))
         else:
