@@ -73,8 +73,9 @@ read_wav = read_audio
 
 
 def pcm16(samples: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1] as little-endian 16-bit PCM."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    """float audio in [-1, 1] as little-endian 16-bit PCM, scaled as libsndfile reads it
+    (by 32768), so that 16-bit PCM read and written back is the same PCM."""
+    return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2")
 
 
 def write_wav(path: Path | str, samples: np.ndarray, rate: int) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from noded.ctl.mediafiles import AudioFormat, MediaError, conform, read_input, wanted_format
-from noded.wavfile import read_audio
+from noded.wavfile import pcm16, read_audio, write_wav
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="sox makes the files (packaging/dev-env)")
 
@@ -149,3 +149,13 @@ def test_a_cut_flac_is_called_damaged_or_truncated(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="damaged or truncated|truncated") as info:
         read_input(path)
     assert str(path) in info.value.message
+
+
+def test_16_bit_pcm_read_and_written_back_is_the_same_pcm(tmp_path: Path) -> None:
+    src, dst = sox(tmp_path / "in.wav", "-b", "16"), tmp_path / "out.wav"
+    samples, rate = read_audio(src)
+    write_wav(dst, samples, rate)
+    assert dst.read_bytes()[44:] == src.read_bytes()[-len(dst.read_bytes()[44:]) :]
+    back, _ = read_audio(dst)
+    assert np.array_equal(back, samples)
+    assert pcm16(np.array([1.5, 1.0, -1.0, -2.0])).tolist() == [32767, 32767, -32768, -32768]
