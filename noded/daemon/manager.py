@@ -36,7 +36,7 @@ from noded.contract.states import (
 from noded.contract.status import parse_status
 from noded.contract.wire import HEADER_SIZE
 from noded.daemon.config import Config
-from noded.daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
+from noded.daemon.failures import CLD_DUMPED, CLD_KILLED, ExitFacts, ExitReason, describe_exit, is_consequence
 from noded.daemon.journal import journal_tail
 from noded.daemon.oom import OomWatcher, oom_check_argv, oom_killed_from_exec
 from noded.daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
@@ -280,7 +280,8 @@ class SessionManager:
         if node.state is NodeState.ERROR:
             p = node.props
             shm = None
-            if int(p.get("ExecMainStatus", 0) or 0) == signal.SIGBUS and (free := shm_space()) is not None:
+            killed = int(p.get("ExecMainCode", 0) or 0) in (CLD_KILLED, CLD_DUMPED)
+            if killed and int(p.get("ExecMainStatus", 0) or 0) == signal.SIGBUS and (free := shm_space()) is not None:
                 shm = (free.free, free.size, node.spec.max_payload + HEADER_SIZE)
             facts = ExitFacts(
                 result=str(p.get("Result", "")),
