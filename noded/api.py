@@ -355,6 +355,9 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            # Detach first: once the session is stopped the daemon removes its iceoryx2
+            # files, and ports closed after that find them gone (iceoryx2 warns).
+            self.detach()
             if self.stop_on_exit and self.info.state not in SESSION_TERMINAL:
                 self.stop(wait=True)
         finally:

@@ -18,6 +18,7 @@ TEST_NODES: dict[str, str] = {
     "slow_sink": "noded.nodes.testing.basic:SlowSink",
     "flaky": "noded.nodes.testing.basic:Flaky",
     "drip": "noded.nodes.testing.basic:Drip",
+    "hang": "noded.nodes.testing.basic:Hang",
     # crash scenarios (noded/nodes/testing/chaos.py)
     "chaos": "noded.nodes.testing.chaos:Chaos",
     # tries what the sandbox forbids (noded/nodes/testing/probe.py)

@@ -12,13 +12,27 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
 
-__all__ = ["NotifySocket", "monotonic_usec"]
+__all__ = ["NotifySocket", "monotonic_usec", "watchdog_interval"]
 
 
 def monotonic_usec() -> int:
     """CLOCK_MONOTONIC in µs, for ``MONOTONIC_USEC=`` next to ``RELOADING=1``."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+
+
+def watchdog_interval(env: Mapping[str, str], pid: int) -> float | None:
+    """Seconds between WATCHDOG=1 pings: a quarter of systemd's WATCHDOG_USEC, or None when
+    no watchdog is set for this process (sd_watchdog_enabled(3)). A quarter, not the half
+    systemd suggests: a process on a loaded machine may be scheduled late."""
+    try:
+        usec = int(env.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0 or env.get("WATCHDOG_PID", str(pid)) != str(pid):
+        return None
+    return usec / 4 / 1_000_000
 
 
 def _address(name: str) -> str | bytes:

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "feed": (
         "noded.ctl.run",
         "feed",
-        "Send FILE to external input PORT of session SID (.wav audio, .npy, or text lines).",
+        "Send FILE to external input PORT of session SID (audio: WAV, FLAC, OGG; .npy; or text lines).",
     ),
     "graph": (
         "noded.ctl.graph",

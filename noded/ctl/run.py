@@ -63,7 +63,7 @@ def _feed(
 
 @click.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--input", "-i", "inputs", multiple=True, help="[NAME=]FILE for an external input (.wav, .npy, text).")
+@click.option("--input", "-i", "inputs", multiple=True, help="[NAME=]FILE for an external input (audio, .npy, text).")
 @click.option(
     "--output",
     "-o",
@@ -124,7 +124,7 @@ def _run_session(
     realtime: bool,
     timeout: float,
 ) -> int:
-    from noded.ctl.mediafiles import OutputWriter
+    from noded.ctl.mediafiles import OutputWriter, for_port
     from noded.ctl.runreport import RunReport
 
     in_names, out_names = session.inputs, session.output_names
@@ -143,6 +143,7 @@ def _run_session(
     report.ready_ns = time.monotonic_ns()
     started = time.monotonic()
     session.attach()  # from here a guard stops blocked sends if the session fails
+    files = {name: for_port(session, name, data) for name, data in files.items()}  # resampled if asked
     feeders = [
         threading.Thread(target=_feed, args=(session, name, data, realtime, True, report), daemon=True)
         for name, data in files.items()
@@ -199,8 +200,8 @@ def _run_session(
 @click.pass_obj
 @reports_errors
 def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: bool, no_end: bool) -> None:
-    """Send FILE to external input PORT of session SID (.wav audio, .npy, or text lines)."""
-    from noded.ctl.mediafiles import read_input
+    """Send FILE to external input PORT of session SID (audio: WAV, FLAC, OGG; .npy; or text lines)."""
+    from noded.ctl.mediafiles import for_port, read_input
 
     data = read_input(file, chunk_ms)
     with ctx.connect() as nd, nd.session(sid) as session:
@@ -208,6 +209,7 @@ def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: boo
             raise click.UsageError(
                 f"session {sid} has no input {port!r} (it has: {', '.join(session.inputs) or 'none'})"
             )
+        data = for_port(session, port, data)  # resampled and downmixed if its consumer asks
         _feed(session, port, data, realtime, not no_end)
     if ctx.json:
         ctx.emit(

@@ -26,7 +26,7 @@ from noded.contract.protocol import (
     Watch,
     to_builtins,
 )
-from noded.contract.sdnotify import NotifySocket, monotonic_usec
+from noded.contract.sdnotify import NotifySocket, monotonic_usec, watchdog_interval
 from noded.contract.states import SESSION_TERMINAL
 from noded.daemon.config import Config, ConfigError, describe, load_config, reloadable
 from noded.daemon.control import Connection, ControlServer
@@ -295,15 +295,3 @@ class Daemon:
 
 
 __all__ = ["Daemon", "NodedError"]
-
-
-def watchdog_interval(env: dict[str, str], pid: int) -> float | None:
-    """Seconds between WATCHDOG=1 pings: a quarter of systemd's WATCHDOG_USEC, or None when
-    no watchdog is set for this process (sd_watchdog_enabled(3))."""
-    try:
-        usec = int(env.get("WATCHDOG_USEC", ""))
-    except ValueError:
-        return None
-    if usec <= 0 or env.get("WATCHDOG_PID", str(pid)) != str(pid):
-        return None
-    return usec / 4 / 1_000_000

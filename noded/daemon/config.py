@@ -34,10 +34,13 @@ import msgspec
 
 from noded.contract.paths import DEFAULT_CONFIG_PATH, DEFAULT_RUNTIME_DIR, SOCKET_NAME
 from noded.errors import NodedError
-from noded.pipeline.schema import INFINITY, Resources, parse_quota, parse_size, parse_tasks
+from noded.pipeline.schema import INFINITY, Resources, parse_quota, parse_size, parse_tasks, parse_watchdog
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _HINT = "see noded.toml(5): every key, its default and its variable"
+# Seconds a node may spend in setup() after a progress report, or in one process(), before
+# systemd ends it (WatchdogSec= of its unit); a pipeline's `watchdog` wins.
+DEFAULT_WATCHDOG = "30s"
 
 
 class ConfigError(NodedError):
@@ -51,6 +54,7 @@ class NodeLimitsDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     memory_max: int | str = INFINITY
     cpu_quota: str = INFINITY
     tasks_max: int | str = INFINITY
+    watchdog: int | float | str = DEFAULT_WATCHDOG
 
 
 class NodeSandboxDoc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -109,7 +113,7 @@ class Config:
     # Series per session (edges, hops, node figures): they grow with every session.
     metrics_per_session: bool = False
     # Limits of nodes whose pipeline sets none (a pipeline's values win).
-    node_limits: Resources = Resources()
+    node_limits: Resources = Resources(watchdog=parse_watchdog(DEFAULT_WATCHDOG))
     node_sandbox: NodeSandbox = NodeSandbox()
     source: str = "built-in defaults"  # where it was read from, for messages
     files: tuple[str, ...] = ()  # the files read, main file first then drop-ins, in order
@@ -327,6 +331,7 @@ def _checked(doc: ConfigDoc, where: str, origin: dict[str, str], source: str) ->
             memory_max=c.parse("node_limits.memory_max", parse_size, limits.memory_max),
             cpu_quota=c.parse("node_limits.cpu_quota", parse_quota, limits.cpu_quota),
             tasks_max=c.parse("node_limits.tasks_max", _parse_tasks, limits.tasks_max),
+            watchdog=c.parse("node_limits.watchdog", parse_watchdog, limits.watchdog),
         ),
         node_sandbox=NodeSandbox(
             private_network=sandbox.private_network,
@@ -390,7 +395,12 @@ def describe(config: Config) -> dict[str, Any]:
         "metrics_address": ":".join(map(str, config.metrics_address)) if config.metrics_address else None,
         "metrics_per_session": config.metrics_per_session,
         "log_level": config.log_level,
-        "node_limits": {"memory_max": limits.memory_max, "cpu_quota": limits.cpu_quota, "tasks_max": limits.tasks_max},
+        "node_limits": {
+            "memory_max": limits.memory_max,
+            "cpu_quota": limits.cpu_quota,
+            "tasks_max": limits.tasks_max,
+            "watchdog": limits.watchdog,
+        },
         "node_sandbox": {
             "private_network": config.node_sandbox.private_network,
             "read_write_paths": list(config.node_sandbox.read_write_paths),

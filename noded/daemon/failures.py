@@ -21,6 +21,10 @@ class ExitFacts:
     memory_max: int | None = None
     oom_killed: bool = False
     tasks_max: int | None = None
+    watchdog: float | None = None  # the unit's WatchdogSec=, seconds
+    hung_in: str = "process()"  # where a node the watchdog ended was: "setup()" before READY=1
+    # /dev/shm when a node died of SIGBUS: (bytes free, bytes in all, the node's largest message)
+    shm: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,15 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
+def _shm_words(free: int, size: int, need: int) -> str:
+    """A SIGBUS in a worker is, nearly always, a shared-memory page tmpfs could not back."""
+    state = "is full" if free < need else "was short"
+    return (
+        f": /dev/shm {state} ({free / 2**20:.1f} of {size / 2**20:.1f} MiB free; its messages take up to "
+        f"{need / 2**20:.1f} MiB), so a message's shared memory could not be backed"
+    )
+
+
 def is_consequence(f: ExitFacts) -> bool:
     """True if the node exited because a data-plane peer died (the worker's PEER_GONE):
     the session's failure should name that peer, whose own exit may be seen later."""
@@ -83,12 +96,17 @@ def describe_exit(f: ExitFacts) -> ExitReason:
         what = f"was killed by {sig}"
         if f.exec_main_code == CLD_DUMPED:
             what += " (core dumped)"
+        if sig == "SIGBUS" and f.shm is not None:
+            what += _shm_words(*f.shm)
     else:
         what = "stopped"
 
     if f.result == "oom-kill" or f.oom_killed:
         limit = f" (memory_max {_mib(f.memory_max)})" if f.memory_max else ""
         what = f"ran out of memory{limit}: the kernel's OOM killer ended it; it {what}"
+    elif f.result == "watchdog":
+        limit = f" for {f.watchdog:g} s" if f.watchdog else ""
+        what = f"hung in {f.hung_in}{limit}: systemd's watchdog ended it ({what})"
     elif f.result == "timeout":
         what = f"timed out ({what})"
     elif f.result == "start-limit-hit" or f.result == "resources":

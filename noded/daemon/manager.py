@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -33,12 +34,15 @@ from noded.contract.states import (
     StopRequested,
 )
 from noded.contract.status import parse_status
+from noded.contract.wire import HEADER_SIZE
 from noded.daemon.config import Config
-from noded.daemon.failures import ExitFacts, ExitReason, describe_exit, is_consequence
+from noded.daemon.failures import CLD_DUMPED, CLD_KILLED, ExitFacts, ExitReason, describe_exit, is_consequence
 from noded.daemon.journal import journal_tail
 from noded.daemon.oom import OomWatcher, oom_check_argv, oom_killed_from_exec
 from noded.daemon.resources import prepare_session, remove_leftovers, remove_session, seal_session, session_root
 from noded.daemon.session import NodeRuntime, Session
+from noded.daemon.shm import refuse_if_full
+from noded.daemon.shm import space as shm_space
 from noded.daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
 from noded.daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from noded.errors import LimitError, SessionNotFound, SystemdError
@@ -51,6 +55,7 @@ HEARTBEAT_SECONDS = 2.0
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
+JOURNAL_LINES, JOURNAL_LINES_HUNG = 10, 30  # of a failed node's journal, in its session's failure
 
 Listener = Callable[[SessionInfo], None]
 
@@ -102,6 +107,7 @@ class SessionManager:
                 f"at most {limit} node processes",
                 hint="raise max_session_processes in /etc/noded/noded.toml, or split the pipeline",
             )
+        refuse_if_full(pipeline, shm_space())
         sid = self._new_sid()
         topology = plan(pipeline, sid, root_base=str(self.config.iox2_root))
         session = Session.new(sid, pipeline, topology, owner=owner, user=user)
@@ -243,6 +249,7 @@ class SessionManager:
     def _on_node_exit(self, session: Session, node: NodeRuntime, failed: bool) -> None:
         if node.state in NODE_TERMINAL:
             return
+        hung_in = "setup()" if node.state in (NodeState.IDLE, NodeState.INITIALIZING) else "process()"
         if failed:
             # The Unit interface's signal may precede the Service one: read the
             # facts now, while the failed unit is still loaded, then let it go.
@@ -272,6 +279,10 @@ class SessionManager:
         node.apply(Exited(stop_requested=node.stop_requested and not blame))
         if node.state is NodeState.ERROR:
             p = node.props
+            shm = None
+            killed = int(p.get("ExecMainCode", 0) or 0) in (CLD_KILLED, CLD_DUMPED)
+            if killed and int(p.get("ExecMainStatus", 0) or 0) == signal.SIGBUS and (free := shm_space()) is not None:
+                shm = (free.free, free.size, node.spec.max_payload + HEADER_SIZE)
             facts = ExitFacts(
                 result=str(p.get("Result", "")),
                 exec_main_code=int(p.get("ExecMainCode", 0) or 0),
@@ -280,6 +291,9 @@ class SessionManager:
                 memory_max=node.spec.resources.memory_max,
                 oom_killed=oom_killed,
                 tasks_max=node.spec.resources.tasks_max,
+                watchdog=node.spec.resources.watchdog,
+                hung_in=hung_in,
+                shm=shm,
             )
             self._fail(session, node, describe_exit(facts), consequence=is_consequence(facts))
         else:
@@ -339,7 +353,10 @@ class SessionManager:
             signal=why.signal,
             status_text=str(node.props.get("StatusText", "")),
         )
-        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit))
+        # A node the watchdog ended wrote every thread's stack (faulthandler) before
+        # systemd's own lines: enough lines to show where it hung.
+        lines = JOURNAL_LINES_HUNG if session.failure.result == "watchdog" else JOURNAL_LINES
+        self._journal[session.sid] = asyncio.get_running_loop().create_task(journal_tail(node.unit, lines))
 
     def _stop_units(self, session: Session) -> None:
         for node in session.nodes.values():
@@ -413,6 +430,7 @@ class SessionManager:
             memory_max=res.memory_max,
             cpu_quota=res.cpu_quota,
             tasks_max=res.tasks_max,
+            watchdog=res.watchdog,
             sandbox=spec.sandbox,
             env=spec.env,
             oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)) if res.memory_max is not None else None,

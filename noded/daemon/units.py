@@ -74,6 +74,7 @@ def service_properties(
     memory_max: int | None = None,
     cpu_quota: float | None = None,
     tasks_max: int | None = None,
+    watchdog: float | None = None,
     sandbox: NodeGrants = NodeGrants(),
     env: tuple[tuple[str, str], ...] = (),
     oom_check: list[str] | None = None,
@@ -138,4 +139,8 @@ def service_properties(
         props.append(("CPUQuotaPerSecUSec", "t", int(cpu_quota * USEC)))
     if tasks_max is not None:
         props.append(("TasksMax", "t", tasks_max))
+    if watchdog is not None:
+        # The worker feeds it (noded.worker.notify.Watchdog); a node that stops feeding it
+        # is ended with SIGABRT (WatchdogSignal='s default), Result=watchdog.
+        props.append(("WatchdogUSec", "t", int(watchdog * USEC)))
     return props

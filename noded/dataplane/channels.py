@@ -41,6 +41,7 @@ import ctypes
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import iceoryx2 as iox
@@ -137,6 +138,43 @@ def _is(exc: BaseException, reason: str) -> bool:
     return bool(exc.args) and exc.args[0] == reason
 
 
+class LimitReached(ChannelError):
+    """One of iceoryx2's per-service limits (publishers, subscribers, listeners,
+    notifiers, nodes) is reached: more processes use a port than its pipeline planned."""
+
+
+# iceoryx2's error names for its per-service limits -> what the limit counts.
+_LIMITS = {
+    "ExceedsMaxSupportedPublishers": "publishers",
+    "ExceedsMaxSupportedSubscribers": "subscribers",
+    "ExceedsMaxSupportedListeners": "listeners",
+    "ExceedsMaxSupportedNotifiers": "notifiers",
+    "ExceedsMaxNumberOfNodes": "nodes",
+}
+
+
+@contextlib.contextmanager
+def _limits(endpoint: str, action: str, service: str, **planned: int) -> Iterator[None]:
+    """Turn an iceoryx2 limit error inside the block into LimitReached naming the limit
+    (with its value when ``planned`` has it: publishers=1, ...), the endpoint (node or
+    client) and the service; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        text = f"{type(exc).__name__} {exc}"
+        key = next((k for k in _LIMITS if k in text), None)
+        if key is None:
+            raise
+        limit = planned.get(_LIMITS[key])
+        most = f", {limit}," if limit is not None else ""
+        raise LimitReached(
+            f"{endpoint}: cannot {action} {service!r}: iceoryx2's limit on {_LIMITS[key]} per service{most} is "
+            f"reached ({key})",
+            hint="another process uses this port as well (a second client, or a process left from before?); "
+            "each port takes the producers and consumers its pipeline plans",
+        ) from None
+
+
 class Channels:
     """An endpoint's iceoryx2 node, and its notifiers to other endpoints' inboxes."""
 
@@ -147,7 +185,7 @@ class Channels:
                 f"iceoryx2 root {root!r} with prefix {prefix!r} is too long for its AF_UNIX sockets",
                 hint=f"keep len(root) + len(prefix) <= {_SUN_PATH_MAX - _SOCKET_NAME_LEN}",
             )
-        self.root, self.prefix = root, prefix
+        self.root, self.prefix, self.name = root, prefix, name
         self.config = iox.config.default()
         self.config.global_cfg.root_path = iox.Path.new(root)
         self.config.global_cfg.prefix = iox.FileName.new(prefix)
@@ -169,12 +207,14 @@ class Channels:
         notifier = self._notifiers.get(inbox)
         if notifier is None:
             try:
-                service = _inbox_service(self.node, inbox, event_id_max, 1, create=False)
+                with _limits(self.name, "open the inbox", inbox):
+                    service = _inbox_service(self.node, inbox, event_id_max, 1, create=False)
             except iox.EventOpenError as e:
                 if _is(e, "DoesNotExist") or _is(e, "InsufficientPermissions"):
                     return None
                 raise ChannelError(f"cannot open inbox {inbox!r}: {e}") from e
-            notifier = self._notifiers[inbox] = service.notifier_builder().create()
+            with _limits(self.name, "notify the inbox", inbox):
+                notifier = self._notifiers[inbox] = service.notifier_builder().create()
         return notifier
 
     def close(self) -> None:
@@ -240,7 +280,8 @@ class Inbox:
         last_consumers: int = MAX_CONSUMERS,
     ) -> None:
         event_id_max = inbox_event_id_max(n_outputs, last_consumers)
-        self._service = _inbox_service(chan.node, name, event_id_max, max_peers, create=True)
+        with _limits(chan.name, "open its inbox", name, listeners=1, notifiers=max_peers, nodes=max_peers + 1):
+            self._service = _inbox_service(chan.node, name, event_id_max, max_peers, create=True)
         try:
             self._listener = self._service.listener_builder().create()
         except Exception as exc:
@@ -327,19 +368,20 @@ class OutPort:
         self.spec, self.index, self.depth = spec, index, spec.depth
         self.max_message_len = max_message_len
         self._chan = chan
-        self._service = _stream_service(
-            chan.node, spec.service, spec.depth, n, create=True, safe_overflow=spec.safe_overflow
-        )
-        self.publisher = (
-            self._service.publisher_builder()
-            .initial_max_slice_len(max_message_len)
-            .allocation_strategy(iox.AllocationStrategy.Static)  # sized up front: never grows
-            # Never blocks: a send blocked in RetryUntilDelivered has no timeout, holds the GIL
-            # and hangs if the consumer dies (docs/dataplane.md, "Blocked send has no timeout").
-            .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
-            .max_loaned_samples(MAX_LOANS)
-            .create()
-        )
+        with _limits(chan.name, "publish on", spec.service, publishers=1, subscribers=n, nodes=n + 1):
+            self._service = _stream_service(
+                chan.node, spec.service, spec.depth, n, create=True, safe_overflow=spec.safe_overflow
+            )
+            self.publisher = (
+                self._service.publisher_builder()
+                .initial_max_slice_len(max_message_len)
+                .allocation_strategy(iox.AllocationStrategy.Static)  # sized up front: never grows
+                # Never blocks: a send blocked in RetryUntilDelivered has no timeout, holds the GIL
+                # and hangs if the consumer dies (docs/dataplane.md, "Blocked send has no timeout").
+                .backpressure_strategy(iox.BackpressureStrategy.DiscardData)
+                .max_loaned_samples(MAX_LOANS)
+                .create()
+            )
         self._loan = getattr(self.publisher, _RAW_LOAN, None) or self.publisher.loan_slice_uninit
         self._data_event = _EVENT_IDS[EVENT_DATA]
         self.hello = [False] * n
@@ -462,15 +504,17 @@ class InPort:
         """Subscribe (if the producer's service exists) and say hello; True once done."""
         if self.subscriber is None:
             try:
-                self._service = _stream_service(
-                    self._chan.node, self.spec.service, self.spec.depth, self.spec.consumer_index + 1,
-                    create=False, safe_overflow=self.spec.safe_overflow,
-                )  # fmt: skip
+                with _limits(self._chan.name, "subscribe to", self.spec.service):
+                    self._service = _stream_service(
+                        self._chan.node, self.spec.service, self.spec.depth, self.spec.consumer_index + 1,
+                        create=False, safe_overflow=self.spec.safe_overflow,
+                    )  # fmt: skip
             except iox.PublishSubscribeOpenError as e:
                 if _is(e, "DoesNotExist"):
                     return False
                 raise ChannelError(f"input {self.spec.source!r}: cannot open {self.spec.service!r}: {e}") from e
-            self.subscriber = self._service.subscriber_builder().buffer_size(self.spec.depth).create()
+            with _limits(self._chan.name, "subscribe to", self.spec.service):
+                self.subscriber = self._service.subscriber_builder().buffer_size(self.spec.depth).create()
         return self.credit()
 
     def receive(self) -> Any | None:

@@ -116,6 +116,7 @@ class Endpoint:
         rejects: RejectLog | None = None,
         send_timeout: float | None = None,
         stats_path: Path | None = None,
+        keepalive: Callable[[], None] | None = None,
     ) -> None:
         """``name``: this endpoint's name (node id, or "client"); ``extra_fd``: another fd
         that wakes ``wait`` (the worker's signal pipe; ``should_stop`` must drain it);
@@ -123,8 +124,10 @@ class Endpoint:
         calling it on every send (a ``select`` per message); ``send_timeout``: the default
         ``timeout`` of ``send`` (None: wait as needed); ``stats_path``: where to keep the
         live counters the daemon reads (``noded.contract.stats``; None, or a place this process
-        may not write: anonymous)."""
+        may not write: anonymous); ``keepalive``: called while a send waits for credit
+        (the worker's watchdog: waiting for a slow consumer is not hanging)."""
         self.name = name
+        self._keepalive = keepalive
         self.send_timeout = send_timeout
         self.verify = plane.verify_payload
         # wait() polls this long before it sleeps: the largest spin_us of the inputs (0: never)
@@ -529,6 +532,8 @@ class Endpoint:
                     if any(out.hello[i] for i in blocking):
                         out.check_consumers()
                     next_check = now + DEAD_CHECK
+                if self._keepalive is not None:
+                    self._keepalive()
                 if not blocked_at:
                     blocked_at = time.monotonic_ns()
                     self._slots[self._out_base[out.index] + O_BLOCKED_SINCE] = blocked_at

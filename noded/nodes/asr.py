@@ -195,6 +195,7 @@ class Asr(StreamNode):
         "Transcribes each utterance that vad cuts out: JSON {utterance, text, speech_end_ns, endpoint_ns, "
         "asr_ms} on port out."
     )
+    AUDIO_INPUT = (RATE, 1)  # nodectl resamples and downmixes audio files it feeds here
     PARAMS = {
         "backend": Param(
             str, "pocketsphinx", "pocketsphinx (en-US model in its wheel) or whisper.", ("pocketsphinx", "whisper")

@@ -8,7 +8,7 @@ the default "LQ" hands out every 20 ms chunk at once (after the first); "HQ" and
 filter more steeply but release audio in blocks, holding back 2 to 5 chunks of 20 ms:
 latency a live pipeline pays on every utterance.
 
-``WavSource`` plays a WAV file (``path``) into "out" in ``chunk_ms`` chunks, in real time
+``WavSource`` plays an audio file (``path``: WAV, FLAC, OGG) into "out" in ``chunk_ms`` chunks, in real time
 when ``realtime``, then ends the stream. ``WavSink`` writes the AUDIO it receives to
 ``path`` when the stream ends. Both read or write the path from inside their unit: it
 must be readable (source) or writable (sink) under the unit's sandboxing.
@@ -102,7 +102,7 @@ class Resample(StreamNode):
 
 
 class WavSource(Node):
-    SUMMARY = "Reads a WAV file and sends it on port out in chunks, then END_OF_STREAM."
+    SUMMARY = "Reads an audio file (WAV, FLAC, OGG: libsndfile) and sends it on port out in chunks, then END_OF_STREAM."
     PARAMS = {
         "path": Param(str, REQUIRED, "The WAV file (the node must be allowed to read it: read_only_paths)."),
         "chunk_ms": Param(int, 20, "Milliseconds of audio per message."),

@@ -189,6 +189,7 @@ class Vad(StreamNode):
         "Cuts utterances out of 16 kHz mono audio: JSON start/pause/end events around their audio on "
         "port out, timings on port events."
     )
+    AUDIO_INPUT = (RATE, 1)  # nodectl resamples and downmixes audio files it feeds here
     PARAMS = {
         "backend": Param(str, "silero", "silero (v5 ONNX model, onnxruntime) or webrtc (webrtcvad).", BACKENDS),
         "threshold": Param(float, 0.5, "silero: the speech probability above which a frame is speech."),

@@ -69,6 +69,7 @@ from noded.pipeline.schema import (
     parse_size,
     parse_spin,
     parse_tasks,
+    parse_watchdog,
 )
 from noded.pipeline.usercode import check_class_file, check_code_dir, is_file_class
 
@@ -99,6 +100,7 @@ _RESOURCE_PARSERS: dict[str, Callable[[Any], int | float | None]] = {
     "memory_max": parse_size,
     "cpu_quota": parse_quota,
     "tasks_max": parse_tasks,
+    "watchdog": parse_watchdog,
 }
 _KEY_HINTS = {**dict.fromkeys(_RESOURCE_PARSERS, "resources"), "depth": "depth", "max_payload": "payload"}
 _LISTS = ("nodes", "inputs", "outputs")  # top-level arrays whose entries are checked one by one
@@ -128,7 +130,8 @@ _HINTS = {
     "cycle": "a pipeline must not have cycles: remove one of the inputs named",
     "resources": (
         "memory_max: bytes or a K/M/G/T size such as '512M'; cpu_quota: a percentage such as "
-        "'150%'; tasks_max: a positive integer; each may also be 'infinity'"
+        "'150%'; tasks_max: a positive integer; watchdog: a time span such as '30s' (at least 1 s); "
+        "each may also be 'infinity'"
     ),
     "depth": (
         f"depth is how many messages may be in flight on an edge: an integer from {MIN_DEPTH} to "

@@ -48,6 +48,17 @@ _USEC_PER_SEC = 1_000_000
 _SIZE_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*([KMGT]?)\s*", re.IGNORECASE)
 _QUOTA_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*%\s*")
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SPAN_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|)\s*", re.IGNORECASE)
+_SPAN_UNITS = {
+    "ms": Decimal("0.001"),
+    "": Decimal(1),
+    "s": Decimal(1),
+    "sec": Decimal(1),
+    "m": Decimal(60),
+    "min": Decimal(60),
+    "h": Decimal(3600),
+}
+MIN_WATCHDOG = 1.0  # seconds
 
 
 # -- the file format ----------------------------------------------------------------
@@ -59,6 +70,7 @@ class LimitsDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     memory_max: int | str | UnsetType = UNSET
     cpu_quota: str | UnsetType = UNSET
     tasks_max: int | str | UnsetType = UNSET
+    watchdog: int | float | str | UnsetType = UNSET
 
 
 class DataplaneDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +101,7 @@ class NodeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     memory_max: int | str | UnsetType = UNSET
     cpu_quota: str | UnsetType = UNSET
     tasks_max: int | str | UnsetType = UNSET
+    watchdog: int | float | str | UnsetType = UNSET
     max_payload: int | str | UnsetType = UNSET
     # The node's sandbox (noded.daemon.sandbox): the network, and read-only paths for models.
     network: bool = False
@@ -173,6 +186,7 @@ class Resources:
     memory_max: int | None = None  # bytes
     cpu_quota: float | None = None  # 1.0 == one full CPU
     tasks_max: int | None = None
+    watchdog: float | None = None  # seconds a node may go without feeding its watchdog
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +298,29 @@ def parse_tasks(value: int | str) -> int | None:
     if value >= UINT64_MAX:
         raise ValueError(f"{value!r} is too large")
     return value
+
+
+def parse_watchdog(value: int | float | str) -> float | None:
+    """Seconds from a number or a time span ("30s", "500ms", "2min", "1h"); None for
+    "infinity" or "off" (no watchdog). At least MIN_WATCHDOG: a shorter one would end a
+    node that is merely scheduled late on a busy machine."""
+    if isinstance(value, str):
+        if value.strip().lower() in (INFINITY, "off"):
+            return None
+        match = _SPAN_RE.fullmatch(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a time span: use a number and a unit, such as '30s', '500ms' or '2min'")
+        seconds = float(Decimal(match[1]) * _SPAN_UNITS[match[2].lower()])
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ValueError(f"expected a time span such as '30s', got {type(value).__name__}")
+    if not seconds >= MIN_WATCHDOG:  # also NaN
+        shortest = f"the shortest watchdog, {MIN_WATCHDOG:g} s ('infinity' turns it off)"
+        raise ValueError(f"{value!r} is shorter than {shortest}")
+    if seconds * _USEC_PER_SEC >= UINT64_MAX:
+        raise ValueError(f"{value!r} is too long")
+    return seconds
 
 
 def parse_depth(value: int) -> int:

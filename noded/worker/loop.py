@@ -18,6 +18,11 @@ A value is what ``ctx.send`` takes: an array from ``ctx.loan`` (no copy), an nda
 ``Message`` (forwarded with its header). Send with ``ctx.send`` directly to choose
 ``kind`` or header fields.
 
+Watchdog (``noded.worker.notify.Watchdog``): fed before each message, after each sleep
+in the inbox (which lasts at most a quarter of the watchdog) and by each send; a
+``process()`` or ``run()`` that neither returns nor sends for the node's ``watchdog``
+stops feeding it, and systemd ends the node.
+
 State (``noded.contract.stats``, read by the daemon when asked): READY once serving,
 PROCESSING while ``run`` runs and from the first message of a burst until there is
 nothing left to take, then IDLE while the loop sleeps. A transition is two stores and a
@@ -57,6 +62,7 @@ from noded.dataplane.endpoint import ChannelError, Endpoint
 from noded.dataplane.message import Message
 from noded.errors import Stopped
 from noded.node import Context, Node
+from noded.worker.notify import Watchdog
 
 ERROR_LOG_INTERVAL = 5.0
 _IDLE, _PROCESSING = int(State.IDLE), int(State.PROCESSING)  # plain ints: the cheapest stores
@@ -69,11 +75,14 @@ class Loop:
     def __init__(
         self, node: Node, ctx: Context, endpoint: Endpoint, should_stop: Callable[[], bool],
         stop_event: threading.Event | None = None, outputs: Sequence[str] = (),
+        watchdog: Watchdog | None = None,
     ) -> None:  # fmt: skip
         """``should_stop`` is asked before sleeping (it may drain a pipe); ``stop_event``,
         set whenever it would say True, is checked between messages instead; ``outputs``
-        are the node's output ports (a flush goes on on each)."""
+        are the node's output ports (a flush goes on on each); ``watchdog`` is fed between
+        messages and while idle."""
         self.node, self.ctx, self.endpoint = node, ctx, endpoint
+        self.watchdog = watchdog if watchdog is not None else Watchdog(None, lambda *_: None)
         self.outputs = tuple(outputs)
         self._ahead: deque[Message] = deque()  # taken by interrupted(), not yet dispatched
         self._flushes_ahead = 0
@@ -100,6 +109,7 @@ class Loop:
         """Run until a stop is requested (or Stopped is raised)."""
         slots, monotonic_ns = self._slots, time.monotonic_ns
         self._thread = threading.get_ident()
+        feed, idle_timeout = self.watchdog.feed, self.watchdog.timeout
         now = monotonic_ns()
         slots[H_SERVING_SINCE] = now
         if not slots[H_STATE]:
@@ -113,6 +123,7 @@ class Loop:
             stopping = self.stop_event.is_set if self.stop_event is not None else self.should_stop
             receive, ahead = self.endpoint.receive, self._ahead
             while not stopping():
+                feed()
                 msg = ahead.popleft() if ahead else receive()
                 if msg is None:
                     if busy:  # the burst is over
@@ -123,7 +134,7 @@ class Loop:
                         busy = False
                     if self.should_stop():
                         break
-                    self.endpoint.wait()
+                    self.endpoint.wait(idle_timeout)
                     continue
                 if not busy:
                     slots[H_STATE_SINCE] = monotonic_ns()

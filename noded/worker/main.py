@@ -119,9 +119,15 @@ class _Signals:
                 self.stopping.set()
         return self.stopping.is_set()
 
-    def wait(self) -> int:
-        """Block until a stop signal (returns its number) or wake() (returns 0)."""
+    def wait(self, watchdog: notify.Watchdog | None = None) -> int:
+        """Block until a stop signal (returns its number) or wake() (returns 0), feeding
+        ``watchdog`` meanwhile."""
+        timeout = watchdog.timeout if watchdog is not None else None
         while True:
+            if watchdog is not None:
+                watchdog.feed()
+                if not select.select([self._r], [], [], timeout)[0]:
+                    continue
             # The C-level handler writes the signal number here even before the Python
             # handler runs, so reading the bytes leaves no window for a lost wake-up.
             for byte in os.read(self._r, 512):
@@ -133,7 +139,11 @@ class _WorkerContext(Context):
     def __init__(self, spec: WorkerSpec, stopping: threading.Event) -> None:
         super().__init__(session=spec.session, node_id=spec.node, params=spec.params)
         self.stopping = stopping
-        self._reporter: notify.ProgressReporter | None = notify.ProgressReporter()
+        self._watchdog = notify.watchdog()
+        extend = notify.EXTEND_TIMEOUT_USEC
+        if self._watchdog.usec is not None:  # EXTEND_TIMEOUT_USEC extends the watchdog too
+            extend = min(extend, self._watchdog.usec)
+        self._reporter: notify.ProgressReporter | None = notify.ProgressReporter(extend_usec=extend)
         self.endpoint: Endpoint | None = None
         self.loop: Loop | None = None  # while serving: ctx.interrupted() looks ahead through it
 
@@ -147,6 +157,7 @@ class _WorkerContext(Context):
         return self.endpoint.loan(port, shape, dtype, kind, **fields)
 
     def _send(self, port: str, value: Any, kind: int | None, fields: dict[str, Any]) -> None:
+        self._watchdog.feed()  # a source's run(), or a process() that yields, is alive
         if self.endpoint is None:
             super()._send(port, value, kind, fields)
         else:
@@ -164,6 +175,7 @@ class _WorkerContext(Context):
         if reporter is None:
             self.logger.debug("progress(%s, %r) after setup is ignored", fraction, text)
         else:
+            self._watchdog.feed()  # from the first report on, setup() is watched
             reporter.report(fraction, text)
 
 
@@ -219,7 +231,7 @@ class Worker:
         self.ctx.ready.set()
         log.info("node %s ready after %.0f ms (import and setup)", self.spec.node, (time.monotonic() - started) * 1e3)
         if self.endpoint is None:
-            signum = self.signals.wait()
+            signum = self.signals.wait(notify.watchdog())
         else:
             try:
                 signum = self._serve(node, self.endpoint)
@@ -239,6 +251,7 @@ class Worker:
         self.endpoint = Endpoint(
             plane, self.spec.node, extra_fd=self.signals.fileno(), should_stop=self.signals.poll,
             stop_event=self.signals.stopping, stats_path=stats_path(plane.root, self.spec.node),
+            keepalive=notify.watchdog().feed,
         )  # fmt: skip
         self.ctx.endpoint = self.endpoint
 
@@ -246,7 +259,7 @@ class Worker:
         from noded.worker.loop import Loop
 
         outputs = [o.port for o in self.spec.dataplane.outputs] if self.spec.dataplane is not None else []
-        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping, outputs)
+        loop = Loop(node, self.ctx, endpoint, self.signals.poll, self.signals.stopping, outputs, notify.watchdog())
         self.ctx.loop = loop
         try:
             loop.run()

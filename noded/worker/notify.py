@@ -12,13 +12,21 @@ What the worker sends, and when (one datagram per bullet):
   only progress the node reports does;
 * ``READY=1`` + ``STATUS=ready`` once setup returned;
 * ``STOPPING=1`` + ``STATUS=stopping`` on SIGTERM/SIGINT, before teardown;
-* ``STATUS=error: <Type>: <message>`` before a failing exit.
+* ``STATUS=error: <Type>: <message>`` before a failing exit;
+* ``WATCHDOG=1`` when the unit has a watchdog (``WatchdogSec=``, the node's ``watchdog``
+  key): at most every quarter of it, from setup's progress reports, from the serving loop
+  between messages and while idle, from each send (a source's ``run()``, a ``process()``
+  that yields) and while a send waits for credit. A node stuck longer (in ``setup()``
+  after a progress report, or in ``process()``) stops feeding it and systemd ends it with
+  SIGABRT, which makes faulthandler write every thread's stack to the journal.
 
 Start-timeout policy: ``EXTEND_TIMEOUT_USEC=N`` asks systemd to wait N more µs from the
 moment it gets the message, and only matters once TimeoutStartSec= has passed. So a setup
 whose progress keeps moving (each report that changes the shown status) at least every
 30 s may take as long as it needs, while one that goes silent is stopped by systemd after
-TimeoutStartSec=, or 30 s after its last report if that is later.
+TimeoutStartSec=, or 30 s after its last report if that is later. systemd extends a
+running watchdog by the same N, so with a shorter watchdog N is the watchdog: a setup
+stuck after a progress report is then ended that long after it.
 
 Without $NOTIFY_SOCKET (outside systemd) sending is a no-op.
 """
@@ -31,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from noded.contract.sdnotify import NotifySocket
+from noded.contract.sdnotify import NotifySocket, watchdog_interval
 from noded.contract.status import Phase, Status, format_status
 
 EXTEND_TIMEOUT_USEC = 30_000_000
@@ -79,17 +87,59 @@ class Notifier:
             self._sd = None
 
 
+class Watchdog:
+    """Feeds systemd's watchdog: ``feed()`` sends WATCHDOG=1 if ``interval`` seconds have
+    passed since the last one (a clock read otherwise: cheap enough for every message).
+    With ``interval`` None (no watchdog) ``feed`` does nothing; ``timeout`` is how long the
+    caller may sleep without feeding it."""
+
+    def __init__(
+        self, interval: float | None, send: Callable[..., None], clock: Callable[[], int] = time.monotonic_ns
+    ) -> None:
+        self.interval = interval
+        self.timeout = interval
+        # The whole watchdog (interval is a quarter of it): what a progress report may
+        # extend the start timeout by, since EXTEND_TIMEOUT_USEC extends the watchdog too.
+        self.usec = round(interval * 4 * 1_000_000) if interval is not None else None
+        self._send = send
+        self._clock = clock
+        self._step = int(interval * 1e9) if interval is not None else 0
+        self._next = 0 if interval is not None else 1 << 62  # never due without a watchdog
+
+    def feed(self) -> None:
+        if self._clock() >= self._next:
+            self.ping()
+
+    def ping(self) -> None:
+        if self.interval is None:
+            return
+        self._next = self._clock() + self._step
+        self._send("WATCHDOG=1")
+
+
 _default: Notifier | None = None
+_watchdog: Watchdog | None = None
 
 
 def connect() -> Notifier:
-    """The worker's notifier. The first call also removes $NOTIFY_SOCKET from the
-    environment so that the node's child processes do not speak in the worker's name."""
-    global _default
+    """The worker's notifier. The first call also removes $NOTIFY_SOCKET and the watchdog's
+    variables from the environment so that the node's child processes do not speak in
+    the worker's name (nor feed its watchdog)."""
+    global _default, _watchdog
     if _default is None:
         _default = Notifier()
-        os.environ.pop("NOTIFY_SOCKET", None)
+        interval = watchdog_interval(os.environ, os.getpid())
+        _watchdog = Watchdog(interval if _default.address else None, _default.send)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            os.environ.pop(name, None)
     return _default
+
+
+def watchdog() -> Watchdog:
+    """The worker's watchdog feeder (does nothing when its unit has no watchdog)."""
+    connect()
+    assert _watchdog is not None
+    return _watchdog
 
 
 def status(st: Status, *, extend_usec: int | None = None) -> None:

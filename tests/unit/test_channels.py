@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from noded.contract.spec import MAX_CONSUMERS, MAX_PORTS, OutputSpec, WorkerSpec, encode_spec
+from noded.contract.spec import MAX_CONSUMERS, MAX_PORTS, InputSpec, OutputSpec, WorkerSpec, encode_spec
 from noded.dataplane.channels import (
     CREDIT_BASE,
     CREDIT_WINDOW,
@@ -24,6 +24,8 @@ from noded.dataplane.channels import (
     MAX_DEPTH,
     ChannelError,
     Channels,
+    InPort,
+    LimitReached,
     OutPort,
     credit_event_id,
     decode_credit,
@@ -150,3 +152,36 @@ def test_removing_a_session_removes_what_a_sigkilled_node_left(session: Session)
 def test_removal_needs_a_prefix() -> None:
     with pytest.raises(ValueError):
         remove_session_resources(tempfile.gettempdir() + "/nonexistent-root", "")
+
+
+def test_iceoryx2_limits_name_the_limit_the_endpoint_and_the_service(session: Session) -> None:
+    """A port planned for one consumer, read by two: iceoryx2's per-service limits are
+    reached, and the error says which, for which endpoint and service."""
+    producer = out_port(session, consumers=1)  # service p/out: 1 publisher, 1 subscriber, 2 nodes
+    spec = InputSpec(source="p.out", service="p/out", producer_inbox="p/inbox", port_index=0, consumer_index=0)
+    first = Channels("c0", session.root, session.prefix)
+    session.endpoints.append(first)  # type: ignore[arg-type]
+    held = InPort(first, spec, 0)
+    held.connect()
+    assert held.subscriber is not None
+    with pytest.raises(LimitReached) as same_node:  # a second subscriber of the same node
+        InPort(first, spec, 1).connect()
+    assert same_node.value.message == (
+        "c0: cannot subscribe to 'p/out': iceoryx2's limit on subscribers per service is reached "
+        "(ExceedsMaxSupportedSubscribers)"
+    )
+    other = Channels("intruder", session.root, session.prefix)
+    session.endpoints.append(other)  # type: ignore[arg-type]
+    with pytest.raises(LimitReached) as other_node:  # a third node on a service planned for two
+        InPort(other, spec, 0).connect()
+    assert other_node.value.message == (
+        "intruder: cannot subscribe to 'p/out': iceoryx2's limit on nodes per service is reached "
+        "(ExceedsMaxNumberOfNodes)"
+    )
+    assert other_node.value.hint and "another process" in other_node.value.hint
+    with pytest.raises(LimitReached) as publisher:  # a second producer of the same port
+        out_port(session, consumers=1)
+    assert publisher.value.message.startswith("p: cannot publish on 'p/out': iceoryx2's limit on "), publisher.value
+    assert ", 1, is reached" in publisher.value.message or ", 2, is reached" in publisher.value.message
+    held.close()
+    producer.close()

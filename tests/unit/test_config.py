@@ -51,7 +51,7 @@ def test_no_file_means_the_defaults() -> None:
     assert cfg.socket_path == Path("/run/noded/control.sock")
     assert cfg.iox2_root == Path("/run/noded/iox2")
     assert cfg.max_session_processes is None and cfg.metrics_address is None
-    assert cfg.node_limits == Resources() and cfg.log_level == "info"
+    assert cfg.node_limits == Resources(watchdog=30.0) and cfg.log_level == "info"
     assert cfg.source == "built-in defaults"
 
 
@@ -72,6 +72,7 @@ def test_every_setting_from_the_file(tmp_path: Path) -> None:
         memory_max = "1G"
         cpu_quota = "150%"
         tasks_max = 32
+        watchdog = "2min"
         [node_sandbox]
         private_network = true
         read_write_paths = ["/var/cache/models"]
@@ -82,7 +83,7 @@ def test_every_setting_from_the_file(tmp_path: Path) -> None:
     assert cfg.runtime_dir == Path("/run/x") and cfg.iox2_root == Path("/dev/shm/x")
     assert cfg.max_session_processes == 8 and cfg.node_start_timeout == 90 and cfg.node_stop_timeout == 2.5
     assert cfg.metrics_address == ("127.0.0.1", 9464) and cfg.log_level == "debug"
-    assert cfg.node_limits == Resources(memory_max=2**30, cpu_quota=1.5, tasks_max=32)
+    assert cfg.node_limits == Resources(memory_max=2**30, cpu_quota=1.5, tasks_max=32, watchdog=120.0)
     assert cfg.node_sandbox.private_network and cfg.node_sandbox.read_write_paths == ("/var/cache/models",)
     assert cfg.node_sandbox.read_only_paths == ("/srv",)
 
@@ -103,6 +104,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "memory_max": "64M",
         "cpu_quota": "50%",
         "tasks_max": "5",
+        "watchdog": "90",
         "private_network": "true",
         "read_write_paths": "/a /b",
         "read_only_paths": "/c",
@@ -125,7 +127,7 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         "metrics_address": "0.0.0.0:9100",
         "metrics_per_session": True,
         "log_level": "warning",
-        "node_limits": {"memory_max": 64 * 2**20, "cpu_quota": 0.5, "tasks_max": 5},
+        "node_limits": {"memory_max": 64 * 2**20, "cpu_quota": 0.5, "tasks_max": 5, "watchdog": 90.0},
         "node_sandbox": {"private_network": True, "read_write_paths": ["/a", "/b"], "read_only_paths": ["/c"]},
     }
     assert "NODED_LOG_LEVEL" in cfg.source
@@ -149,6 +151,8 @@ def test_every_setting_has_a_variable_that_wins_over_the_file(tmp_path: Path) ->
         ("", {"NODED_NODE_STOP_TIMEOUT": "soon"}, "NODED_NODE_STOP_TIMEOUT: expected float, got str"),
         ("[node_limits]\nmemory_max = '12Q'\n", {}, "key 'node_limits.memory_max': '12Q' is not a size"),
         ("[node_limits]\ncpu_quota = '150'\n", {}, "key 'node_limits.cpu_quota': '150' is not a CPU quota"),
+        ("[node_limits]\nwatchdog = 'soon'\n", {}, "key 'node_limits.watchdog': 'soon' is not a time span"),
+        ("", {"NODED_NODE_LIMITS_WATCHDOG": "0.5"}, "NODED_NODE_LIMITS_WATCHDOG: '0.5' is shorter than the shortest"),
         ("metrics_address = 'localhost'\n", {}, "key 'metrics_address': 'localhost' is not HOST:PORT"),
         ("log_level = 'loud'\n", {}, "key 'log_level': 'loud' is not one of debug, info"),
         ("runtime_dir = 'run/noded'\n", {}, "key 'runtime_dir': 'run/noded' is not an absolute path"),

@@ -1,8 +1,8 @@
-"""noded.service's watchdog interval (noded.daemon.app.watchdog_interval)."""
+"""The watchdog interval of noded.service and of node units (noded.contract.sdnotify.watchdog_interval)."""
 
 from __future__ import annotations
 
-from noded.daemon.app import watchdog_interval
+from noded.contract.sdnotify import watchdog_interval
 
 
 def test_a_quarter_of_the_watchdog_for_this_process() -> None:

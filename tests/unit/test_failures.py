@@ -30,6 +30,15 @@ def test_oom_names_memory_and_limit():
     assert "out of memory" in r.reason
 
 
+def test_a_node_the_watchdog_ended_hung_in_process_or_setup():
+    facts = ExitFacts(result="watchdog", exec_main_code=CLD_KILLED, exec_main_status=6, watchdog=30.0)
+    r = describe_exit(facts)
+    assert r.reason.startswith("hung in process() for 30 s: systemd's watchdog ended it (")
+    assert r.signal == "SIGABRT" and "killed by SIGABRT" in r.reason and "[Result=watchdog]" in r.reason
+    r = describe_exit(dataclasses.replace(facts, hung_in="setup()", watchdog=2.5, exec_main_code=CLD_DUMPED))
+    assert r.reason.startswith("hung in setup() for 2.5 s") and "core dumped" in r.reason
+
+
 def test_setup_exception_text_is_included():
     r = describe_exit(
         ExitFacts(
@@ -82,3 +91,14 @@ def test_an_exit_caused_by_a_dead_peer_is_a_consequence() -> None:
     assert is_consequence(peer_gone)
     assert not is_consequence(dataclasses.replace(peer_gone, exec_main_status=1))
     assert not is_consequence(dataclasses.replace(peer_gone, exec_main_code=CLD_KILLED, exec_main_status=5))
+
+
+def test_a_sigbus_names_a_full_dev_shm():
+    facts = ExitFacts(result="signal", exec_main_code=CLD_KILLED, exec_main_status=7, shm=(4096, 8 * 2**20, 2**20))
+    r = describe_exit(facts)
+    assert r.signal == "SIGBUS"
+    assert "killed by SIGBUS: /dev/shm is full (0.0 of 8.0 MiB free; its messages take up to 1.0 MiB)" in r.reason
+    assert "could not be backed" in r.reason
+    roomy = describe_exit(dataclasses.replace(facts, shm=(6 * 2**20, 8 * 2**20, 2**20)))
+    assert "/dev/shm was short (6.0 of 8.0 MiB free" in roomy.reason
+    assert "/dev/shm" not in describe_exit(dataclasses.replace(facts, shm=None)).reason

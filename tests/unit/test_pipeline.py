@@ -135,6 +135,24 @@ def test_limits_are_inherited_and_overridden_per_field() -> None:
     assert c == Resources(memory_max=None, cpu_quota=None, tasks_max=8)
 
 
+def test_watchdog_is_a_limit_inherited_and_overridden() -> None:
+    pipeline = parse(
+        '[limits]\nwatchdog = "2min"\n'
+        + node("a")
+        + node("b", watchdog='"1500ms"')
+        + node("c", watchdog='"infinity"')
+        + node("d", watchdog="5")
+        + node("e", watchdog='"off"')
+        + node("f", watchdog="2.5")
+        + node("g", watchdog='"1h"')
+    )
+    assert [n.resources.watchdog for n in pipeline.nodes] == [120.0, 1.5, None, 5.0, None, 2.5, 3600.0]
+    (plain,) = parse(node("a")).nodes
+    assert plain.resources.watchdog is None  # unset: the daemon's node_limits.watchdog
+    (default,) = parse_pipeline(node("a"), "p.toml", defaults=Resources(watchdog=30.0)).nodes
+    assert default.resources.watchdog == 30.0
+
+
 @pytest.mark.parametrize("short", sorted(BUILTINS))
 def test_builtin_short_names_resolve(short: str) -> None:
     (spec,) = parse(node("n", short)).nodes
@@ -452,6 +470,14 @@ def test_every_cycle_is_reported() -> None:
         ("tasks_max", "-3", "-3 is not a positive number of tasks"),
         ("tasks_max", '"32"', "'32' is not a positive integer or 'infinity'"),
         ("tasks_max", str(2**64), "is too large"),
+        ("watchdog", '"soon"', "'soon' is not a time span"),
+        ("watchdog", '"30 parsecs"', "is not a time span"),
+        ("watchdog", '"500ms"', "'500ms' is shorter than the shortest watchdog, 1 s"),
+        ("watchdog", "0", "0 is shorter than the shortest watchdog"),
+        ("watchdog", '"-5s"', "is not a time span"),
+        ("watchdog", "nan", "nan is shorter than the shortest watchdog"),
+        ("watchdog", "true", "expected an integer or a float or a string, got a boolean"),
+        ("watchdog", '"9999999999999h"', "is too long"),
     ],
 )
 def test_bad_resource_value(key: str, value: str, reason: str) -> None:

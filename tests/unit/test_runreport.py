@@ -57,7 +57,11 @@ def test_corrupt_empty_and_missing_wavs_are_media_errors(tmp_path: Path) -> None
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     empty = tmp_path / "empty.wav"
     write_wav(empty, np.zeros((0, 1), np.float32), 16000)  # a header, no frames
-    for path, what in ((bad, "not a readable WAV"), (empty, "holds no audio"), (tmp_path / "no.wav", "no such file")):
+    for path, what in (
+        (bad, "not audio that libsndfile can read"),
+        (empty, "holds no audio"),
+        (tmp_path / "no.wav", "no such file"),
+    ):
         with pytest.raises(MediaError, match=what) as info:
             read_input(path)
         assert str(path) in info.value.message

@@ -37,6 +37,7 @@ def test_service_is_a_notify_unit_in_the_session_slice():
     assert flags == [b"no-env-expand"]
     assert p["ReadWritePaths"] == ("as", [b"/run/noded/iox2/ab12cd34"])
     assert "MemoryMax" not in p and "TasksMax" not in p and "CPUQuotaPerSecUSec" not in p
+    assert "WatchdogUSec" not in p
 
 
 def test_limits():
@@ -44,6 +45,11 @@ def test_limits():
     assert p["MemoryMax"] == ("t", 64 * 2**20)
     assert p["CPUQuotaPerSecUSec"] == ("t", 1_500_000)
     assert p["TasksMax"] == ("t", 16)
+
+
+def test_watchdog_becomes_watchdog_sec():
+    assert props(watchdog=30.0)["WatchdogUSec"] == ("t", 30_000_000)
+    assert props(watchdog=1.5)["WatchdogUSec"] == ("t", 1_500_000)
 
 
 def test_config_from_env(tmp_path):

@@ -13,7 +13,7 @@ from noded.contract.status import Phase, Status, parse_status
 from noded.errors import SetupInterrupted
 from noded.testing import NotifyListener
 from noded.worker import notify
-from noded.worker.notify import MAX_STATUS_BYTES, ProgressReporter, ProgressThrottle, status_assignment
+from noded.worker.notify import MAX_STATUS_BYTES, ProgressReporter, ProgressThrottle, Watchdog, status_assignment
 
 INIT = Phase.INITIALIZING
 
@@ -159,3 +159,32 @@ def test_notify_socket_reaches_an_abstract_address(monkeypatch: pytest.MonkeyPat
         finally:
             n.close()
         assert server.recv(4096).decode() == "RELOADING=1\nSTATUS=é"
+
+
+def test_watchdog_is_fed_at_most_once_an_interval() -> None:
+    now = [0]
+    sent: list[str] = []
+    dog = Watchdog(0.5, sent.append, clock=lambda: now[0])
+    assert dog.timeout == 0.5
+    dog.feed()  # the first feed pings at once
+    for t in (0.1, 0.3, 0.499):
+        now[0] = int(t * 1e9)
+        dog.feed()
+    assert sent == ["WATCHDOG=1"]
+    now[0] = int(0.5e9)
+    dog.feed()
+    dog.feed()
+    assert sent == ["WATCHDOG=1"] * 2
+    now[0] = int(5e9)  # a late feed pings, and the next is due an interval after it
+    dog.feed()
+    now[0] = int(5.4e9)
+    dog.feed()
+    assert sent == ["WATCHDOG=1"] * 3
+
+
+def test_without_a_watchdog_feeding_sends_nothing() -> None:
+    sent: list[str] = []
+    dog = Watchdog(None, sent.append)
+    dog.feed()
+    dog.ping()
+    assert sent == [] and dog.timeout is None

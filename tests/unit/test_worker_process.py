@@ -65,10 +65,13 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     sockets: list[NotifyListener] = []
     pythonpath = os.pathsep.join(p for p in (str(REPO), str(tmp_path), os.environ.get("PYTHONPATH")) if p)
 
-    def start(cls: str, params: dict[str, Any] | None = None, *, node: str = "n1", spec: str | None = None) -> Worker:
+    def start(
+        cls: str, params: dict[str, Any] | None = None, *, node: str = "n1", spec: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Worker:  # fmt: skip
         listener = NotifyListener(str(tmp_path / f"{node}.sock"))
         sockets.append(listener)
-        env = {**os.environ, "NOTIFY_SOCKET": listener.path, "PYTHONPATH": pythonpath}
+        env = {**os.environ, "NOTIFY_SOCKET": listener.path, "PYTHONPATH": pythonpath, **(env or {})}
         if spec is None:
             spec = encode_spec(WorkerSpec(session="s1", node=node, cls=cls, params=params or {}))
         stderr_path = tmp_path / f"{node}.stderr"
@@ -239,3 +242,39 @@ def test_worker_imports_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+WATCHDOG = {"WATCHDOG_USEC": "400000"}  # 0.4 s: fed every 0.1 s
+
+
+def watchdog_pings(w: Worker, seconds: float) -> int:
+    """WATCHDOG=1 messages received in the next ``seconds``."""
+    before = len(w.notify.messages)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        w.notify.receive(left)
+    return sum(m.get("WATCHDOG") == "1" for m in w.notify.messages[before:])
+
+
+def test_a_ready_worker_feeds_its_watchdog_while_it_waits(spawn: Spawn) -> None:
+    w = spawn("sleep", {"seconds": 0.0, "steps": 1}, env=WATCHDOG)
+    w.wait_ready()
+    assert watchdog_pings(w, 1.5) >= 4  # every 0.1 s; a busy machine may delay some
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.exit_status() == 0
+
+
+def test_without_a_watchdog_a_worker_sends_no_pings(spawn: Spawn) -> None:
+    w = spawn("sleep", {"seconds": 0.0, "steps": 1})
+    w.wait_ready()
+    assert watchdog_pings(w, 0.5) == 0
+
+
+def test_a_setup_that_hangs_after_a_progress_report_stops_feeding_the_watchdog(spawn: Spawn) -> None:
+    w = spawn("hang", {"when": "setup"}, env=WATCHDOG)
+    w.notify.wait_for(lambda m: m.get("STATUS", "").startswith("initializing 50.0%"), 10)
+    assert any(m.get("WATCHDOG") == "1" for m in w.notify.messages)  # fed by the report
+    # which extends the start timeout (and so, in systemd, the watchdog) by no more than it
+    assert w.notify.messages[-1]["EXTEND_TIMEOUT_USEC"] == "400000"
+    assert watchdog_pings(w, 1.0) == 0  # then silent: systemd would end it
+    assert w.proc.poll() is None

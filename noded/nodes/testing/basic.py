@@ -315,3 +315,42 @@ class Drip(Node):
     def on_flush(self, msg: Any) -> Any:
         label, self.current = self.current, None
         return {"flushed": label}
+
+
+class Hang(Node):
+    """Hangs for good, as a deadlocked model library or an endless loop would: in setup(),
+    after one progress report (``when`` "setup"), or in process() on its ``nth`` message
+    (``when`` "process"; earlier messages are forwarded). ``how`` "lock" waits on a lock
+    nobody releases; "spin" loops in Python code. Core dumps are off (see Crash)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        spec = {"when": (str, "process"), "how": (str, "lock"), "nth": (int, 1)}
+        p = check_params(self, spec, {"when": ("setup", "process"), "how": ("lock", "spin")})
+        self.when: str = p["when"]
+        self.how: str = p["how"]
+        self.nth: int = p["nth"]
+        self.seen = 0
+
+    def setup(self, ctx: Context) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        if self.when == "setup":
+            ctx.progress(0.5, "loading")
+            self.hang()
+
+    def process(self, msg: Any) -> Any:
+        self.seen += 1
+        if self.when == "process" and self.seen >= self.nth:
+            self.hang()
+        return msg
+
+    def hang(self) -> None:
+        self.logger.warning("hanging on purpose (%s, in %s)", self.how, self.when)
+        if self.how == "spin":
+            while True:
+                pass
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()  # never released: a deadlock
