@@ -12,6 +12,14 @@ file (``noded/nodes/streams.py`` has the conventions):
 and the header ``timestamp_ns`` of AUDIO output messages: the CLOCK_MONOTONIC time at
 which the end of speech of the utterance they answer was fed. All times are
 CLOCK_MONOTONIC nanoseconds, which are the same in every process of the machine.
+
+``stages`` breaks each utterance's end of speech -> first audio into the times the nodes
+stamp (JSON fields, and the header's ``sent_ns``), in ms after the end of speech:
+``endpoint`` (the chunk whose silence ended the utterance was fed), ``vad_end`` (the VAD
+sent its end event), ``asr_decode_start``/``asr_decode_end`` (the final transcript's
+decode; before ``vad_end`` when it was decoded at the VAD's pause), ``asr_sent``,
+``llm_received``, ``llm_first_clause``, ``tts_first_chunk`` (sent) and ``client`` (the
+first reply audio received here).
 """
 
 from __future__ import annotations
@@ -26,6 +34,17 @@ from rich.console import Console
 from noded.contract.wire import Kind
 
 
+STAGES = (
+    "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
+    "llm_first_clause", "tts_first_chunk", "client",
+)  # fmt: skip
+
+
+def _sent_ns(msg: Any) -> int:
+    """The header's sent_ns: when the producer sent ``msg`` (0 when unknown)."""
+    return int(getattr(getattr(msg, "header", None), "sent_ns", 0) or 0)
+
+
 @dataclass
 class Utterance:
     speech_end_ns: int
@@ -36,6 +55,20 @@ class Utterance:
     transcript_ns: int | None = None  # when the transcript reached the client
     first_audio_ns: int | None = None  # when the first reply audio reached the client
     audio_seconds: float = 0.0
+    stamps: dict[str, int] = field(default_factory=dict)  # stage -> CLOCK_MONOTONIC ns (see ``stages``)
+
+    def stamp(self, stage: str, t: Any) -> None:
+        if isinstance(t, int) and t > 0 and stage not in self.stamps:
+            self.stamps[stage] = t
+
+    def stages(self) -> dict[str, float]:
+        """Each stage's time in ms after the end of speech, in the order of the path."""
+        stamps = dict(self.stamps)
+        if self.endpoint_ns:
+            stamps["endpoint"] = self.endpoint_ns
+        if self.first_audio_ns is not None:
+            stamps["client"] = self.first_audio_ns
+        return {s: round((stamps[s] - self.speech_end_ns) / 1e6, 1) for s in STAGES if s in stamps}
 
     def after_end(self, t: int | None) -> float | None:
         return None if t is None else (t - self.speech_end_ns) / 1e6
@@ -81,6 +114,7 @@ class RunReport:
                 u = self.utterances.setdefault(msg.timestamp_ns, Utterance(msg.timestamp_ns))
                 if u.first_audio_ns is None:
                     u.first_audio_ns = now
+                    u.stamp("tts_first_chunk", _sent_ns(msg))
                 u.audio_seconds += msg.array.shape[0] / (msg.sample_rate or 1)
             return False
         if msg.kind is not Kind.JSON:
@@ -92,13 +126,15 @@ class RunReport:
         if event == "first_audio":
             self.first_processed_ns[str(info.get("node", msg.source))] = int(info["received_ns"])
         elif event == "end":
-            self._utterance(info, msg.timestamp_ns)
+            self._utterance(info, msg.timestamp_ns).stamp("vad_end", _sent_ns(msg))
         elif event is not None:
             pass  # "start": nothing to show yet
         elif "heard" in info and "final" in info:  # a reply streamed clause by clause (llm)
             u = self._utterance(info, msg.timestamp_ns)
             clause = str(info.get("text") or "")
+            u.stamp("llm_received", info.get("received_ns"))
             if clause:
+                u.stamp("llm_first_clause", _sent_ns(msg))
                 u.reply = f"{u.reply} {clause}" if u.reply else clause
                 self._say(f"[{u.index}] says: {clause!r}")
             if info["final"] and u.reply:
@@ -112,6 +148,9 @@ class RunReport:
         elif "asr_ms" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
             u.heard, u.transcript_ns = str(info["text"]), now
+            u.stamp("asr_decode_start", info.get("decode_start_ns"))
+            u.stamp("asr_decode_end", info.get("decode_end_ns"))
+            u.stamp("asr_sent", _sent_ns(msg))
             self._say(f"[{u.index}] heard: {u.heard!r} ({_ms(u.after_end(now))} after the end of speech)")
         else:
             return False
@@ -148,6 +187,7 @@ class RunReport:
                 "end_of_speech_to_first_audio_ms": u.after_end(u.first_audio_ns),
                 "endpoint_to_transcript_ms": u.after_endpoint(u.transcript_ns),
                 "endpoint_to_first_audio_ms": u.after_endpoint(u.first_audio_ns),
+                "stages_ms": u.stages(),
             } for u in rows],
         }  # fmt: skip
 

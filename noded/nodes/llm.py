@@ -2,7 +2,7 @@
 
 Input: the ``asr`` node's JSON transcripts (partial ones, ``"partial": true``, are
 skipped). Output on "out": JSON ``{"utterance", "heard", "text", "final", "by",
-"speech_end_ns", "endpoint_ns"}``, one message per clause as the tokens come, with the
+"speech_end_ns", "endpoint_ns", "received_ns"}`` (``received_ns``: when the transcript came), one message per clause as the tokens come, with the
 transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends the
 reply; ``by`` is "rules" or "model".
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,7 @@ class Llm(StreamNode):
             "heard": text,
             "speech_end_ns": heard.get("speech_end_ns", 0),
             "endpoint_ns": heard.get("endpoint_ns", 0),
+            "received_ns": time.monotonic_ns(),  # for the stage times of nodectl run's report
         }
         by = "rules"
         for clause, by in self.answer(text):  # each clause at once: TTS starts on the first
