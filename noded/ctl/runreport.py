@@ -33,7 +33,6 @@ from rich.console import Console
 
 from noded.contract.wire import Kind
 
-
 STAGES = (
     "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
     "llm_first_clause", "tts_first_chunk", "client",

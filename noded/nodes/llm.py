@@ -2,9 +2,9 @@
 
 Input: the ``asr`` node's JSON transcripts (partial ones, ``"partial": true``, are
 skipped). Output on "out": JSON ``{"utterance", "heard", "text", "final", "by",
-"speech_end_ns", "endpoint_ns", "received_ns"}`` (``received_ns``: when the transcript came), one message per clause as the tokens come, with the
-transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends the
-reply; ``by`` is "rules" or "model".
+"speech_end_ns", "endpoint_ns", "received_ns"}``, one message per clause as the tokens come,
+with the transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends
+the reply; ``by`` is "rules" or "model"; ``received_ns`` is when the transcript came.
 
 A command router (``noded.nodes.router``) answers what rules know (lights, the time,
 timers, the weather, stop); everything else goes to the language model: SmolLM2-135M-Instruct
