@@ -10,8 +10,13 @@ espeak-ng, 1 s of silence around each).
 * "pipeline": `nodectl --json run` of examples/assistant.toml, every model its own unit
   and process from the models venv, the audio fed in 20 ms chunks at its real-time pace.
   End of speech -> first reply audio at the client, from nodectl's report.
-* "sequential": one process of the models venv (``--sequential``, run by this script):
-  for each utterance, the VAD's endpoint wait (its min_silence_ms, 300 ms, charged as
+  Each utterance's time is broken into stages (nodectl's report: the times the nodes
+  stamp, ms after the end of speech): the VAD's endpoint and end event, the ASR's final
+  decode (which may start at the VAD's pause, before the end), the LLM's first clause, the
+  TTS's first chunk sent and the client's receipt.
+* "sequential": one process of the models venv (``--sequential``, run by this script),
+  with the same node params as assistant.toml (read from it):
+  for each utterance, the VAD's endpoint wait (its min_silence_ms, charged as
   waited), then Whisper over the whole utterance, then the whole reply (router or
   SmolLM2, to its last token), then the whole speech (Piper, every sample), one after
   another: first audio out is when the whole speech is ready. Utterances are cut from
@@ -34,10 +39,23 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conditions import loadavg, wait_quiet, warning  # noqa: E402
 
 SAMPLE = REPO / "examples" / "audio" / "questions.wav"
 ASSISTANT = REPO / "examples" / "assistant.toml"
-ENDPOINT_MS = 300  # assistant.toml's vad min_silence_ms
+STAGES = (
+    "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
+    "llm_first_clause", "tts_first_chunk", "client",
+)  # fmt: skip
+
+
+def node_params() -> dict[str, dict[str, Any]]:
+    """Each node's params in assistant.toml, by id."""
+    import tomllib
+
+    return {n["id"]: dict(n.get("params", {})) for n in tomllib.loads(ASSISTANT.read_text())["nodes"]}
 
 
 def sequential(runs: int) -> dict[str, Any]:
@@ -51,15 +69,17 @@ def sequential(runs: int) -> dict[str, Any]:
     from noded.testing import run_setup
     from noded.wavfile import read_wav
 
+    params = node_params()
+    endpoint_ms = params["vad"]["min_silence_ms"]
     loads = {}
     t0 = time.monotonic()
-    asr, actx = run_setup(Asr, {"backend": "whisper"})
+    asr, actx = run_setup(Asr, params["asr"])
     loads["asr"] = time.monotonic() - t0
     t0 = time.monotonic()
-    llm, lctx = run_setup(Llm, {"max_tokens": 48, "max_sentences": 2})
+    llm, lctx = run_setup(Llm, params["llm"])
     loads["llm"] = time.monotonic() - t0
     t0 = time.monotonic()
-    tts, tctx = run_setup(Tts, {"backend": "piper"})
+    tts, tctx = run_setup(Tts, params["tts"])
     loads["tts"] = time.monotonic() - t0
 
     samples, rate = read_wav(SAMPLE)
@@ -73,7 +93,7 @@ def sequential(runs: int) -> dict[str, Any]:
         elif not v and start is not None and not voiced[i : i + 15].any():  # 300 ms of silence
             segments.append(audio[start * frame : i * frame])
             start = None
-    latencies, heard = [], []
+    latencies, heard, stages = [], [], []
     for _ in range(runs):
         for segment in segments:
             t0 = time.monotonic()
@@ -82,14 +102,18 @@ def sequential(runs: int) -> dict[str, Any]:
             asr.process(LocalMessage.audio(segment, rate))
             asr.process(LocalMessage({"event": "end", "utterance": 1, "speech_end_ns": 1}))
             text = actx.sent[-1][1]["text"] if actx.sent else ""
+            t1 = time.monotonic()
             lctx.sent.clear()
             llm.process(LocalMessage({"text": text, "utterance": 1}))
             reply = " ".join(m[1]["text"] for m in lctx.sent if m[1]["text"])
+            t2 = time.monotonic()
             tctx.sent.clear()
             tts.process(LocalMessage({"text": reply}))
-            latencies.append(ENDPOINT_MS + 1000 * (time.monotonic() - t0))
+            t3 = time.monotonic()
+            latencies.append(endpoint_ms + 1000 * (t3 - t0))
+            stages.append({"asr": 1000 * (t1 - t0), "llm": 1000 * (t2 - t1), "tts": 1000 * (t3 - t2)})
             heard.append(text)
-    return {"loads_s": loads, "speech_end_to_first_audio_ms": latencies, "heard": heard}
+    return {"loads_s": loads, "speech_end_to_first_audio_ms": latencies, "heard": heard, "stages_ms": stages}
 
 
 def pipeline(models_python: Path, runs: int) -> dict[str, Any]:
@@ -118,6 +142,7 @@ def pipeline(models_python: Path, runs: int) -> dict[str, Any]:
         "heard": [u["heard"] for u in rows],
         "replies": [u["reply"] for u in rows],
         "speech_end_to_first_audio_ms": [u["end_of_speech_to_first_audio_ms"] for u in rows],
+        "stages_ms": [u.get("stages_ms", {}) for u in rows],
         "first_chunk_processing_after_ready_ms": first_chunk,
         "create_to_ready_upper_bound_s": ready_s,
     }
@@ -134,10 +159,14 @@ def main() -> None:
     ap.add_argument("--models-venv", default=str(Path(sys.prefix).parent / "models-venv"))
     ap.add_argument("--sequential", action="store_true", help="the sequential mode only (in the models venv)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--wait-quiet", action="store_true", help="wait (<= 10 min) for a quiet machine first")
     args = ap.parse_args()
     if args.sequential:
         print(json.dumps(sequential(args.runs)))
         return
+    if args.wait_quiet:
+        wait_quiet()
+    before = loadavg()
     models_python = Path(args.models_venv) / "bin" / "python"
     seq = json.loads(
         subprocess.run(
@@ -146,11 +175,12 @@ def main() -> None:
         ).stdout
     )  # fmt: skip
     pipe = pipeline(models_python, args.runs)
-    result = {"sequential": seq, "pipeline": pipe}
+    after = loadavg()
+    result: dict[str, Any] = {"sequential": seq, "pipeline": pipe, "loadavg": {"before": before, "after": after}}
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    for name, mode in result.items():
+    for name, mode in (("sequential", seq), ("pipeline", pipe)):
         lat = mode["speech_end_to_first_audio_ms"]
         print(
             f"{name}: end of speech -> first audio out p50 {statistics.median(lat):.0f} ms, p95 {pct(lat, 0.95):.0f} ms"
@@ -162,6 +192,26 @@ def main() -> None:
     print(f"pipeline create -> ready (upper bound): {pipe['create_to_ready_upper_bound_s']}")
     print(f"first chunk processed after ready: {pipe['first_chunk_processing_after_ready_ms']} ms")
     print(f"heard: {pipe['heard']}\nreplies: {pipe['replies']}")
+    print(
+        "sequential stages, ms (asr, whole reply, whole speech), per utterance: "
+        + "; ".join(" ".join(f"{v:.0f}" for v in s.values()) for s in seq["stages_ms"])
+    )
+    print_stages(pipe)
+    print(f"load average (1, 5, 15 min) before {' '.join(before)}, after {' '.join(after)}")
+    if line := warning(before, after):
+        print(line)
+
+
+def print_stages(pipe: dict[str, Any]) -> None:
+    """The pipeline's end of speech -> first audio, stage by stage (ms after the end of
+    speech, when each stage was reached), one column per utterance, and the median."""
+    stages = pipe["stages_ms"]
+    print("pipeline stages, ms after the end of speech (per utterance; median):")
+    for stage in STAGES:
+        got = [s.get(stage) for s in stages]
+        cells = " ".join("     -" if v is None else f"{v:6.0f}" for v in got)
+        values = [v for v in got if v is not None]
+        print(f"  {stage:17} {cells}   | {statistics.median(values) if values else float('nan'):6.0f}")
 
 
 if __name__ == "__main__":

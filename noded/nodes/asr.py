@@ -33,6 +33,11 @@ Backends (param ``backend``):
   ``pause_ms`` into a silence), and when the end event follows with no speech since (the
   same ``speech_end_ns``), it sends that text at once instead of decoding again: the
   decode overlaps the rest of the endpoint wait (``min_silence_ms - pause_ms``).
+  With ``speculate`` too, that text goes out at once, marked ``"speculative": true``: the
+  reply can be made while the VAD still waits for the end. Its consumers hold what they
+  make of it until the VAD's end event with the same ``speech_end_ns`` (``tts`` does,
+  given ``vad.events``); when speech came after the pause instead, the final text follows
+  at the end (a new decode) and the speculative one is dropped.
   Its encoder needs writable-and-executable memory (oneDNN compiles its kernels at run
   time), so the node needs ``jit = true`` in the pipeline.
 """
@@ -287,6 +292,7 @@ class Asr(StreamNode):
             int, 10, "whisper: encode utterances shorter than this in a window this long, not 30 s (30: off)."
         ),
         "threads": Param(int, 1, "whisper: CTranslate2's CPU threads."),
+        "speculate": Param(bool, False, "whisper, decode_at_pause: send the pause's text at once, marked speculative."),
         "interval_ms": Param(int, 0, "whisper: re-decode every this many ms of speech and send partial text (0: off)."),
         "decode_at_pause": Param(
             bool, True, "whisper: decode at a vad pause; if the end follows with no speech since, send that text."
@@ -376,29 +382,36 @@ class Asr(StreamNode):
             t0 = time.monotonic_ns()
             text = normalise(self.engine.finish())
             self.early = (event["speech_end_ns"], text, t0, time.monotonic_ns())
+            if self.p["speculate"]:
+                self.send(event, text, t0, self.early, speculative=True)
         elif self.utterance is not None and (
             kind == "end" or (kind == "pause" and self.p["early_endpoint"] and self.engine.complete())
         ):
             t0 = time.monotonic_ns()
-            if self.early is not None and self.early[0] == event["speech_end_ns"]:
-                _, text, start_ns, end_ns = self.early  # no speech since the pause: that text stands
-            else:
-                text = normalise(self.engine.finish())
-                start_ns, end_ns = t0, time.monotonic_ns()
-            early = start_ns < t0
+            early = self.early if self.early is not None and self.early[0] == event["speech_end_ns"] else None
             self.utterance, self.early = None, None  # after an early end: the rest is not heard
-            if text:
-                self.ctx.send(
-                    "out",
-                    {
-                        "utterance": event["utterance"],
-                        "text": text,
-                        "speech_end_ns": event["speech_end_ns"],
-                        "endpoint_ns": event.get("endpoint_ns", 0),
-                        "asr_ms": round((time.monotonic_ns() - t0) / 1e6, 1),
-                        "decode_start_ns": start_ns,
-                        "decode_end_ns": end_ns,
-                        "early": early,
-                    },
-                    timestamp_ns=event["speech_end_ns"],
-                )
+            if early is None:
+                text = normalise(self.engine.finish())
+                self.send(event, text, t0, (0, text, t0, time.monotonic_ns()))
+            elif not self.p["speculate"]:  # no speech since the pause: that text stands
+                self.send(event, early[1], t0, early)
+
+    def send(self, event: dict[str, Any], text: str, t0: int, decode: tuple[int, str, int, int], **extra: Any) -> None:
+        """The transcript of the utterance ``event`` ends (or pauses); ``t0`` is when that
+        event came, ``decode`` the decode that made ``text`` (its start and end)."""
+        if text:
+            self.ctx.send(
+                "out",
+                {
+                    "utterance": event["utterance"],
+                    "text": text,
+                    "speech_end_ns": event["speech_end_ns"],
+                    "endpoint_ns": 0 if extra.get("speculative") else event.get("endpoint_ns", 0),
+                    "asr_ms": round((time.monotonic_ns() - t0) / 1e6, 1),
+                    "decode_start_ns": decode[2],
+                    "decode_end_ns": decode[3],
+                    "early": decode[2] < t0,
+                    **extra,
+                },
+                timestamp_ns=event["speech_end_ns"],
+            )

@@ -5,6 +5,9 @@ skipped). Output on "out": JSON ``{"utterance", "heard", "text", "final", "by",
 "speech_end_ns", "endpoint_ns", "received_ns"}``, one message per clause as the tokens come,
 with the transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends
 the reply; ``by`` is "rules" or "model"; ``received_ns`` is when the transcript came.
+A speculative transcript (``asr``'s ``speculate``) makes a reply marked ``"speculative":
+true`` (``tts`` holds it until the VAD's end); a later transcript of the same utterance
+replaces its turn in the history (the speech went on after the pause).
 
 A command router (``noded.nodes.router``) answers what rules know (lights, the time,
 timers, the weather, stop); everything else goes to the language model: SmolLM2-135M-Instruct
@@ -129,6 +132,8 @@ class Llm(StreamNode):
         self.p = check_declared(self, self.PARAMS)
         self.turns: deque[tuple[str, str]] = deque(maxlen=max(0, self.p["history"]))
         self.model: Model | None = None
+        self.turn_of: Any = None  # the utterance whose speculative reply is the last turn
+        self.added = 0  # turns added so far
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -168,6 +173,7 @@ class Llm(StreamNode):
                 yield rest, "model"
         if said:
             self.turns.append((text, " ".join(said)))
+            self.added += 1
 
     def handle(self, msg: Any) -> None:
         heard = msg.json
@@ -180,8 +186,14 @@ class Llm(StreamNode):
             "speech_end_ns": heard.get("speech_end_ns", 0),
             "endpoint_ns": heard.get("endpoint_ns", 0),
             "received_ns": time.monotonic_ns(),  # for the stage times of nodectl run's report
+            **({"speculative": True} if heard.get("speculative") else {}),  # tts holds it until the end
         }
+        if self.turns and heard.get("utterance") is not None and self.turn_of == heard.get("utterance"):
+            self.turns.pop()  # the final text of an utterance replaces its speculative turn
+        self.turn_of, turns = None, self.added
         by = "rules"
         for clause, by in self.answer(text):  # each clause at once: TTS starts on the first
             self.ctx.send("out", {**fields, "text": clause, "final": False, "by": by}, timestamp_ns=msg.timestamp_ns)
         self.ctx.send("out", {**fields, "text": "", "final": True, "by": by}, timestamp_ns=msg.timestamp_ns)
+        if self.added > turns and heard.get("speculative"):
+            self.turn_of = heard.get("utterance")

