@@ -160,7 +160,12 @@ def main() -> None:
     ap.add_argument("--sequential", action="store_true", help="the sequential mode only (in the models venv)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--wait-quiet", action="store_true", help="wait (<= 10 min) for a quiet machine first")
+    ap.add_argument("--save", help="also write the results (JSON) to this file")
+    ap.add_argument("--report", help="print the table of a run saved with --save, and exit")
     args = ap.parse_args()
+    if args.report:
+        report(json.loads(Path(args.report).read_text()))
+        return
     if args.sequential:
         print(json.dumps(sequential(args.runs)))
         return
@@ -177,9 +182,18 @@ def main() -> None:
     pipe = pipeline(models_python, args.runs)
     after = loadavg()
     result: dict[str, Any] = {"sequential": seq, "pipeline": pipe, "loadavg": {"before": before, "after": after}}
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result, indent=1))
         return
+    report(result)
+
+
+def report(result: dict[str, Any]) -> None:
+    """The table of a run (``--report FILE`` prints it again from ``--save FILE``)."""
+    seq, pipe = result["sequential"], result["pipeline"]
+    before, after = result["loadavg"]["before"], result["loadavg"]["after"]
     for name, mode in (("sequential", seq), ("pipeline", pipe)):
         lat = mode["speech_end_to_first_audio_ms"]
         print(

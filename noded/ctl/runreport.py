@@ -54,6 +54,7 @@ class Utterance:
     transcript_ns: int | None = None  # when the transcript reached the client
     first_audio_ns: int | None = None  # when the first reply audio reached the client
     audio_seconds: float = 0.0
+    speculative: bool = False  # heard at the VAD's pause (asr speculate): counts once the VAD ends it
     stamps: dict[str, int] = field(default_factory=dict)  # stage -> CLOCK_MONOTONIC ns (see ``stages``)
 
     def stamp(self, stage: str, t: Any) -> None:
@@ -147,6 +148,7 @@ class RunReport:
         elif "asr_ms" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
             u.heard, u.transcript_ns = str(info["text"]), now
+            u.speculative = bool(info.get("speculative"))
             u.stamp("asr_decode_start", info.get("decode_start_ns"))
             u.stamp("asr_decode_end", info.get("decode_end_ns"))
             u.stamp("asr_sent", _sent_ns(msg))
@@ -170,8 +172,14 @@ class RunReport:
         first = min(self.first_processed_ns.values()) if self.first_processed_ns else None
         return {"fed_ms": since_ready(self.first_fed_ns), "processing_ms": since_ready(first), "by_node": by_node}
 
-    def as_dict(self) -> dict[str, Any]:
+    def rows(self) -> list[Utterance]:
+        """The utterances, in order; not those heard speculatively at a pause after which
+        the speaker went on (no end of the VAD's came for them)."""
         rows = sorted(self.utterances.values(), key=lambda u: u.speech_end_ns)
+        return [u for u in rows if not (u.speculative and "vad_end" not in u.stamps and u.first_audio_ns is None)]
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = self.rows()
         stream = (
             None
             if self.first_fed_ns is None or self.last_output_ns is None
@@ -199,7 +207,7 @@ class RunReport:
             self._say(
                 f"first chunk: fed {fed} after ready; its processing began after ready in {nodes} (target: <= 50 ms)"
             )
-        rows = [u for u in self.utterances.values() if u.heard is not None or u.first_audio_ns is not None]
+        rows = [u for u in self.rows() if u.heard is not None or u.first_audio_ns is not None]
         if not rows:
             if self.first_processed_ns:
                 self._say("no speech detected: no reply")

@@ -46,12 +46,15 @@ _CLAUSE_END = re.compile(r"[.!?;:](?=\s)|,(?=\s)")
 
 
 class Clauses:
-    """Cuts a stream of text pieces into clauses. Pure."""
+    """Cuts a stream of text pieces into clauses. Pure. With ``first_words``, the first
+    clause is cut after that many words even with no punctuation yet, so that speech can
+    start before the model has written the first sentence (at the cost of a seam there)."""
 
-    def __init__(self, min_words: int = 4) -> None:
-        self.min_words = min_words
+    def __init__(self, min_words: int = 4, first_words: int = 0) -> None:
+        self.min_words, self.first_words = min_words, first_words
         self.buffer = ""
         self.sentences = 0
+        self.cut = 0  # clauses cut so far
 
     def feed(self, piece: str) -> list[str]:
         self.buffer += piece
@@ -63,8 +66,12 @@ class Clauses:
                 if match.group() != "," or len(head.split()) >= self.min_words:
                     cut = match.end()
                     break
+            if cut is None and not self.cut and self.first_words > 0:
+                words = re.match(rf"\s*(?:\S+\s+){{{self.first_words}}}", self.buffer)
+                cut = words.end() if words else None
             if cut is None:
                 return out
+            self.cut += 1
             clause, self.buffer = self.buffer[:cut].strip(), self.buffer[cut:]
             self.sentences += len(_SENTENCE_END.findall(clause))
             if clause:
@@ -117,6 +124,9 @@ class Llm(StreamNode):
         "max_tokens": Param(int, 48, "Stop a reply after this many tokens."),
         "max_sentences": Param(int, 2, "Stop a reply after this many sentences."),
         "min_clause_words": Param(int, 4, "Cut a clause at a comma only after this many words."),
+        "first_clause_words": Param(
+            int, 0, "Cut the first clause after this many words, punctuation or not (0: never)."
+        ),
         "threads": Param(int, 1, "llama.cpp threads."),
         "context": Param(int, 1024, "The model's context in tokens (at least 256)."),
         "router": Param(bool, True, "Answer lights, time, timers, weather and stop by rule."),
@@ -158,7 +168,7 @@ class Llm(StreamNode):
             yield ruled, "rules"
             return
         assert self.model is not None
-        clauses = Clauses(self.p["min_clause_words"])
+        clauses = Clauses(self.p["min_clause_words"], self.p["first_clause_words"])
         said: list[str] = []
         for piece in self.model.stream(self.messages(text), self.p["max_tokens"]):
             for clause in clauses.feed(piece):

@@ -15,6 +15,7 @@ from noded.node import Node
 from noded.nodes.asr import Asr, normalise, vocabulary_grammar
 from noded.nodes.audio import Resample, Resampler, WavSink, WavSource
 from noded.nodes.chain import LocalChain
+from noded.nodes.llm import Clauses
 from noded.nodes.params import REQUIRED, check_params
 from noded.nodes.responder import reply, say_time
 from noded.nodes.speculative import Held
@@ -360,3 +361,16 @@ def test_tts_holds_a_speculative_reply_until_the_vads_end() -> None:
     assert ctx.sent == []
     tts.process(LocalMessage.end(source="llm.out"))
     assert [fields.get("flags") for _, _, _, fields in ctx.sent] == [Flags.END_OF_STREAM]
+
+
+def test_clauses_cut_the_first_after_first_words_and_the_rest_at_punctuation() -> None:
+    pieces = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
+
+    def cut(first_words: int) -> list[str]:
+        clauses = Clauses(4, first_words)
+        out = [c for p in pieces for c in clauses.feed(p)]
+        return [*out, clauses.rest()]
+
+    assert cut(0) == ["The capital of France is Paris.", "It is big."]
+    assert cut(4) == ["The capital of France", "is Paris.", "It is big."]
+    assert cut(9) == ["The capital of France is Paris.", "It is big."]  # punctuation came first
