@@ -140,12 +140,14 @@ class Whisper:
     """faster-whisper, transcribing each utterance once it has ended.
 
     Whisper's encoder always reads a 30 s window, and on tiny.en that window is most of a
-    decode's time (~0.9 of 1.3 s here). An utterance shorter than ``window_s`` (less
-    1 s) is encoded in a window of ``window_s`` seconds instead (CTranslate2 takes a
-    shorter one): about 3x less work at 10 s. The shorter the window, the likelier Whisper
-    loops ("What is the capital of France? What is the capital..."; at 5 s it did on one
-    question of three, at 10 s on none): a decode that hits its token limit or compresses
-    like a loop (Whisper's own test, ratio > 2.4) is made again over the whole window."""
+    decode's time. An utterance shorter than ``window_s`` (less 1 s) is encoded in a
+    window of ``window_s`` seconds instead (CTranslate2 takes a shorter one): a 2 s
+    question took 0.55x the time at 20 s and 0.2x at 10 s. The shorter the window, the
+    worse Whisper does: at 5 s it looped ("What is the capital of France? What is the
+    capital...") on one question of three; at 10 s it heard espeak-ng's "turn off my lights"
+    as "turn off my life" and Piper's "France" as "friends"; at 20 s it heard the sample
+    (examples/audio/questions.wav) as at 30 s. A decode that hits its token limit or
+    compresses like a loop (Whisper's own test, ratio > 2.4) is made again over 30 s."""
 
     def __init__(
         self,
@@ -289,7 +291,7 @@ class Asr(StreamNode):
         "beam_size": Param(int, 1, "whisper: the beam size."),
         "language": Param(str, "en", "whisper: the language spoken."),
         "window_s": Param(
-            int, 10, "whisper: encode utterances shorter than this in a window this long, not 30 s (30: off)."
+            int, 20, "whisper: encode utterances shorter than this in a window this long, not 30 s (30: off)."
         ),
         "threads": Param(int, 1, "whisper: CTranslate2's CPU threads."),
         "speculate": Param(bool, False, "whisper, decode_at_pause: send the pause's text at once, marked speculative."),

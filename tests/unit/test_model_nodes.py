@@ -84,7 +84,7 @@ def test_whisper_transcribes_free_form_questions(results: dict[str, Any], voice:
 
 
 def test_whisper_decodes_in_the_short_window(results: dict[str, Any]) -> None:
-    # All six questions (Piper and espeak-ng) decoded in the 10 s window, none again in 30 s.
+    # All six questions (Piper and espeak-ng) decoded in the 20 s window, none again in 30 s.
     assert results["asr_windowed"] >= 6
 
 
