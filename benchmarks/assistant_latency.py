@@ -7,6 +7,9 @@ in one process (SC-007), on the same input in the same run.
 Input: examples/audio/questions.wav (two questions by Piper's voice, a command by
 espeak-ng, 1 s of silence around each).
 
+The modes take turns, one run each, so that both see the same spells of load on a shared
+machine.
+
 * "pipeline": `nodectl --json run` of examples/assistant.toml, every model its own unit
   and process from the models venv, the audio fed in 20 ms chunks at its real-time pace.
   End of speech -> first reply audio at the client, from nodectl's report.
@@ -173,13 +176,19 @@ def main() -> None:
         wait_quiet()
     before = loadavg()
     models_python = Path(args.models_venv) / "bin" / "python"
-    seq = json.loads(
-        subprocess.run(
-            [str(models_python), __file__, "--sequential", "--runs", str(args.runs)],
-            capture_output=True, text=True, check=True, cwd=REPO, timeout=900,
-        ).stdout
-    )  # fmt: skip
-    pipe = pipeline(models_python, args.runs)
+    # One run of each mode in turn, so that both see the same spells of a shared machine's load.
+    seqs, pipes = [], []
+    for _ in range(args.runs):
+        seqs.append(json.loads(
+            subprocess.run(
+                [str(models_python), __file__, "--sequential", "--runs", "1"],
+                capture_output=True, text=True, check=True, cwd=REPO, timeout=900,
+            ).stdout
+        ))  # fmt: skip
+        pipes.append(pipeline(models_python, 1))
+    seq = {k: [v for s in seqs for v in s[k]] for k in ("speech_end_to_first_audio_ms", "heard", "stages_ms")}
+    seq["loads_s"] = seqs[-1]["loads_s"]
+    pipe = {k: [v for p in pipes for v in p[k]] for k in pipes[0]}
     after = loadavg()
     result: dict[str, Any] = {"sequential": seq, "pipeline": pipe, "loadavg": {"before": before, "after": after}}
     if args.save:
