@@ -152,7 +152,9 @@ class Llm(StreamNode):
         self.model = Model(
             self.p["model"], max(1, self.p["threads"]), max(256, self.p["context"]), f"Llm ({self.node_id})"
         )
-        list(self.model.stream([{"role": "user", "content": "Hi"}], 2))  # warm up before READY
+        # Warm up before READY, on the system prompt: llama.cpp keeps it in its cache (a prompt
+        # that starts the same is not evaluated again), so the first question costs its own tokens.
+        list(self.model.stream(self.messages("Hi"), 2))
         ctx.progress(1.0, f"{self.model.path.name} ready")
 
     def messages(self, text: str) -> list[dict[str, str]]:
