@@ -8,18 +8,25 @@ run. ``benchmarks/speech_latency.py --assistant`` runs it (and this file alone d
 Input: examples/audio/questions.wav (three questions by Piper's voice, a command by
 espeak-ng; the fourth question comes 1.5 s after the third, a barge-in).
 
+The modes take turns, one run each, so that both see the same spells of load on a shared
+machine.
+
 * SC-007, "pipeline": `nodectl --json run` of examples/assistant.toml with ``barge_in``
   off (so that both modes answer every question), every model its own unit and process
   from the models venv, the audio fed in 20 ms chunks at its real-time pace. End of
   speech -> first reply audio at the client, from nodectl's report; the target is the
   pipeline >= 50% lower than the sequential process at p50 and p95, and <= 800 ms p50.
+  Each utterance's time is broken into stages (nodectl's report: the times the nodes
+  stamp, ms after the end of speech): the VAD's endpoint and end event, the ASR's final
+  decode (which may start at the VAD's pause, before the end), the LLM's first clause, the
+  TTS's first chunk sent and the client's receipt.
 * SC-007, "sequential": one process of the models venv (``--sequential``, run by this
-  script): for each utterance, the VAD's endpoint wait (its min_silence_ms, 300 ms,
-  charged as waited), then Whisper over the whole utterance, then the whole reply (router
-  or SmolLM2, to its last token), then the whole speech (Piper, every sample), one after
-  another: first audio out is when the whole speech is ready. Utterances are cut from
-  the input by energy (20 ms frames over -40 dBFS), which finds the same four. Also the
-  load time of each model, one after another.
+  script), with the same node params as assistant.toml (read from it): for each utterance,
+  the VAD's endpoint wait (its min_silence_ms, charged as waited), then Whisper over the
+  whole utterance, then the whole reply (router or SmolLM2, to its last token), then the
+  whole speech (Piper, every sample), one after another: first audio out is when the whole
+  speech is ready. Utterances are cut from the input by energy (20 ms frames over -40
+  dBFS), which finds the same four. Also the load time of each model, one after another.
 * SC-002: a session of the pipeline created through ``noded.connect()``: create -> ready
   (every model loading at once, each in its unit) against the sum of the sequential
   loads, and the longest wait between two status events the client got meanwhile
@@ -44,10 +51,23 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.append(str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conditions import loadavg, wait_quiet, warning  # noqa: E402
 
 SAMPLE = REPO / "examples" / "audio" / "questions.wav"
 ASSISTANT = REPO / "examples" / "assistant.toml"
-ENDPOINT_MS = 300  # assistant.toml's vad min_silence_ms
+STAGES = (
+    "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
+    "llm_first_clause", "tts_first_chunk", "client",
+)  # fmt: skip
+
+
+def node_params() -> dict[str, dict[str, Any]]:
+    """Each node's params in assistant.toml, by id."""
+    import tomllib
+
+    return {n["id"]: dict(n.get("params", {})) for n in tomllib.loads(ASSISTANT.read_text())["nodes"]}
 
 
 def sequential(runs: int) -> dict[str, Any]:
@@ -61,15 +81,17 @@ def sequential(runs: int) -> dict[str, Any]:
     from noded.testing import run_setup
     from noded.wavfile import read_wav
 
+    params = node_params()
+    endpoint_ms = params["vad"]["min_silence_ms"]
     loads = {}
     t0 = time.monotonic()
-    asr, actx = run_setup(Asr, {"backend": "whisper"})
+    asr, actx = run_setup(Asr, params["asr"])
     loads["asr"] = time.monotonic() - t0
     t0 = time.monotonic()
-    llm, lctx = run_setup(Llm, {"max_tokens": 48, "max_sentences": 2})
+    llm, lctx = run_setup(Llm, params["llm"])
     loads["llm"] = time.monotonic() - t0
     t0 = time.monotonic()
-    tts, tctx = run_setup(Tts, {"backend": "piper"})
+    tts, tctx = run_setup(Tts, params["tts"])
     loads["tts"] = time.monotonic() - t0
 
     samples, rate = read_wav(SAMPLE)
@@ -83,7 +105,7 @@ def sequential(runs: int) -> dict[str, Any]:
         elif not v and start is not None and not voiced[i : i + 15].any():  # 300 ms of silence
             segments.append(audio[start * frame : i * frame])
             start = None
-    latencies, heard = [], []
+    latencies, heard, stages = [], [], []
     for _ in range(runs):
         for segment in segments:
             t0 = time.monotonic()
@@ -92,14 +114,18 @@ def sequential(runs: int) -> dict[str, Any]:
             asr.process(LocalMessage.audio(segment, rate))
             asr.process(LocalMessage({"event": "end", "utterance": 1, "speech_end_ns": 1}))
             text = actx.sent[-1][1]["text"] if actx.sent else ""
+            t1 = time.monotonic()
             lctx.sent.clear()
             llm.process(LocalMessage({"text": text, "utterance": 1}))
             reply = " ".join(m[1]["text"] for m in lctx.sent if m[1]["text"])
+            t2 = time.monotonic()
             tctx.sent.clear()
             tts.process(LocalMessage({"text": reply}))
-            latencies.append(ENDPOINT_MS + 1000 * (time.monotonic() - t0))
+            t3 = time.monotonic()
+            latencies.append(endpoint_ms + 1000 * (t3 - t0))
+            stages.append({"asr": 1000 * (t1 - t0), "llm": 1000 * (t2 - t1), "tts": 1000 * (t3 - t2)})
             heard.append(text)
-    return {"loads_s": loads, "speech_end_to_first_audio_ms": latencies, "heard": heard}
+    return {"loads_s": loads, "speech_end_to_first_audio_ms": latencies, "heard": heard, "stages_ms": stages}
 
 
 def assistant_toml(folder: Path, models_python: Path, barge_in: bool, name: str = "assistant.toml") -> Path:
@@ -142,6 +168,7 @@ def pipeline(models_python: Path, runs: int) -> dict[str, Any]:
         "heard": [u["heard"] for u in rows],
         "replies": [u["reply"] for u in rows],
         "speech_end_to_first_audio_ms": [u["end_of_speech_to_first_audio_ms"] for u in rows],
+        "stages_ms": [u.get("stages_ms", {}) for u in rows],
         "first_chunk_processing_after_ready_ms": first_chunk,
     }
 
@@ -204,19 +231,24 @@ def pct(values: list[float], q: float) -> float:
 
 def measure(models_venv: Path, runs: int, sessions: int) -> dict[str, Any]:
     """Every figure above, in one run (run as root beside noded.service)."""
-    from conditions import loadavg
-
     models_python = models_venv / "bin" / "python"
     before = loadavg()
-    seq = json.loads(
-        subprocess.run(
-            [str(models_python), __file__, "--sequential", "--runs", str(runs)],
-            capture_output=True, text=True, check=True, cwd=REPO, timeout=900,
-        ).stdout
-    )  # fmt: skip
+    # One run of each mode in turn, so that both see the same spells of a shared machine's load.
+    seqs, pipes = [], []
+    for _ in range(runs):
+        seqs.append(json.loads(
+            subprocess.run(
+                [str(models_python), __file__, "--sequential", "--runs", "1"],
+                capture_output=True, text=True, check=True, cwd=REPO, timeout=900,
+            ).stdout
+        ))  # fmt: skip
+        pipes.append(pipeline(models_python, 1))
+    seq = {k: [v for s in seqs for v in s[k]] for k in ("speech_end_to_first_audio_ms", "heard", "stages_ms")}
+    seq["loads_s"] = seqs[-1]["loads_s"]
+    pipe = {k: [v for p in pipes for v in p[k]] for k in pipes[0]}
     result = {
         "sequential": seq,
-        "pipeline": pipeline(models_python, runs),
+        "pipeline": pipe,
         "ready": ready(models_python),
         "concurrent": concurrent(models_python, sessions) if sessions > 1 else None,
         "barge_in": barge_in(models_python),
@@ -226,8 +258,7 @@ def measure(models_venv: Path, runs: int, sessions: int) -> dict[str, Any]:
 
 
 def show(result: dict[str, Any]) -> None:
-    from conditions import warning
-
+    """The table of a run (``--report FILE`` prints it again from ``--save FILE``)."""
     seq, pipe = result["sequential"], result["pipeline"]
     for name, mode in (("sequential", seq), ("pipeline", pipe)):
         lat = [v for v in mode["speech_end_to_first_audio_ms"] if v is not None]
@@ -259,11 +290,28 @@ def show(result: dict[str, Any]) -> None:
         took = ", ".join(f"{port} {ms:.0f} ms" for port, ms in f["ms_to_client_by_output"].items() if ms is not None)
         print(f"  flush from the chunk that held the new speech to the client: {took}")
     print(f"heard: {pipe['heard']}\nreplies: {pipe['replies']}")
+    print(
+        "sequential stages, ms (asr, whole reply, whole speech), per utterance: "
+        + "; ".join(" ".join(f"{v:.0f}" for v in s.values()) for s in seq["stages_ms"])
+    )
+    print_stages(pipe)
     load = result["load_average"]
-    print(f"load average: {load['before'][0]} before, {load['after'][0]} after")
+    print(f"load average (1, 5, 15 min) before {' '.join(load['before'])}, after {' '.join(load['after'])}")
     line = warning(load["before"], load["after"])
     if line:
         print(line)
+
+
+def print_stages(pipe: dict[str, Any]) -> None:
+    """The pipeline's end of speech -> first audio, stage by stage (ms after the end of
+    speech, when each stage was reached), one column per utterance, and the median."""
+    stages = pipe["stages_ms"]
+    print("pipeline stages, ms after the end of speech (per utterance; median):")
+    for stage in STAGES:
+        got = [s.get(stage) for s in stages]
+        cells = " ".join("     -" if v is None else f"{v:6.0f}" for v in got)
+        values = [v for v in got if v is not None]
+        print(f"  {stage:17} {cells}   | {pct(values, 0.5) if values else float('nan'):6.0f}")
 
 
 def main() -> None:
@@ -277,16 +325,20 @@ def main() -> None:
         "--wait-quiet", type=float, nargs="?", const=600.0, default=None, metavar="S",
         help="first wait up to S seconds (default 600) for a quiet machine",
     )  # fmt: skip
+    ap.add_argument("--save", help="also write the results (JSON) to this file")
+    ap.add_argument("--report", help="print the table of a run saved with --save, and exit")
     args = ap.parse_args()
+    if args.report:
+        show(json.loads(Path(args.report).read_text()))
+        return
     if args.sequential:
         print(json.dumps(sequential(args.runs)))
         return
-    if args.wait_quiet is not None:
-        from conditions import wait_quiet
-
-        if not wait_quiet(timeout=args.wait_quiet):
-            print(f"the machine did not get quiet in {args.wait_quiet:g} s: running anyway", file=sys.stderr)
+    if args.wait_quiet is not None and not wait_quiet(timeout=args.wait_quiet):
+        print(f"the machine did not get quiet in {args.wait_quiet:g} s: running anyway", file=sys.stderr)
     result = measure(Path(args.models_venv), args.runs, args.sessions)
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result, indent=1))
     else:

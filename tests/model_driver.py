@@ -54,6 +54,27 @@ def transcribe(asr: Asr, ctx: Any, audio: np.ndarray) -> list[dict[str, Any]]:
     return [value for _, value, _, _ in ctx.sent]
 
 
+def speculate(audio: np.ndarray) -> dict[str, Any]:
+    """asr with speculate: what it sends at a pause and at the end, when no speech came
+    between them, and when some did (the second half of the question after the pause)."""
+    asr, ctx = run_setup(Asr, {"backend": "whisper", "speculate": True})
+    found: dict[str, Any] = {}
+    half = len(audio) // 2
+    for case, pause_at in (("no_speech_since", len(audio)), ("speech_since", half)):
+        ctx.sent.clear()
+        asr.process(LocalMessage({"event": "start", "utterance": 2}))
+        for start in range(0, pause_at, 1600):
+            asr.process(LocalMessage.audio(audio[start : min(start + 1600, pause_at)], 16000))
+        asr.process(LocalMessage({"event": "pause", "utterance": 2, "speech_end_ns": 5, "endpoint_ns": 6}))
+        at_pause = [value for _, value, _, _ in ctx.sent]
+        for start in range(pause_at, len(audio), 1600):
+            asr.process(LocalMessage.audio(audio[start : start + 1600], 16000))
+        end_ns = 5 if case == "no_speech_since" else 8
+        asr.process(LocalMessage({"event": "end", "utterance": 2, "speech_end_ns": end_ns, "endpoint_ns": 9}))
+        found[case] = {"at_pause": at_pause, "at_end": [value for _, value, _, _ in ctx.sent][len(at_pause) :]}
+    return found
+
+
 def error_of(fn: Any) -> dict[str, str]:
     try:
         fn()
@@ -93,6 +114,8 @@ def main(out: Path) -> None:
         for voice in ("piper", "espeak"):
             heard[f"{voice}:{question}"] = transcribe(asr, actx, to_16k(out / f"{voice}{index}.wav"))
     results["asr"] = heard
+    results["asr_windowed"] = asr.engine.windowed
+    results["speculative"] = speculate(to_16k(out / "piper0.wav"))
 
     t0 = time.monotonic()
     llm, lctx = run_setup(Llm, {})
@@ -103,6 +126,12 @@ def main(out: Path) -> None:
         llm.process(LocalMessage({"text": question, "utterance": 3, "speech_end_ns": 9}, timestamp_ns=9))
         replies[question] = [value for _, value, _, _ in lctx.sent]
     results["llm"] = replies
+    # A speculative transcript, then the final one of the same utterance: its turn is replaced.
+    for text, extra in (("what is the capital of france", {"speculative": True}), ("what is the capital of italy", {})):
+        lctx.sent.clear()
+        llm.process(LocalMessage({"text": text, "utterance": 8, "speech_end_ns": 4, **extra}, timestamp_ns=4))
+        results.setdefault("llm_speculative", []).append([value for _, value, _, _ in lctx.sent])
+    results["llm_turns"] = [heard for heard, _ in llm.turns]
     # Barge-in: a flush waits from the model's third token on: it stops writing there.
     lctx.sent.clear()
     lctx.interrupt(after=2)

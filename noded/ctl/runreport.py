@@ -18,6 +18,14 @@ audio came (or when the one before it ended), at its real-time pace. A flush (th
 heard the user speak again: ``noded.contract.flush``) interrupts the reply still being
 made or played: it prints "interrupted", and ``take_cuts()`` tells ``nodectl run`` how
 much of it was played, which is all of it that goes to the output file.
+
+``stages`` breaks each utterance's end of speech -> first audio into the times the nodes
+stamp (JSON fields, and the header's ``sent_ns``), in ms after the end of speech:
+``endpoint`` (the chunk whose silence ended the utterance was fed), ``vad_end`` (the VAD
+sent its end event), ``asr_decode_start``/``asr_decode_end`` (the final transcript's
+decode; before ``vad_end`` when it was decoded at the VAD's pause), ``asr_sent``,
+``llm_received``, ``llm_first_clause``, ``tts_first_chunk`` (sent) and ``client`` (the
+first reply audio received here).
 """
 
 from __future__ import annotations
@@ -31,6 +39,16 @@ from rich.console import Console
 
 from noded.contract.flush import decode_flush
 from noded.contract.wire import Kind
+
+STAGES = (
+    "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
+    "llm_first_clause", "tts_first_chunk", "client",
+)  # fmt: skip
+
+
+def _sent_ns(msg: Any) -> int:
+    """The header's sent_ns: when the producer sent ``msg`` (0 when unknown)."""
+    return int(getattr(getattr(msg, "header", None), "sent_ns", 0) or 0)
 
 
 @dataclass
@@ -47,9 +65,24 @@ class Utterance:
     final: bool = False  # the whole reply has come (its text, llm's "final")
     interrupted: bool = False
     played_s: float | None = None  # of an interrupted reply: how much was played
+    speculative: bool = False  # heard at the VAD's pause (asr speculate): counts once the VAD ends it
+    stamps: dict[str, int] = field(default_factory=dict)  # stage -> CLOCK_MONOTONIC ns (see ``stages``)
 
     def playing_until(self) -> int | None:
         return None if self.play_start_ns is None else self.play_start_ns + int(self.audio_seconds * 1e9)
+
+    def stamp(self, stage: str, t: Any) -> None:
+        if isinstance(t, int) and t > 0 and stage not in self.stamps:
+            self.stamps[stage] = t
+
+    def stages(self) -> dict[str, float]:
+        """Each stage's time in ms after the end of speech, in the order of the path."""
+        stamps = dict(self.stamps)
+        if self.endpoint_ns:
+            stamps["endpoint"] = self.endpoint_ns
+        if self.first_audio_ns is not None:
+            stamps["client"] = self.first_audio_ns
+        return {s: round((stamps[s] - self.speech_end_ns) / 1e6, 1) for s in STAGES if s in stamps}
 
     def after_end(self, t: int | None) -> float | None:
         return None if t is None else (t - self.speech_end_ns) / 1e6
@@ -105,6 +138,7 @@ class RunReport:
                 if u.first_audio_ns is None:
                     u.first_audio_ns = now
                     u.play_start_ns = max(now, self._playing_until_ns)
+                    u.stamp("tts_first_chunk", _sent_ns(msg))
                 u.audio_seconds += msg.array.shape[0] / (msg.sample_rate or 1)
                 self._playing_until_ns = max(self._playing_until_ns, u.playing_until() or 0)
             return False
@@ -120,7 +154,7 @@ class RunReport:
         if event == "first_audio":
             self.first_processed_ns[str(info.get("node", msg.source))] = int(info["received_ns"])
         elif event == "end":
-            self._utterance(info, msg.timestamp_ns)
+            self._utterance(info, msg.timestamp_ns).stamp("vad_end", _sent_ns(msg))
         elif event is not None:
             pass  # "start": nothing to show yet
         elif "heard" in info and "final" in info:  # a reply streamed clause by clause (llm)
@@ -128,7 +162,9 @@ class RunReport:
             if not u.interrupted and self._pending.get(msg.source):
                 self._interrupt(u, now, "barge-in")  # made before the flush came by: stale
             clause = str(info.get("text") or "")
+            u.stamp("llm_received", info.get("received_ns"))
             if clause:
+                u.stamp("llm_first_clause", _sent_ns(msg))
                 u.reply = f"{u.reply} {clause}" if u.reply else clause
                 self._say(f"[{u.index}] says: {clause!r}")
             if info["final"]:
@@ -147,6 +183,10 @@ class RunReport:
         elif "asr_ms" in info and "text" in info:
             u = self._utterance(info, msg.timestamp_ns)
             u.heard, u.transcript_ns = str(info["text"]), now
+            u.speculative = bool(info.get("speculative"))
+            u.stamp("asr_decode_start", info.get("decode_start_ns"))
+            u.stamp("asr_decode_end", info.get("decode_end_ns"))
+            u.stamp("asr_sent", _sent_ns(msg))
             self._say(f"[{u.index}] heard: {u.heard!r} ({_ms(u.after_end(now))} after the end of speech)")
         else:
             return False
@@ -217,8 +257,14 @@ class RunReport:
         first = min(self.first_processed_ns.values()) if self.first_processed_ns else None
         return {"fed_ms": since_ready(self.first_fed_ns), "processing_ms": since_ready(first), "by_node": by_node}
 
-    def as_dict(self) -> dict[str, Any]:
+    def rows(self) -> list[Utterance]:
+        """The utterances, in order; not those heard speculatively at a pause after which
+        the speaker went on (no end of the VAD's came for them)."""
         rows = sorted(self.utterances.values(), key=lambda u: u.speech_end_ns)
+        return [u for u in rows if not (u.speculative and "vad_end" not in u.stamps and u.first_audio_ns is None)]
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = self.rows()
         stream = (
             None
             if self.first_fed_ns is None or self.last_output_ns is None
@@ -234,6 +280,7 @@ class RunReport:
                 "end_of_speech_to_first_audio_ms": u.after_end(u.first_audio_ns),
                 "endpoint_to_transcript_ms": u.after_endpoint(u.transcript_ns),
                 "endpoint_to_first_audio_ms": u.after_endpoint(u.first_audio_ns),
+                "stages_ms": u.stages(),
             } for u in rows],
             "flushes": [{
                 "origin": f["origin"], "reason": f["reason"], "interrupted": f["interrupted"],
@@ -250,7 +297,7 @@ class RunReport:
             self._say(
                 f"first chunk: fed {fed} after ready; its processing began after ready in {nodes} (target: <= 50 ms)"
             )
-        rows = [u for u in self.utterances.values() if u.heard is not None or u.first_audio_ns is not None]
+        rows = [u for u in self.rows() if u.heard is not None or u.first_audio_ns is not None]
         if not rows:
             if self.first_processed_ns:
                 self._say("no speech detected: no reply")

@@ -2,9 +2,12 @@
 
 Input: the ``asr`` node's JSON transcripts (partial ones, ``"partial": true``, are
 skipped). Output on "out": JSON ``{"utterance", "heard", "text", "final", "by",
-"speech_end_ns", "endpoint_ns"}``, one message per clause as the tokens come, with the
-transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends the
-reply; ``by`` is "rules" or "model".
+"speech_end_ns", "endpoint_ns", "received_ns"}``, one message per clause as the tokens come,
+with the transcript's ``timestamp_ns``; then one with empty ``text`` and ``final`` true ends
+the reply; ``by`` is "rules" or "model"; ``received_ns`` is when the transcript came.
+A speculative transcript (``asr``'s ``speculate``) makes a reply marked ``"speculative":
+true`` (``tts`` holds it until the VAD's end); a later transcript of the same utterance
+replaces its turn in the history (the speech went on after the pause).
 
 A command router (``noded.nodes.router``) answers what rules know (lights, the time,
 timers, the weather, stop); everything else goes to the language model: SmolLM2-135M-Instruct
@@ -25,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -46,12 +50,15 @@ _CLAUSE_END = re.compile(r"[.!?;:](?=\s)|,(?=\s)")
 
 
 class Clauses:
-    """Cuts a stream of text pieces into clauses. Pure."""
+    """Cuts a stream of text pieces into clauses. Pure. With ``first_words``, the first
+    clause is cut after that many words even with no punctuation yet, so that speech can
+    start before the model has written the first sentence (at the cost of a seam there)."""
 
-    def __init__(self, min_words: int = 4) -> None:
-        self.min_words = min_words
+    def __init__(self, min_words: int = 4, first_words: int = 0) -> None:
+        self.min_words, self.first_words = min_words, first_words
         self.buffer = ""
         self.sentences = 0
+        self.cut = 0  # clauses cut so far
 
     def feed(self, piece: str) -> list[str]:
         self.buffer += piece
@@ -63,8 +70,12 @@ class Clauses:
                 if match.group() != "," or len(head.split()) >= self.min_words:
                     cut = match.end()
                     break
+            if cut is None and not self.cut and self.first_words > 0:
+                words = re.match(rf"\s*(?:\S+\s+){{{self.first_words}}}", self.buffer)
+                cut = words.end() if words else None
             if cut is None:
                 return out
+            self.cut += 1
             clause, self.buffer = self.buffer[:cut].strip(), self.buffer[cut:]
             self.sentences += len(_SENTENCE_END.findall(clause))
             if clause:
@@ -122,6 +133,9 @@ class Llm(StreamNode):
         "max_tokens": Param(int, 48, "Stop a reply after this many tokens."),
         "max_sentences": Param(int, 2, "Stop a reply after this many sentences."),
         "min_clause_words": Param(int, 4, "Cut a clause at a comma only after this many words."),
+        "first_clause_words": Param(
+            int, 0, "Cut the first clause after this many words, punctuation or not (0: never)."
+        ),
         "threads": Param(int, 1, "llama.cpp threads."),
         "context": Param(int, 1024, "The model's context in tokens (at least 256)."),
         "router": Param(bool, True, "Answer lights, time, timers, weather and stop by rule."),
@@ -138,6 +152,8 @@ class Llm(StreamNode):
         self.turns: deque[tuple[str, str]] = deque(maxlen=max(0, self.p["history"]))
         self.model: Model | None = None
         self.cut = False  # the reply in hand was interrupted (a flush came while writing it)
+        self.turn_of: Any = None  # the utterance whose speculative reply is the last turn
+        self.added = 0  # turns added so far
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -146,7 +162,9 @@ class Llm(StreamNode):
         self.model = Model(
             self.p["model"], max(1, self.p["threads"]), max(256, self.p["context"]), f"Llm ({self.node_id})"
         )
-        list(self.model.stream([{"role": "user", "content": "Hi"}], 2))  # warm up before READY
+        # Warm up before READY, on the system prompt: llama.cpp keeps it in its cache (a prompt
+        # that starts the same is not evaluated again), so the first question costs its own tokens.
+        list(self.model.stream(self.messages("Hi"), 2))
         ctx.progress(1.0, f"{self.model.path.name} ready")
 
     def messages(self, text: str) -> list[dict[str, str]]:
@@ -162,7 +180,7 @@ class Llm(StreamNode):
             yield ruled, "rules"
             return
         assert self.model is not None
-        clauses = Clauses(self.p["min_clause_words"])
+        clauses = Clauses(self.p["min_clause_words"], self.p["first_clause_words"])
         said: list[str] = []
         for piece in self.model.stream(self.messages(text), self.p["max_tokens"]):
             if self.ctx.interrupted():  # the user spoke again: stop writing
@@ -180,6 +198,7 @@ class Llm(StreamNode):
                 yield rest, "model"
         if said:
             self.turns.append((text, " ".join(said)))
+            self.added += 1
 
     def handle(self, msg: Any) -> None:
         heard = msg.json
@@ -191,7 +210,12 @@ class Llm(StreamNode):
             "heard": text,
             "speech_end_ns": heard.get("speech_end_ns", 0),
             "endpoint_ns": heard.get("endpoint_ns", 0),
+            "received_ns": time.monotonic_ns(),  # for the stage times of nodectl run's report
+            **({"speculative": True} if heard.get("speculative") else {}),  # tts holds it until the end
         }
+        if self.turns and heard.get("utterance") is not None and self.turn_of == heard.get("utterance"):
+            self.turns.pop()  # the final text of an utterance replaces its speculative turn
+        self.turn_of, turns = None, self.added
         by = "rules"
         self.cut = False
         for clause, by in self.answer(text):  # each clause at once: TTS starts on the first
@@ -200,3 +224,5 @@ class Llm(StreamNode):
         if self.cut:
             end["interrupted"] = True
         self.ctx.send("out", end, timestamp_ns=msg.timestamp_ns)
+        if self.added > turns and heard.get("speculative"):
+            self.turn_of = heard.get("utterance")

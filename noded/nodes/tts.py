@@ -22,6 +22,10 @@ Backends (param ``backend``):
 Barge-in: before each chunk it asks ``ctx.interrupted()``; when a flush waits (the user
 spoke again), it stops synthesising and sends nothing more of that text, and the texts
 queued before the flush are dropped by the worker, which then passes the flush on.
+Speculative replies (``"speculative": true``, made from ``asr``'s text at the VAD's pause)
+are synthesised at once but their audio is held (``noded.nodes.speculative``) until the
+VAD's end event for that utterance comes: give the node ``vad.events`` as a second input.
+The stream ends with the text input: the end of an input named ``*.events`` does not end it.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from noded.errors import NodeLoadError, ParamError
 from noded.node import Context
 from noded.nodes.models import SETUP_HINT, joe_voice, need_file
 from noded.nodes.params import Param, check_declared
-from noded.nodes.streams import StreamNode, send_audio
+from noded.nodes.speculative import Held
+from noded.nodes.streams import StreamNode, is_end, send_audio
 
 
 def _never() -> bool:
@@ -169,6 +174,7 @@ class Tts(StreamNode):
         super().__init__(**kwargs)
         self.p = check_declared(self, self.PARAMS)
         self.engine: Any = None
+        self.held = Held()
 
     def setup(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -179,9 +185,30 @@ class Tts(StreamNode):
             self.engine = Espeak(self.p["voice"], self.p["speed"], max(5, self.p["chunk_ms"]))
         ctx.progress(1.0, f"{self.p['backend']} ready at {self.engine.rate} Hz")
 
+    def process(self, msg: Any) -> None:
+        if is_end(msg) and msg.source.endswith(".events"):
+            return  # the VAD's events end first: the stream ends with the text
+        super().process(msg)
+
+    def on_end(self) -> None:
+        self.held.clear()
+
+    def on_flush(self, msg: Any) -> None:
+        """Barge-in: a speculative reply's held audio must not be released after it."""
+        self.held.clear()
+
     def handle(self, msg: Any) -> None:
-        text = str(msg.json.get("text", "")) if msg.kind is Kind.JSON else msg.text
+        info = msg.json if msg.kind is Kind.JSON else {}
+        rate, ts = self.engine.rate, msg.timestamp_ns
+        if info.get("event") == "end":  # the VAD's: a speculative reply to this utterance may go
+            for samples in self.held.confirm(int(info.get("speech_end_ns") or ts)):
+                send_audio(self.ctx, "out", samples, rate, ts)
+            return
+        text = str(info.get("text", "")) if msg.kind is Kind.JSON else msg.text
         if not text.strip():
             return
-        rate, ts = self.engine.rate, msg.timestamp_ns
-        self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts), self.ctx.interrupted)
+        stop = self.ctx.interrupted
+        if info.get("speculative") and not self.held.is_confirmed(ts):
+            self.engine.speak(text, lambda samples: self.held.hold(ts, samples), stop)
+        else:
+            self.engine.speak(text, lambda samples: send_audio(self.ctx, "out", samples, rate, ts), stop)

@@ -83,6 +83,35 @@ def test_whisper_transcribes_free_form_questions(results: dict[str, Any], voice:
     assert mean <= (0.15 if voice == "piper" else 0.45), (voice, errors)
 
 
+def test_whisper_decodes_in_the_short_window(results: dict[str, Any]) -> None:
+    # All six questions (Piper and espeak-ng) decoded in the 20 s window, none again in 30 s.
+    assert results["asr_windowed"] >= 6
+
+
+def test_whisper_speculates_at_the_pause_and_decodes_again_only_after_new_speech(results: dict[str, Any]) -> None:
+    quiet, spoken = results["speculative"]["no_speech_since"], results["speculative"]["speech_since"]
+    (early,) = quiet["at_pause"]  # the text goes out at the pause, marked speculative
+    assert early["speculative"] and early["speech_end_ns"] == 5 and early["endpoint_ns"] == 0, early
+    assert wer(QUESTIONS[0], early["text"]) <= 0.15, early
+    assert quiet["at_end"] == []  # the end confirms it (the VAD's end reaches tts): nothing more
+    # Speech after the pause: the half heard at the pause, then the whole, decoded at the end.
+    (half,) = spoken["at_pause"]
+    assert half["speculative"] and len(half["text"].split()) < len(QUESTIONS[0].split()), half
+    (final,) = spoken["at_end"]
+    assert not final.get("speculative") and final["speech_end_ns"] == 8 and final["endpoint_ns"] == 9, final
+    assert wer(QUESTIONS[0], final["text"]) <= 0.15, final
+
+
+def test_llm_marks_speculative_replies_and_replaces_their_turn(results: dict[str, Any]) -> None:
+    first, second = results["llm_speculative"]
+    assert first and all(m["speculative"] for m in first), first
+    assert second and not any(m.get("speculative") for m in second), second
+    assert all(m["heard"] == "what is the capital of italy" for m in second), second
+    # The speculative question's turn was replaced by the final one's (the one before is the
+    # spider's: the other questions were answered by rules, which add no turn).
+    assert results["llm_turns"] == ["how many legs does a spider have", "what is the capital of italy"]
+
+
 def test_llm_answers_from_rules_or_the_model_clause_by_clause(results: dict[str, Any]) -> None:
     replies = results["llm"]
     for question, sent in replies.items():

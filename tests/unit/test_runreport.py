@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,3 +82,31 @@ def test_wav_output_is_written_as_it_comes_one_reply_behind(tmp_path: Path) -> N
     samples, rate = read_wav(target)
     assert rate == 8000 and samples.shape == (1600, 1) and w.count == 2
     assert np.allclose(samples[:800], 0.5, atol=1e-4) and np.allclose(samples[800:], -0.5, atol=1e-4)
+
+
+def _sent(msg: LocalMessage, sent_ms: int) -> LocalMessage:
+    msg.header = SimpleNamespace(sent_ns=sent_ms * MS)  # type: ignore[attr-defined]  # as a received Message has
+    return msg
+
+
+def test_report_breaks_the_latency_into_stages_and_drops_overtaken_speculation() -> None:
+    report = RunReport(Console(file=io.StringIO()), ready_ns=1)
+    # Heard at a pause, but the speaker went on: never ended, never answered out loud.
+    report.handle(LocalMessage({"utterance": 0, "text": "what is", "asr_ms": 1.0, "speculative": True,
+                                "speech_end_ns": 1500 * MS}))  # fmt: skip
+    end = {"speech_end_ns": 2000 * MS, "endpoint_ns": 2300 * MS}
+    transcript = {"utterance": 0, "text": "what is the time", "asr_ms": 0.1, "speech_end_ns": 2000 * MS,
+                  "speculative": True, "decode_start_ns": 2130 * MS, "decode_end_ns": 2250 * MS}  # fmt: skip
+    report.handle(_sent(LocalMessage(transcript), 2251))
+    clause = {"utterance": 0, "heard": "what is the time", "final": False, "received_ns": 2252 * MS, **end}
+    report.handle(_sent(LocalMessage({**clause, "text": "It is noon."}), 2400))
+    report.handle(_sent(LocalMessage({"event": "end", "utterance": 0, **end}, timestamp_ns=2000 * MS), 2305))
+    report.handle(_sent(LocalMessage.audio(np.zeros(2205, np.float32), 22050, timestamp_ns=2000 * MS), 2450))
+    (row,) = report.as_dict()["utterances"]
+    stages = row["stages_ms"]
+    assert list(stages) == [
+        "endpoint", "vad_end", "asr_decode_start", "asr_decode_end", "asr_sent", "llm_received",
+        "llm_first_clause", "tts_first_chunk", "client",
+    ]  # fmt: skip
+    assert [stages[s] for s in list(stages)[:-1]] == [300, 305, 130, 250, 251, 252, 400, 450]
+    assert stages["client"] >= 450

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from noded.contract.wire import Kind, PixelFormat
+from noded.contract.wire import Flags, Kind, PixelFormat
 from noded.errors import NodeLoadError, ParamError
 from noded.node import Node
 from noded.nodes.asr import Asr, normalise, vocabulary_grammar
 from noded.nodes.audio import Resample, Resampler, WavSink, WavSource
 from noded.nodes.chain import LocalChain
+from noded.nodes.llm import Clauses
 from noded.nodes.params import REQUIRED, check_params
 from noded.nodes.responder import reply, say_time
+from noded.nodes.speculative import Held
 from noded.nodes.streams import LocalMessage, as_messages
 from noded.nodes.tts import Tts
 from noded.nodes.vad import Segmenter, Vad
@@ -318,3 +320,57 @@ def test_the_voice_pipeline_answers_at_the_pause_with_the_same_words() -> None:
     assert [g["text"] for g in got] == ["computer tell me a joke", "turn on the kitchen light"]
     # timestamps are sample offsets here: ended 128 ms (4 windows of 32 ms) into the silence, not 300
     assert all(100 * 16 <= g["endpoint_ns"] - g["speech_end_ns"] <= 160 * 16 for g in got), got
+
+
+def test_held_releases_at_its_end_and_drops_what_speech_overtook() -> None:
+    held = Held()
+    held.hold(5, "a")
+    held.hold(5, "b")
+    held.hold(9, "c")
+    assert held.confirm(9) == ["c"] and held.dropped == 2  # speech went on after the pause at 5
+    assert held.is_confirmed(9) and not held.is_confirmed(5)
+    held.hold(12, "d")
+    held.clear()
+    assert held.dropped == 3 and held.confirm(12) == []
+
+
+def test_tts_holds_a_speculative_reply_until_the_vads_end() -> None:
+    tts, ctx = run_setup(Tts, {"chunk_ms": 40})
+    reply = {"text": "It is noon.", "speculative": True}
+    tts.process(LocalMessage(reply, timestamp_ns=5, source="llm.out"))
+    assert ctx.sent == []  # synthesised, held
+    tts.process(LocalMessage({"event": "pause", "speech_end_ns": 5}, timestamp_ns=5, source="vad.events"))
+    assert ctx.sent == []
+    tts.process(LocalMessage({"event": "end", "speech_end_ns": 5}, timestamp_ns=5, source="vad.events"))
+    released = len(ctx.sent)
+    assert released > 5 and {f["timestamp_ns"] for _, _, _, f in ctx.sent} == {5}
+    # The end came first: the next clause of that reply goes at once.
+    tts.process(LocalMessage({**reply, "text": "Lunch time."}, timestamp_ns=5, source="llm.out"))
+    assert len(ctx.sent) > released
+    # Speech went on after a pause: the reply made at that pause is never heard.
+    ctx.sent.clear()
+    tts.process(LocalMessage({**reply, "text": "Half a question."}, timestamp_ns=7, source="llm.out"))
+    tts.process(LocalMessage({"event": "end", "speech_end_ns": 8}, timestamp_ns=8, source="vad.events"))
+    assert ctx.sent == [] and tts.held.dropped > 0
+    # A reply not marked speculative goes at once, as before.
+    tts.process(LocalMessage({"text": "Hello."}, timestamp_ns=8, source="llm.out"))
+    assert ctx.sent
+    # The VAD's events end first: the stream ends with the text input, once.
+    ctx.sent.clear()
+    tts.process(LocalMessage.end(source="vad.events"))
+    assert ctx.sent == []
+    tts.process(LocalMessage.end(source="llm.out"))
+    assert [fields.get("flags") for _, _, _, fields in ctx.sent] == [Flags.END_OF_STREAM]
+
+
+def test_clauses_cut_the_first_after_first_words_and_the_rest_at_punctuation() -> None:
+    pieces = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
+
+    def cut(first_words: int) -> list[str]:
+        clauses = Clauses(4, first_words)
+        out = [c for p in pieces for c in clauses.feed(p)]
+        return [*out, clauses.rest()]
+
+    assert cut(0) == ["The capital of France is Paris.", "It is big."]
+    assert cut(4) == ["The capital of France", "is Paris.", "It is big."]
+    assert cut(9) == ["The capital of France is Paris.", "It is big."]  # punctuation came first
