@@ -353,7 +353,7 @@ class Session:
         """From the guard: make blocked and later sends raise Stopped."""
         with self._lock:
             if self._io is not None:
-                self._io.endpoint.stop()
+                self._io.stop()
 
 
 class _Guard(threading.Thread):

@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from noded.contract.paths import CLIENT
+
 DEFAULT_DEPTH = 4
 DEFAULT_MAX_PAYLOAD = 10 * 1024 * 1024 + 4096  # 10 MB frames and tensors, with room to spare
 MAX_CONSUMERS = 16  # per output port
@@ -25,6 +27,26 @@ MAX_PORTS = 16  # outputs per endpoint
 # Messages in flight per consumer: credits carry a count modulo a window of 64, which
 # stays unambiguous up to 31 in flight (noded.dataplane.channels).
 MAX_DEPTH = 31
+# Readers of an external output attached at once (pipeline [dataplane] max_clients): each
+# is a consumer "slot" of that output (noded.dataplane.channels, "reader slots").
+DEFAULT_MAX_CLIENTS = 2  # each slot is a subscriber the output's service sets memory aside for
+MAX_CLIENTS = 8
+
+
+def reader_inbox(slot: int) -> str:
+    """The inbox of a client's reader slot: ``client/inbox``, ``client1/inbox`` ..."""
+    return f"{CLIENT}{slot or ''}/inbox"
+
+
+def reader_consumer(slot: int, source: str) -> str:
+    """The consumer name of reader slot ``slot`` of external output ``source``."""
+    return f"{CLIENT}{slot or ''}.{source}"
+
+
+def feeder_inbox(service: str) -> str:
+    """The inbox of whoever feeds the external input published on ``service`` (one
+    feeder at a time: its one listener): the consuming nodes credit it."""
+    return f"{service}/inbox"
 
 
 class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -34,6 +56,9 @@ class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     consumer_inboxes: list[str]  # each consumer's inbox event service, aligned with consumers
     depth: int = DEFAULT_DEPTH  # messages in flight per consumer
     max_payload: int = DEFAULT_MAX_PAYLOAD  # payload bytes (header excluded), sized up front
+    # The last ``readers`` consumers are clients' reader slots (an external output):
+    # optional, at least one attached for a send, every attached one gets every message.
+    readers: int = 0
 
 
 class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +68,7 @@ class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port_index: int  # the producer's index of that output port
     consumer_index: int  # this consumer's index among that port's consumers
     depth: int = DEFAULT_DEPTH
+    reader_slot: int = -1  # a client's reader slot (joins and leaves: noded.dataplane.channels)
 
 
 class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,6 +78,7 @@ class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outputs: list[OutputSpec] = []
     inputs: list[InputSpec] = []
     verify_payload: bool = False  # write and check a payload checksum on every message
+    readers: int = 0  # the client's plane: reader slots of each external output ([dataplane] max_clients)
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -139,7 +139,7 @@ def test_consumer_killed_while_producer_blocked(client: Client, sessions: Sessio
         done = wait_for(client, sid, ended, 5)
         assert time.monotonic() - t0 < 1.0
         assert done.state == "failed" and done.failure.node == "n0"
-        io.endpoint.stop()  # what nodectl does when the session fails
+        io.stop()  # what nodectl does when the session fails
         producer.join(2.0)
         assert not producer.is_alive(), "the producer hangs on a dead consumer"
         assert outcome and isinstance(outcome[0], (ConsumerGone, Stopped))
@@ -205,7 +205,7 @@ def test_feeding_clients_one_after_another_each_deliver(client: Client, sessions
     rounds, per_round = env_int("NODED_TEST_CLIENT_ROUNDS", 20), 10
     for _ in range(rounds):
         with SessionIO(request_attach(info.sid)) as io:
-            io.endpoint.send_timeout = 20.0  # a hang fails the test instead of waiting for ever
+            io.send_timeout = 20.0  # a hang fails the test instead of waiting for ever
             for i in range(per_round):
                 io.send("data", np.full(4, i, dtype=np.int32), kind=Kind.TENSOR)
     deadline = time.monotonic() + 30
