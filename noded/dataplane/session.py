@@ -58,24 +58,14 @@ from noded.dataplane.channels import Channels, InboxTaken
 from noded.dataplane.endpoint import Endpoint
 from noded.dataplane.message import Message
 from noded.dataplane.sessionuser import SessionUser, as_session_user
-from noded.errors import Stopped, WorkerError
+from noded.errors import AttachError, InputEnded, Stopped
+
+__all__ = ["AttachError", "InputEnded", "SessionIO", "attach", "request_attach"]
 
 log = logging.getLogger("noded.dataplane")
 
 JOIN_ACK_TIMEOUT = 2.0  # s a joining reader waits for its producers' ack, holding the join lock
 STALL_REPORT = 5.0  # s a send may wait for credit before it says what it waits for
-
-
-class AttachError(WorkerError):
-    """The session has no such external port, or its place is taken by another client."""
-
-    code = "attach_failed"
-
-
-class InputEnded(AttachError):
-    """The external input has had its END_OF_STREAM: nothing more may be fed to it."""
-
-    code = "input_ended"
 
 
 CLIENT_PID_FILE = "client.pid"  # kept for older clients' files: removed when found stale
@@ -156,6 +146,7 @@ class SessionIO:
         self.readers = readers
         self.send_timeout = send_timeout
         self.on_stall = on_stall
+        self.stall_after: float | None = STALL_REPORT  # for endpoints made from now on
         # Sandboxed nodes run as the session's user: iceoryx2 calls run as that user
         # too, so that the nodes can open what they create (noded.dataplane.sessionuser).
         self.session_user = SessionUser.of_root(plane.root)
@@ -184,7 +175,7 @@ class SessionIO:
 
     def _endpoint(self, plane: DataPlane) -> Endpoint:
         endpoint = Endpoint(plane, CLIENT, send_timeout=self.send_timeout)
-        endpoint.on_stall, endpoint.stall_after = self._stalled, STALL_REPORT
+        endpoint.on_stall, endpoint.stall_after = self._stalled, self.stall_after
         return endpoint
 
     def _stalled(self, what: str) -> None:
