@@ -85,6 +85,7 @@ class ChannelStats(msgspec.Struct, kw_only=True):
     bytes: int | None = None
     blocked_seconds: float | None = None  # total time the producer waited on this port
     blocked_now_seconds: float = 0.0  # the wait in progress (0: not waiting)
+    waiting_for: str = ""  # while waiting: who holds the edge full, or who is not connected
 
 
 class SessionStats(msgspec.Struct, kw_only=True):

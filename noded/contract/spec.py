@@ -93,6 +93,59 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sys_path: list[str] = []
 
 
+def feeder_plane(plane: DataPlane, spec: OutputSpec) -> DataPlane:
+    """The endpoint that feeds one external input: its publisher and its own inbox."""
+    return DataPlane(
+        root=plane.root, prefix=plane.prefix, inbox=feeder_inbox(spec.service), outputs=[spec],
+        verify_payload=plane.verify_payload,
+    )  # fmt: skip
+
+
+def reader_plane(plane: DataPlane, slot: int) -> DataPlane:
+    """The endpoint of reader slot ``slot`` (slot 0's is the daemon's plan; slot k is
+    consumer_index + k of each output, with inbox ``reader_inbox(k)``: noded.pipeline.topology)."""
+    inputs = [
+        InputSpec(
+            source=i.source,
+            service=i.service,
+            producer_inbox=i.producer_inbox,
+            port_index=i.port_index,
+            consumer_index=i.consumer_index + slot,
+            depth=i.depth,
+            reader_slot=slot,
+        )  # fmt: skip
+        for i in plane.inputs
+    ]
+    return DataPlane(
+        root=plane.root, prefix=plane.prefix, inbox=reader_inbox(slot), inputs=inputs,
+        verify_payload=plane.verify_payload,
+    )  # fmt: skip
+
+
+def max_readers(plane: DataPlane) -> int:
+    """Reader slots per external output: the daemon's plan says it in each output's
+    consumers (``client.<output>``, ``client1.<output>`` ...); 1 for an older daemon."""
+    return max(1, plane.max_readers) if hasattr(plane, "max_readers") else 1
+
+
+def feeder_stats(port: str) -> str:
+    """The name of the stats block of the endpoint feeding external input ``port``."""
+    return f"{CLIENT}:{port}"
+
+
+def reader_stats(slot: int) -> str:
+    """The name of the stats block of reader slot ``slot``."""
+    return f"{CLIENT}{slot or ''}"
+
+
+def client_planes(plane: DataPlane) -> dict[str, DataPlane]:
+    """Every endpoint a session's clients may open, by the name of its stats block."""
+    planes = {feeder_stats(spec.port): feeder_plane(plane, spec) for spec in plane.outputs}
+    if plane.inputs:
+        planes.update({reader_stats(k): reader_plane(plane, k) for k in range(max(plane.readers, 1))})
+    return planes
+
+
 def encode_spec(spec: WorkerSpec) -> str:
     return msgspec.json.encode(spec).decode()
 

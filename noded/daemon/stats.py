@@ -28,7 +28,7 @@ from pathlib import Path
 
 from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
-from noded.contract.spec import DataPlane
+from noded.contract.spec import DataPlane, OutputSpec, client_planes, reader_consumer
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
 from noded.contract.stats import HOP_BOUNDS_NS, HOP_BUCKETS, InputCounters, Snapshot, read_stats, stats_path
 from noded.contract.wire import HEADER_SIZE
@@ -111,7 +111,7 @@ def _readers(planes: dict[str, DataPlane | None]) -> dict[tuple[str, str], tuple
     readers: dict[tuple[str, str], tuple[str, int]] = {}
     for endpoint, plane in planes.items():
         for i, spec in enumerate(plane.inputs if plane else []):
-            consumer = f"{CLIENT}.{spec.source}" if endpoint == CLIENT else endpoint
+            consumer = reader_consumer(spec.reader_slot, spec.source) if spec.reader_slot >= 0 else endpoint
             readers[(spec.service, consumer)] = (endpoint, i)
     return readers
 
@@ -163,9 +163,12 @@ def channel_stats(
             pout = psnap.outputs[index] if psnap is not None and index < len(psnap.outputs) else None
             ins = _consumer_counters(readers, snaps, spec.service, spec.consumers)
             sent = pout.sent if pout is not None else max((c.received for _, c in ins if c is not None), default=None)
+            first_reader = len(spec.consumers) - spec.readers
             occupancy = [
-                min(max(sent - c.released, 0), spec.depth) if sent is not None and c is not None else 0
-                for _, c in ins
+                0 if sent is None or c is None
+                # a reader slot counts from its join: what it received and holds
+                else min(max((c.received if i >= first_reader else sent) - c.released, 0), spec.depth)
+                for i, (_, c) in enumerate(ins)
             ]  # fmt: skip
             channels.append(ChannelStats(
                 name=spec.service.replace("/", "."), service=spec.service, producer=producer,
@@ -177,14 +180,38 @@ def channel_stats(
                 bytes=pout.bytes if pout is not None else max((c.bytes for _, c in ins if c is not None), default=None),
                 blocked_seconds=pout.blocked_ns / 1e9 if pout is not None else None,
                 blocked_now_seconds=pout.blocked_for_ns / 1e9 if pout is not None else 0.0,
+                waiting_for=waiting_for(spec, occupancy, ins, live) if pout is not None and pout.blocked_for_ns else "",
             ))  # fmt: skip
     return channels
 
 
+def waiting_for(
+    spec: OutputSpec, occupancy: list[int], ins: list[tuple[str, InputCounters | None]], live: Callable[[str], bool]
+) -> str:
+    """What a producer blocked on ``spec`` waits for: consumers that hold ``depth``
+    messages (a full edge), or that are not connected (for an external output: no client
+    reads it)."""
+    first_reader = len(spec.consumers) - spec.readers
+
+    def connected(i: int) -> bool:
+        endpoint, counters = ins[i]
+        return counters is not None and bool(counters.subscribed) and live(endpoint)
+
+    parts = [
+        f"{spec.consumers[i]} holds {occupancy[i]} of {spec.depth}"
+        for i in range(len(spec.consumers))
+        if occupancy[i] >= spec.depth and (i < first_reader or connected(i))
+    ]
+    parts += [f"{spec.consumers[i]} is not connected" for i in range(first_reader) if not connected(i)]
+    if spec.readers and not any(connected(i) for i in range(first_reader, len(spec.consumers))):
+        parts.append(f"no client reads {spec.service.replace('/', '.')}")
+    return "; ".join(parts)
+
+
 def _planes(session: Session) -> dict[str, DataPlane | None]:
     planes: dict[str, DataPlane | None] = dict(session.topology.nodes)
-    if session.topology.client is not None:
-        planes[CLIENT] = session.topology.client
+    if session.topology.client is not None:  # a feeder per external input, a reader per slot
+        planes.update(client_planes(session.topology.client))
     return planes
 
 
@@ -203,8 +230,8 @@ def _read_blocks(
 def _live(session: Session, snaps: dict[str, Snapshot | None]) -> Callable[[str], bool]:
     def live(endpoint: str) -> bool:
         node = session.nodes.get(endpoint)
-        if node is None:  # the client: its block exists while it is attached
-            return endpoint == CLIENT and snaps.get(CLIENT) is not None
+        if node is None:  # a client's endpoint: its block exists while it is attached
+            return endpoint.startswith(CLIENT) and snaps.get(endpoint) is not None
         return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
 
     return live

@@ -52,7 +52,8 @@ from typing import Any
 
 from noded.contract.client import Client
 from noded.contract.paths import CLIENT, DEFAULT_SOCKET
-from noded.contract.spec import DataPlane, InputSpec, OutputSpec, feeder_inbox, reader_inbox
+from noded.contract.spec import DataPlane, feeder_plane, feeder_stats, reader_plane, reader_stats
+from noded.contract.stats import stats_path
 from noded.contract.wire import Flags, Kind
 from noded.dataplane.channels import Channels, InboxTaken
 from noded.dataplane.endpoint import Endpoint
@@ -86,41 +87,6 @@ def request_attach(sid: str, socket_path: Path | str = DEFAULT_SOCKET, timeout: 
     or the daemon's RemoteError, if it does not give it)."""
     with Client(socket_path, timeout=timeout) as client:
         return client.attach(sid)
-
-
-def feeder_plane(plane: DataPlane, spec: OutputSpec) -> DataPlane:
-    """The endpoint that feeds one external input: its publisher and its own inbox."""
-    return DataPlane(
-        root=plane.root, prefix=plane.prefix, inbox=feeder_inbox(spec.service), outputs=[spec],
-        verify_payload=plane.verify_payload,
-    )  # fmt: skip
-
-
-def reader_plane(plane: DataPlane, slot: int) -> DataPlane:
-    """The endpoint of reader slot ``slot`` (slot 0's is the daemon's plan; slot k is
-    consumer k places on, with inbox ``reader_inbox(k)``: noded.pipeline.topology)."""
-    inputs = [
-        InputSpec(
-            source=i.source,
-            service=i.service,
-            producer_inbox=i.producer_inbox,
-            port_index=i.port_index,
-            consumer_index=i.consumer_index + slot,
-            depth=i.depth,
-            reader_slot=slot,
-        )  # fmt: skip
-        for i in plane.inputs
-    ]
-    return DataPlane(
-        root=plane.root, prefix=plane.prefix, inbox=reader_inbox(slot), inputs=inputs,
-        verify_payload=plane.verify_payload,
-    )  # fmt: skip
-
-
-def max_readers(plane: DataPlane) -> int:
-    """Reader slots per external output: the daemon's plan says it in each output's
-    consumers (``client.<output>``, ``client1.<output>`` ...); 1 for an older daemon."""
-    return max(1, plane.max_readers) if hasattr(plane, "max_readers") else 1
 
 
 class SessionIO:
@@ -173,8 +139,10 @@ class SessionIO:
         if dead:
             log.info("session %s: removed the ports of %d dead iceoryx2 node(s): %s", self.sid, len(dead), dead)
 
-    def _endpoint(self, plane: DataPlane) -> Endpoint:
-        endpoint = Endpoint(plane, CLIENT, send_timeout=self.send_timeout)
+    def _endpoint(self, plane: DataPlane, stats: str) -> Endpoint:
+        # Its counters go where the daemon shows them when this process may write there.
+        counters = stats_path(plane.root, stats) if os.access(plane.root, os.W_OK) else None
+        endpoint = Endpoint(plane, CLIENT, send_timeout=self.send_timeout, stats_path=counters)
         endpoint.on_stall, endpoint.stall_after = self._stalled, self.stall_after
         return endpoint
 
@@ -205,7 +173,7 @@ class SessionIO:
             spec = self.plane.outputs[self.inputs.index(port)]
             made: Endpoint | None = None
             try:
-                made = self._endpoint(feeder_plane(self.plane, spec))
+                made = self._endpoint(feeder_plane(self.plane, spec), feeder_stats(port))
             except InboxTaken:
                 pass  # raised outside this block: its traceback would hold the half-made node
             if made is None:
@@ -233,7 +201,7 @@ class SessionIO:
                 holders = []
                 for slot in range(slots):
                     try:
-                        endpoint = self._endpoint(reader_plane(self.plane, slot))
+                        endpoint = self._endpoint(reader_plane(self.plane, slot), reader_stats(slot))
                     except InboxTaken:
                         holders.append(_holder(_pid_file(self.plane.root, f"read.{slot}")).strip(" ()") or "?")
                         continue

@@ -317,3 +317,37 @@ def test_a_send_that_cannot_progress_says_what_it_waits_for(client: Client, sess
             reader.reader()
             assert values(reader, 8) == list(range(8))
             join_ok(sender)
+
+
+def test_nodectl_feed_and_session_show_say_what_a_stalled_feed_waits_for(
+    client: Client, sessions: Sessions, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Nobody reads the output: `nodectl feed` says on stderr what it waits for (and goes
+    on waiting); `session show` names the full edge, who holds it, and the output no
+    client reads. Killed, the feeder frees the input for the next one at once."""
+    sid = ready(client, sessions, chain(depth=2))
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((12, 4), np.int32))  # 12 messages: more than the node and the edges hold
+    proc = subprocess.Popen(
+        [*NODECTL, "feed", sid, "data", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # within STALL_REPORT (5 s) of the wait
+        assert line.startswith("nodectl: still waiting: port 'data'") and "n0 holds 2 of 2" in line, line
+        channels = {c["name"]: c for c in client.request("show", sid=sid)["stats"]["channels"]}
+        assert "n0 holds 2 of 2" in channels["input.data"]["waiting_for"], channels["input.data"]
+        assert channels["n0.out"]["waiting_for"] == "no client reads n0.out", channels["n0.out"]
+        assert proc.poll() is None  # still waiting, not failed
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    with io(sid) as session:  # the killed feeder's input is free at once
+        session.reader()
+        sender = in_thread(feed, session, "data", range(100, 103))
+        got = values(session, 20)
+        join_ok(sender)
+    assert got[-3:] == [100, 101, 102]
