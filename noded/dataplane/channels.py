@@ -52,6 +52,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import time
 from typing import Any
 
 import iceoryx2 as iox
@@ -72,6 +73,7 @@ EVENT_READER = 2  # + a reader slot (< CREDIT_BASE - EVENT_READER)
 CREDIT_BASE = 16
 CREDIT_WINDOW = 64
 assert MAX_DEPTH < CREDIT_WINDOW // 2, "credit counts would be ambiguous"
+JOIN_WAIT = 1.0  # s a producer waits for the join of a reader its sends already reach
 MAX_LOANS = 4  # samples a producer may hold loaned per port at once
 PAYLOAD_ALIGNMENT = 64  # samples start 64-byte aligned, so payloads (at offset 128) do too
 CLIENT_NODE = "client"  # the iceoryx2 node name of every client endpoint (a reserved node id)
@@ -369,6 +371,7 @@ class OutPort:
         self.readers = min(getattr(spec, "readers", 0), n)
         self.first_reader = n - self.readers  # consumers from here on are reader slots
         self.extra = 0  # deliveries beyond the counted consumers: to a reader joining now
+        self.joining_since = 0.0  # a send reached a reader not counted yet: wait for its join
 
     def credit(self, consumer: int, released_mod: int) -> None:
         """Apply one credit event (see the module docstring)."""
@@ -397,7 +400,7 @@ class OutPort:
         self.hello[i] = attached
         self.sent[i], self.released[i] = (self.extra, 0) if attached else (0, 0)
         if attached:
-            self.extra = 0
+            self.extra, self.joining_since = 0, 0.0
         return True
 
     def blocking(self) -> list[int]:
@@ -415,6 +418,19 @@ class OutPort:
             blocked += [i for i in attached if self.sent[i] - self.released[i] >= self.depth] or (
                 [] if attached else [self.first_reader]
             )
+            if self.joining_since and not blocked:
+                # A reader subscribed and got a message before its join came: send no more
+                # until it comes (or JOIN_WAIT passed), else what its full buffer discards
+                # would leave a gap in the messages it reads.
+                if time.monotonic() - self.joining_since < JOIN_WAIT:
+                    blocked = [
+                        next(
+                            (i for i in range(self.first_reader, len(self.sent)) if not self.hello[i]),
+                            self.first_reader,
+                        )
+                    ]
+                else:
+                    self.joining_since = 0.0
         return blocked
 
     def targets(self) -> list[int]:
@@ -458,8 +474,9 @@ class OutPort:
             targets = self.targets()
             if delivered < self.first_reader:
                 raise ConsumerGone(f"port {self.spec.port!r}: delivered to {delivered} of {len(targets)} consumers")
-        else:
+        elif delivered > len(targets):
             self.extra += delivered - len(targets)
+            self.joining_since = time.monotonic()
         for i in targets:
             self.sent[i] += 1
             notifier = self._notifiers[i] or self._notifier(i)

@@ -356,3 +356,28 @@ def test_nodectl_feed_and_session_show_say_what_a_stalled_feed_waits_for(
             got += values(session, 1)
         join_ok(sender)
     assert got == [100, 101, 102]  # after the killed feeder's text lines (values() skips them)
+
+
+def test_a_reader_joining_a_running_stream_gets_all_from_then_on(client: Client, sessions: Sessions) -> None:
+    """B attaches while A is being sent to: B gets an unbroken run of messages up to the
+    last one (what was sent while it joined counts as in flight to it: no stall), and A
+    still gets every message."""
+    sid = ready(client, sessions, chain(depth=4))
+    total = 300
+    with io(sid) as feeder, io(sid) as first:
+        first.reader()
+        got_first: list[int] = []
+        reading = in_thread(lambda: [got_first.extend(values(first, 1)) for _ in range(total)])
+        sender = in_thread(feed, feeder, "data", range(total))
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while len(got_first) < 20 and time.monotonic() < deadline:  # the stream runs
+            time.sleep(0.01)
+        with io(sid) as second:
+            second.reader()
+            got_second: list[int] = []
+            while not got_second or got_second[-1] != total - 1:
+                got_second += values(second, 1)
+        join_ok(sender)
+        join_ok(reading)
+    assert got_first == list(range(total))
+    assert got_second == list(range(got_second[0], total)), got_second
