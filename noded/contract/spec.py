@@ -138,6 +138,11 @@ def reader_stats(slot: int) -> str:
     return f"{CLIENT}{slot or ''}"
 
 
+def client_pid_file(root: str, role: str) -> str:
+    """Who holds a client role of a session now (its PID): ``feed.<input>`` or ``read.<slot>``."""
+    return f"{root.rstrip('/')}/{CLIENT}.{role}.pid"
+
+
 def client_planes(plane: DataPlane) -> dict[str, DataPlane]:
     """Every endpoint a session's clients may open, by the name of its stats block."""
     planes = {feeder_stats(spec.port): feeder_plane(plane, spec) for spec in plane.outputs}

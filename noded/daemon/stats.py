@@ -21,14 +21,15 @@ plain data: the consumers' histograms of that channel, summed), for the metrics.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from noded.contract.paths import CLIENT
-from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
-from noded.contract.spec import DataPlane, OutputSpec, client_planes, reader_consumer
+from noded.contract.protocol import ChannelStats, ClientStats, NodeStats, SessionInfo, SessionStats
+from noded.contract.spec import DataPlane, OutputSpec, client_pid_file, client_planes, reader_consumer
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
 from noded.contract.stats import HOP_BOUNDS_NS, HOP_BUCKETS, InputCounters, Snapshot, read_stats, stats_path
 from noded.contract.wire import HEADER_SIZE
@@ -208,6 +209,24 @@ def waiting_for(
     return "; ".join(parts)
 
 
+def attached_clients(session: Session) -> list[ClientStats]:
+    """The clients attached now: the PID files of the roles they hold, whose process runs."""
+    plane = session.topology.client
+    if plane is None:
+        return []
+    roles = [(f"feed.{spec.port}", spec.port, -1) for spec in plane.outputs]
+    roles += [(f"read.{k}", "", k) for k in range(plane.readers if plane.inputs else 0)]
+    clients = []
+    for role, port, slot in roles:
+        try:
+            pid = int(Path(client_pid_file(session.topology.root, role)).read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        clients.append(ClientStats(pid=pid, feeds=port, reader_slot=slot))
+    return clients
+
+
 def _planes(session: Session) -> dict[str, DataPlane | None]:
     planes: dict[str, DataPlane | None] = dict(session.topology.nodes)
     if session.topology.client is not None:  # a feeder per external input, a reader per slot
@@ -273,7 +292,8 @@ def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) 
         nodes.append(
             node_stats(node, res, snaps.get(node.spec.id), cpu, source if cpu is not None else None, now, ports)
         )
-    return SessionStats(at=now, nodes=nodes, channels=channel_stats(planes, snaps, _live(session, snaps)))
+    channels = channel_stats(planes, snaps, _live(session, snaps))
+    return SessionStats(at=now, nodes=nodes, channels=channels, clients=attached_clients(session))
 
 
 def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:

@@ -52,7 +52,7 @@ from typing import Any
 
 from noded.contract.client import Client
 from noded.contract.paths import CLIENT, DEFAULT_SOCKET
-from noded.contract.spec import DataPlane, feeder_plane, feeder_stats, reader_plane, reader_stats
+from noded.contract.spec import DataPlane, client_pid_file, feeder_plane, feeder_stats, reader_plane, reader_stats
 from noded.contract.stats import stats_path
 from noded.contract.wire import Flags, Kind
 from noded.dataplane.channels import Channels, InboxTaken
@@ -74,8 +74,7 @@ _JOIN_LOCK = "readers.lock"  # in the session's iceoryx2 root: one reader joins 
 
 
 def _pid_file(root: str, role: str) -> Path:
-    """Who holds a client role now: ``feed.<input>`` or ``read.<slot>``."""
-    return Path(root) / f"client.{role}.pid"
+    return Path(client_pid_file(root, role))
 
 
 def _ended_file(root: str, port: str) -> Path:

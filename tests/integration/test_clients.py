@@ -119,6 +119,12 @@ def test_two_clients_feed_two_inputs_at_once(client: Client, sessions: Sessions)
         got = values(reader, 60)
         for thread in feeders:
             join_ok(thread)
+        clients = client.request("show", sid=sid)["stats"]["clients"]  # who is attached, by role
+        me = os.getpid()
+        assert sorted((c["pid"], c["feeds"], c["reader_slot"]) for c in clients) == [
+            (me, "", 0), (me, "a", -1), (me, "b", -1)
+        ], clients  # fmt: skip
+    assert client.request("show", sid=sid)["stats"]["clients"] == []  # all three detached
     assert sorted(v for v in got if v < 100) == list(range(30))
     assert sorted(v for v in got if v >= 100) == list(range(100, 130))
 
@@ -341,6 +347,8 @@ def test_nodectl_feed_and_session_show_say_what_a_stalled_feed_waits_for(
         channels = {c["name"]: c for c in client.request("show", sid=sid)["stats"]["channels"]}
         assert "n0 holds 2 of 2" in channels["input.data"]["waiting_for"], channels["input.data"]
         assert channels["n0.out"]["waiting_for"] == "no client reads n0.out", channels["n0.out"]
+        shown = subprocess.run([*NODECTL, "session", "show", sid], capture_output=True, text=True, timeout=60)
+        assert "n0 holds 2 of 2" in shown.stdout and f"client PID {proc.pid} feeds data" in shown.stdout, shown
         assert proc.poll() is None  # still waiting, not failed
     finally:
         proc.kill()
