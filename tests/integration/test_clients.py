@@ -296,6 +296,10 @@ def test_a_feed_to_an_input_that_has_ended_fails_at_once(client: Client, session
             feed(again, "data", range(1))
         assert time.monotonic() - started < 2.0
         assert "'data'" in str(info.value) and "ended" in str(info.value) and info.value.hint
+    import noded
+
+    with noded.connect(timeout=30) as nd, nd.session(sid) as handle, pytest.raises(noded.errors.InputEnded):
+        handle.feed("data", np.zeros(4, np.int32))  # noded.connect() raises the typed error
     data = tmp_path / "x.npy"
     np.save(data, np.zeros((2, 4), np.int32))
     res = subprocess.run([*NODECTL, "feed", sid, "data", str(data)], capture_output=True, text=True, timeout=60)
