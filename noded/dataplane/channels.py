@@ -139,11 +139,6 @@ def decode_credit(event_id: int) -> tuple[int, int, int] | None:
     return port_index, consumer_index, released
 
 
-def reader_slot(event_id: int) -> int | None:
-    """The reader slot of an ``EVENT_READER + k`` id, or None for another id."""
-    return event_id - EVENT_READER if EVENT_READER <= event_id < CREDIT_BASE else None
-
-
 def inbox_event_id_max(n_outputs: int, last_consumers: int = MAX_CONSUMERS) -> int:
     """The largest id an inbox needs: the last credit id of consumer ``last_consumers - 1``
     of port ``n_outputs - 1`` (earlier ports keep their full stride of MAX_CONSUMERS)."""

@@ -78,6 +78,7 @@ from noded.contract.wire import (
 )
 from noded.dataplane.channels import (
     EVENT_CONNECT,
+    EVENT_READER,
     ChannelError,
     Channels,
     ConsumerGone,
@@ -85,7 +86,6 @@ from noded.dataplane.channels import (
     InPort,
     OutPort,
     decode_credit,
-    reader_slot,
 )  # fmt: skip
 from noded.dataplane.message import Lease, Loan, Message, _Mapping, make_header, outgoing, owner_of
 from noded.dataplane.rejects import RejectLog
@@ -327,8 +327,8 @@ class Endpoint:
             elif event_id == EVENT_CONNECT:
                 connect = True
                 self.announced += 1
-            elif (slot := reader_slot(event_id)) is not None:
-                self._reader_joined(slot)
+            elif event_id >= EVENT_READER:  # and < CREDIT_BASE: a reader slot joined or left
+                self._reader_joined(event_id - EVENT_READER)
         if connect or time.monotonic() >= self._next_housekeeping:
             self._housekeeping(reconnect=connect)
 

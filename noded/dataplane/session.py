@@ -69,7 +69,6 @@ JOIN_ACK_TIMEOUT = 2.0  # s a joining reader waits for its producers' ack, holdi
 STALL_REPORT = 5.0  # s a send may wait for credit before it says what it waits for
 
 
-CLIENT_PID_FILE = "client.pid"  # kept for older clients' files: removed when found stale
 _JOIN_LOCK = "readers.lock"  # in the session's iceoryx2 root: one reader joins at a time
 
 
