@@ -27,9 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, ClientStats, NodeStats, SessionInfo, SessionStats
-from noded.contract.spec import DataPlane, OutputSpec, client_pid_file, client_planes, reader_consumer
+from noded.contract.spec import (
+    DataPlane,
+    OutputSpec,
+    client_pid_file,
+    client_planes,
+    feeder_stats,
+    reader_consumer,
+    reader_stats,
+)
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
 from noded.contract.stats import HOP_BOUNDS_NS, HOP_BUCKETS, InputCounters, Snapshot, read_stats, stats_path
 from noded.contract.wire import HEADER_SIZE
@@ -247,10 +254,14 @@ def _read_blocks(
 
 
 def _live(session: Session, snaps: dict[str, Snapshot | None]) -> Callable[[str], bool]:
+    # A client's endpoint is live while the process holding its role runs (its block is
+    # removed when it detaches, but stays behind a client killed with SIGKILL).
+    attached = {feeder_stats(c.feeds) if c.feeds else reader_stats(c.reader_slot) for c in attached_clients(session)}
+
     def live(endpoint: str) -> bool:
         node = session.nodes.get(endpoint)
-        if node is None:  # a client's endpoint: its block exists while it is attached
-            return endpoint.startswith(CLIENT) and snaps.get(endpoint) is not None
+        if node is None:
+            return endpoint in attached and snaps.get(endpoint) is not None
         return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
 
     return live

@@ -134,8 +134,19 @@ class SessionIO:
             dead = chan.cleanup_dead()
         finally:
             chan.close()
+        for role, stats in self._roles():  # what a killed client left: its PID file, its counters
+            if not _holder(_pid_file(self.plane.root, role)):
+                with contextlib.suppress(OSError):
+                    _pid_file(self.plane.root, role).unlink()
+                with contextlib.suppress(OSError):
+                    stats_path(self.plane.root, stats).unlink()
         if dead:
             log.info("session %s: removed the ports of %d dead iceoryx2 node(s): %s", self.sid, len(dead), dead)
+
+    def _roles(self) -> list[tuple[str, str]]:
+        """Every client role of the session: (its PID file's role, its stats block's name)."""
+        roles = [(f"feed.{port}", feeder_stats(port)) for port in self.inputs]
+        return roles + [(f"read.{k}", reader_stats(k)) for k in range(self.plane.readers if self.outputs else 0)]
 
     def _endpoint(self, plane: DataPlane, stats: str) -> Endpoint:
         # Its counters go where the daemon shows them when this process may write there.

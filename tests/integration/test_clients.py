@@ -262,6 +262,10 @@ def test_a_reader_killed_while_it_holds_the_edge_frees_it_at_once(client: Client
             assert time.monotonic() - freed < 10.0
             with io(sid) as again:  # its slot is free for a new reader
                 again.reader()
+                shown = client.request("show", sid=sid)["stats"]
+                assert proc.pid not in [c["pid"] for c in shown["clients"]], shown["clients"]
+                out = next(c for c in shown["channels"] if c["name"] == "n0.out")
+                assert out["subscribers"] == 2, out  # reader and again; not the killed one's block
     finally:
         stop(proc)
     assert client.request("show", sid=sid)["state"] == "ready"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, NodeStats, SessionStats
 from noded.contract.spec import client_planes
 from noded.contract.states import Activated, Starting
@@ -16,7 +17,7 @@ from noded.contract.wire import HEADER_SIZE
 from noded.ctl.render import channels_table, human_bytes
 from noded.ctl.top import Rates, blocking_edges, busiest_node, rates
 from noded.daemon.session import Session
-from noded.daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats, session_channels
+from noded.daemon.stats import cgroup2_cpu_ns, channel_stats, node_stats, session_channels
 from noded.daemon.systemd import UnitResources
 from noded.pipeline.checks import parse_pipeline
 from noded.pipeline.topology import plan
