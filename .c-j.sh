@@ -1,1 +1,0 @@
-journalctl --no-pager -n 400 -o cat | grep -v "cgroups from" | grep -v "^  \|^Traceback\|^Call stack\|^---\|^Arguments\|^AttributeError\|^    " | tail -60
