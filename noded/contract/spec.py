@@ -95,37 +95,17 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def feeder_plane(plane: DataPlane, spec: OutputSpec) -> DataPlane:
     """The endpoint that feeds one external input: its publisher and its own inbox."""
-    return DataPlane(
-        root=plane.root, prefix=plane.prefix, inbox=feeder_inbox(spec.service), outputs=[spec],
-        verify_payload=plane.verify_payload,
-    )  # fmt: skip
+    return msgspec.structs.replace(plane, inbox=feeder_inbox(spec.service), outputs=[spec], inputs=[], readers=0)
 
 
 def reader_plane(plane: DataPlane, slot: int) -> DataPlane:
     """The endpoint of reader slot ``slot`` (slot 0's is the daemon's plan; slot k is
-    consumer_index + k of each output, with inbox ``reader_inbox(k)``: noded.pipeline.topology)."""
+    consumer_index + k of each output, with inbox ``reader_inbox(k)``: noded.pipeline.topology).
+    Every other field of the plan's inputs is kept as it is."""
     inputs = [
-        InputSpec(
-            source=i.source,
-            service=i.service,
-            producer_inbox=i.producer_inbox,
-            port_index=i.port_index,
-            consumer_index=i.consumer_index + slot,
-            depth=i.depth,
-            reader_slot=slot,
-        )  # fmt: skip
-        for i in plane.inputs
+        msgspec.structs.replace(i, consumer_index=i.consumer_index + slot, reader_slot=slot) for i in plane.inputs
     ]
-    return DataPlane(
-        root=plane.root, prefix=plane.prefix, inbox=reader_inbox(slot), inputs=inputs,
-        verify_payload=plane.verify_payload,
-    )  # fmt: skip
-
-
-def max_readers(plane: DataPlane) -> int:
-    """Reader slots per external output: the daemon's plan says it in each output's
-    consumers (``client.<output>``, ``client1.<output>`` ...); 1 for an older daemon."""
-    return max(1, plane.max_readers) if hasattr(plane, "max_readers") else 1
+    return msgspec.structs.replace(plane, inbox=reader_inbox(slot), outputs=[], inputs=inputs)
 
 
 def feeder_stats(port: str) -> str:
