@@ -188,6 +188,9 @@ class Session:
         self._guard: _Guard | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # Told what a blocked feed waits for (a consumer not connected, a full edge and
+        # who holds it) once it has waited STALL_REPORT s; None: a warning in the log.
+        self.on_stall: Callable[[str], None] | None = None
 
     @property
     def state(self) -> SessionState:
@@ -265,7 +268,7 @@ class Session:
         if self._io is None:
             from noded.dataplane.session import SessionIO
 
-            self._io = SessionIO(self.dataplane)
+            self._io = SessionIO(self.dataplane, on_stall=self.on_stall)
             self._guard = _Guard(self)
             self._guard.start()
         return self._io
@@ -367,7 +370,7 @@ class Session:
         """From the guard: make blocked and later sends raise Stopped."""
         with self._lock:
             if self._io is not None:
-                self._io.endpoint.stop()
+                self._io.stop()
 
 
 class _Guard(threading.Thread):

@@ -136,3 +136,16 @@ class Stopped(BaseException):
     """Raised by ``ctx.send`` once the worker is stopping (SIGTERM/SIGINT). A
     BaseException, so that ``except Exception`` does not swallow it: let it end ``run``,
     ``process`` or a sending thread (the worker treats it as a clean end)."""
+
+
+class AttachError(WorkerError):
+    """A client cannot take a place in a session's data plane: no such external port, or
+    another client holds it (one feeder per input, ``[dataplane] max_clients`` readers)."""
+
+    code = "attach_failed"
+
+
+class InputEnded(AttachError):
+    """The external input has had its END_OF_STREAM: nothing more may be fed to it."""
+
+    code = "input_ended"

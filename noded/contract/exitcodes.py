@@ -58,6 +58,8 @@ CLI_EXIT_BY_ERROR_CODE = {
     "limit_exceeded": CliExit.LIMIT,
     "bad_request": CliExit.USAGE,
     "session_failed": CliExit.FAILED,  # noded.api.SessionFailed
+    "attach_failed": CliExit.LIMIT,  # noded.errors.AttachError: the client's place is taken
+    "input_ended": CliExit.USAGE,  # noded.errors.InputEnded: feeding an input after its end
 }
 
 

@@ -89,12 +89,22 @@ class ChannelStats(msgspec.Struct, kw_only=True):
     # every edge blocks: whether the edge is lossy, and the messages it dropped.
     drop_oldest: list[bool] = []
     dropped: list[int] = []
+    waiting_for: str = ""  # while waiting: who holds the edge full, or who is not connected
+
+
+class ClientStats(msgspec.Struct, kw_only=True):
+    """A client attached to the session's data plane now."""
+
+    pid: int
+    feeds: str = ""  # the external input it feeds, or ""
+    reader_slot: int = -1  # its reader slot of the external outputs, or -1
 
 
 class SessionStats(msgspec.Struct, kw_only=True):
     at: float  # epoch seconds of the reading
     nodes: list[NodeStats] = []
     channels: list[ChannelStats] = []
+    clients: list[ClientStats] = []
 
 
 class SessionInfo(msgspec.Struct, kw_only=True):

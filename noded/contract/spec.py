@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from noded.contract.paths import CLIENT
+
 DEFAULT_DEPTH = 4
 DEFAULT_MAX_PAYLOAD = 10 * 1024 * 1024 + 4096  # 10 MB frames and tensors, with room to spare
 MAX_CONSUMERS = 16  # per output port
@@ -25,6 +27,26 @@ MAX_PORTS = 16  # outputs per endpoint
 # Messages in flight per consumer: credits carry a count modulo a window of 64, which
 # stays unambiguous up to 31 in flight (noded.dataplane.channels).
 MAX_DEPTH = 31
+# Readers of an external output attached at once (pipeline [dataplane] max_clients): each
+# is a consumer "slot" of that output (noded.dataplane.channels, "reader slots").
+DEFAULT_MAX_CLIENTS = 2  # each slot is a subscriber the output's service sets memory aside for
+MAX_CLIENTS = 8
+
+
+def reader_inbox(slot: int) -> str:
+    """The inbox of a client's reader slot: ``client/inbox``, ``client1/inbox`` ..."""
+    return f"{CLIENT}{slot or ''}/inbox"
+
+
+def reader_consumer(slot: int, source: str) -> str:
+    """The consumer name of reader slot ``slot`` of external output ``source``."""
+    return f"{CLIENT}{slot or ''}.{source}"
+
+
+def feeder_inbox(service: str) -> str:
+    """The inbox of whoever feeds the external input published on ``service`` (one
+    feeder at a time: its one listener): the consuming nodes credit it."""
+    return f"{service}/inbox"
 
 
 class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -34,6 +56,9 @@ class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     consumer_inboxes: list[str]  # each consumer's inbox event service, aligned with consumers
     depth: int = DEFAULT_DEPTH  # messages in flight per consumer
     max_payload: int = DEFAULT_MAX_PAYLOAD  # payload bytes (header excluded), sized up front
+    # The last ``readers`` consumers are clients' reader slots (an external output):
+    # optional, at least one attached for a send, every attached one gets every message.
+    readers: int = 0
     # Per consumer, aligned with consumers: True for a lossy edge (overflow = "drop_oldest"),
     # whose consumer the producer never waits for; empty: every edge blocks.
     drop_oldest: list[bool] = []
@@ -54,6 +79,7 @@ class InputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     drop_oldest: bool = False  # this edge is lossy: its oldest unread message may be dropped
     safe_overflow: bool = False  # the service's QoS (OutputSpec.safe_overflow): both sides must agree
     spin_us: int = 0  # poll this long for the next message before sleeping (the endpoint: its largest)
+    reader_slot: int = -1  # a client's reader slot (joins and leaves: noded.dataplane.channels)
 
 
 class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,6 +89,7 @@ class DataPlane(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outputs: list[OutputSpec] = []
     inputs: list[InputSpec] = []
     verify_payload: bool = False  # write and check a payload checksum on every message
+    readers: int = 0  # the client's plane: reader slots of each external output ([dataplane] max_clients)
 
 
 class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -75,6 +102,44 @@ class WorkerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The node's own code folders (pipeline ``code``, a ``file.py:Class``'s folder): put
     # first on sys.path before the class is imported.
     sys_path: list[str] = []
+
+
+def feeder_plane(plane: DataPlane, spec: OutputSpec) -> DataPlane:
+    """The endpoint that feeds one external input: its publisher and its own inbox."""
+    return msgspec.structs.replace(plane, inbox=feeder_inbox(spec.service), outputs=[spec], inputs=[], readers=0)
+
+
+def reader_plane(plane: DataPlane, slot: int) -> DataPlane:
+    """The endpoint of reader slot ``slot`` (slot 0's is the daemon's plan; slot k is
+    consumer_index + k of each output, with inbox ``reader_inbox(k)``: noded.pipeline.topology).
+    Every other field of the plan's inputs is kept as it is."""
+    inputs = [
+        msgspec.structs.replace(i, consumer_index=i.consumer_index + slot, reader_slot=slot) for i in plane.inputs
+    ]
+    return msgspec.structs.replace(plane, inbox=reader_inbox(slot), outputs=[], inputs=inputs)
+
+
+def feeder_stats(port: str) -> str:
+    """The name of the stats block of the endpoint feeding external input ``port``."""
+    return f"{CLIENT}:{port}"
+
+
+def reader_stats(slot: int) -> str:
+    """The name of the stats block of reader slot ``slot``."""
+    return f"{CLIENT}{slot or ''}"
+
+
+def client_pid_file(root: str, role: str) -> str:
+    """Who holds a client role of a session now (its PID): ``feed.<input>`` or ``read.<slot>``."""
+    return f"{root.rstrip('/')}/{CLIENT}.{role}.pid"
+
+
+def client_planes(plane: DataPlane) -> dict[str, DataPlane]:
+    """Every endpoint a session's clients may open, by the name of its stats block."""
+    planes = {feeder_stats(spec.port): feeder_plane(plane, spec) for spec in plane.outputs}
+    if plane.inputs:
+        planes.update({reader_stats(k): reader_plane(plane, k) for k in range(max(plane.readers, 1))})
+    return planes
 
 
 def encode_spec(spec: WorkerSpec) -> str:

@@ -190,7 +190,7 @@ def channels_table(stats: SessionStats) -> Table:
         queued = "/".join(str(n) for n in c.occupancy) or "0"
         blocked = human_seconds(c.blocked_seconds)
         if c.blocked_now_seconds:
-            blocked += f" (now {human_seconds(c.blocked_now_seconds)})"
+            blocked += f" (now {human_seconds(c.blocked_now_seconds)}{': ' + c.waiting_for if c.waiting_for else ''})"
         table.add_row(
             cell(c.name),
             cell(", ".join(c.consumers)),

@@ -42,6 +42,11 @@ def _pairs(values: tuple[str, ...], names: list[str], what: str) -> dict[str, st
     return out_
 
 
+def say_stall(what: str) -> None:
+    """A feed that cannot progress says what it waits for, on stderr, and goes on waiting."""
+    err.print(f"nodectl: still waiting: {what}", markup=False, highlight=False)
+
+
 def _feed(
     session: Session, port: str, data: InputFile, realtime: bool, end: bool, report: RunReport | None = None
 ) -> None:
@@ -142,6 +147,7 @@ def _run_session(
         return CliExit.FAILED
     report.ready_ns = time.monotonic_ns()
     started = time.monotonic()
+    session.on_stall = say_stall
     session.attach()  # from here a guard stops blocked sends if the session fails
     files = {name: for_port(session, name, data) for name, data in files.items()}  # resampled if asked
     feeders = [
@@ -205,6 +211,7 @@ def feed(ctx: Ctx, sid: str, port: str, file: Path, chunk_ms: int, realtime: boo
 
     data = read_input(file, chunk_ms)
     with ctx.connect() as nd, nd.session(sid) as session:
+        session.on_stall = say_stall
         if port not in session.inputs:
             raise click.UsageError(
                 f"session {sid} has no input {port!r} (it has: {', '.join(session.inputs) or 'none'})"

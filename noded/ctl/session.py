@@ -114,6 +114,9 @@ def show(ctx: Ctx, sid: str) -> None:
                 table.show_header = False
                 table.title = None
             console.print(table)
+        for c in info.stats.clients if info.stats is not None else []:
+            role = f"feeds {c.feeds}" if c.feeds else f"reads the outputs (slot {c.reader_slot})"
+            console.print(f"client PID {c.pid} {escape(role)}", highlight=False)
         for node in info.nodes:
             if node.grants:
                 console.print(f"{escape(node.id)} is granted: {escape(', '.join(node.grants))}", highlight=False)

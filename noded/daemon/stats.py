@@ -21,14 +21,22 @@ plain data: the consumers' histograms of that channel, summed), for the metrics.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from noded.contract.paths import CLIENT
-from noded.contract.protocol import ChannelStats, NodeStats, SessionInfo, SessionStats
-from noded.contract.spec import DataPlane
+from noded.contract.protocol import ChannelStats, ClientStats, NodeStats, SessionInfo, SessionStats
+from noded.contract.spec import (
+    DataPlane,
+    OutputSpec,
+    client_pid_file,
+    client_planes,
+    feeder_stats,
+    reader_consumer,
+    reader_stats,
+)
 from noded.contract.states import NODE_TERMINAL, NODE_UP, NodeState
 from noded.contract.stats import HOP_BOUNDS_NS, HOP_BUCKETS, InputCounters, Snapshot, read_stats, stats_path
 from noded.contract.wire import HEADER_SIZE
@@ -111,7 +119,7 @@ def _readers(planes: dict[str, DataPlane | None]) -> dict[tuple[str, str], tuple
     readers: dict[tuple[str, str], tuple[str, int]] = {}
     for endpoint, plane in planes.items():
         for i, spec in enumerate(plane.inputs if plane else []):
-            consumer = f"{CLIENT}.{spec.source}" if endpoint == CLIENT else endpoint
+            consumer = reader_consumer(spec.reader_slot, spec.source) if spec.reader_slot >= 0 else endpoint
             readers[(spec.service, consumer)] = (endpoint, i)
     return readers
 
@@ -164,12 +172,13 @@ def channel_stats(
             ins = _consumer_counters(readers, snaps, spec.service, spec.consumers)
             sent = pout.sent if pout is not None else max((c.received for _, c in ins if c is not None), default=None)
             lossy = spec.drop_oldest or [False] * len(ins)
+            first_reader = len(spec.consumers) - spec.readers
             occupancy = [
-                # a lossy edge's consumer holds what it read and did not release (the rest was
-                # dropped or is buffered); otherwise all that was sent and not released
-                min(max((c.received if drop else sent) - c.released, 0), spec.depth)
-                if sent is not None and c is not None else 0
-                for (_, c), drop in zip(ins, lossy)
+                # a lossy edge's consumer, and a reader slot (counted from its join), hold what
+                # they received and did not release; otherwise all that was sent and not released
+                0 if sent is None or c is None
+                else min(max((c.received if drop or i >= first_reader else sent) - c.released, 0), spec.depth)
+                for i, ((_, c), drop) in enumerate(zip(ins, lossy))
             ]  # fmt: skip
             channels.append(ChannelStats(
                 name=spec.service.replace("/", "."), service=spec.service, producer=producer,
@@ -183,14 +192,56 @@ def channel_stats(
                 bytes=pout.bytes if pout is not None else max((c.bytes for _, c in ins if c is not None), default=None),
                 blocked_seconds=pout.blocked_ns / 1e9 if pout is not None else None,
                 blocked_now_seconds=pout.blocked_for_ns / 1e9 if pout is not None else 0.0,
+                waiting_for=waiting_for(spec, occupancy, ins, live) if pout is not None and pout.blocked_for_ns else "",
             ))  # fmt: skip
     return channels
 
 
+def waiting_for(
+    spec: OutputSpec, occupancy: list[int], ins: list[tuple[str, InputCounters | None]], live: Callable[[str], bool]
+) -> str:
+    """What a producer blocked on ``spec`` waits for: consumers that hold ``depth``
+    messages (a full edge), or that are not connected (for an external output: no client
+    reads it)."""
+    first_reader = len(spec.consumers) - spec.readers
+
+    def connected(i: int) -> bool:
+        endpoint, counters = ins[i]
+        return counters is not None and bool(counters.subscribed) and live(endpoint)
+
+    parts = [
+        f"{spec.consumers[i]} holds {occupancy[i]} of {spec.depth}"
+        for i in range(len(spec.consumers))
+        if occupancy[i] >= spec.depth and (i < first_reader or connected(i))
+    ]
+    parts += [f"{spec.consumers[i]} is not connected" for i in range(first_reader) if not connected(i)]
+    if spec.readers and not any(connected(i) for i in range(first_reader, len(spec.consumers))):
+        parts.append(f"no client reads {spec.service.replace('/', '.')}")
+    return "; ".join(parts)
+
+
+def attached_clients(session: Session) -> list[ClientStats]:
+    """The clients attached now: the PID files of the roles they hold, whose process runs."""
+    plane = session.topology.client
+    if plane is None:
+        return []
+    roles = [(f"feed.{spec.port}", spec.port, -1) for spec in plane.outputs]
+    roles += [(f"read.{k}", "", k) for k in range(plane.readers if plane.inputs else 0)]
+    clients = []
+    for role, port, slot in roles:
+        try:
+            pid = int(Path(client_pid_file(session.topology.root, role)).read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        clients.append(ClientStats(pid=pid, feeds=port, reader_slot=slot))
+    return clients
+
+
 def _planes(session: Session) -> dict[str, DataPlane | None]:
     planes: dict[str, DataPlane | None] = dict(session.topology.nodes)
-    if session.topology.client is not None:
-        planes[CLIENT] = session.topology.client
+    if session.topology.client is not None:  # a feeder per external input, a reader per slot
+        planes.update(client_planes(session.topology.client))
     return planes
 
 
@@ -207,10 +258,14 @@ def _read_blocks(
 
 
 def _live(session: Session, snaps: dict[str, Snapshot | None]) -> Callable[[str], bool]:
+    # A client's endpoint is live while the process holding its role runs (its block is
+    # removed when it detaches, but stays behind a client killed with SIGKILL).
+    attached = {feeder_stats(c.feeds) if c.feeds else reader_stats(c.reader_slot) for c in attached_clients(session)}
+
     def live(endpoint: str) -> bool:
         node = session.nodes.get(endpoint)
-        if node is None:  # the client: its block exists while it is attached
-            return endpoint == CLIENT and snaps.get(CLIENT) is not None
+        if node is None:
+            return endpoint in attached and snaps.get(endpoint) is not None
         return node.state not in NODE_TERMINAL and node.state is not NodeState.INITIALIZING
 
     return live
@@ -252,7 +307,8 @@ def session_stats(session: Session, sd: Systemd, read: ReadStats | None = None) 
         nodes.append(
             node_stats(node, res, snaps.get(node.spec.id), cpu, source if cpu is not None else None, now, ports)
         )
-    return SessionStats(at=now, nodes=nodes, channels=channel_stats(planes, snaps, _live(session, snaps)))
+    channels = channel_stats(planes, snaps, _live(session, snaps))
+    return SessionStats(at=now, nodes=nodes, channels=channels, clients=attached_clients(session))
 
 
 def with_live_states(info: SessionInfo, stats: SessionStats) -> SessionStats:

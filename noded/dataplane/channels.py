@@ -14,6 +14,9 @@ Event ids on an inbox::
 
     EVENT_DATA     0   producer -> consumer: a sample was sent to one of your inputs
     EVENT_CONNECT  1   producer -> consumer: my output services exist, subscribe now
+                       (and producer -> reader: your join is applied)
+    EVENT_READER + k   reader -> producer: reader slot ``k`` joined (its inbox has its
+                       listener) or left (it has none): reset that consumer's count
     CREDIT_BASE + (port_index * MAX_CONSUMERS + consumer_index) * CREDIT_WINDOW
                 + released % CREDIT_WINDOW
                        consumer -> producer: I have released ``released`` messages of
@@ -26,6 +29,15 @@ inbox supports ids up to ``inbox_event_id_max(outputs, consumers of the last one
 listener's ``try_wait`` scans every id (3-10 ns each, on every wake-up and credit: 1,040
 ids cost a producer 10 us a message where 80 cost 1 us), so the id space ends at the
 last consumer of the owner's last output.
+
+Reader slots: the last ``OutputSpec.readers`` consumers of an external output are the
+clients that read it, each attached or not. A send needs every node consumer and at
+least one attached reader; each attached reader gets every message. A reader joins by
+subscribing, then sending ``EVENT_READER + k``: the producer counts it from then on,
+with the messages it delivered beyond its counted consumers meanwhile (``extra``) as in
+flight to it, and acks with EVENT_CONNECT. It leaves by closing its subscriber and inbox,
+then sending the same id; a reader that died is found by the dead-consumer check. Either
+way its credits are freed at once: nothing waits for it any more.
 
 Flow control: a producer sends on a port only when every consumer has said hello and
 has fewer than ``depth`` messages in flight (sent, not credited); subscriber buffers hold
@@ -58,12 +70,15 @@ log = logging.getLogger("noded.channels")
 
 EVENT_DATA = 0
 EVENT_CONNECT = 1
+EVENT_READER = 2  # + a reader slot (< CREDIT_BASE - EVENT_READER)
 CREDIT_BASE = 16
 CREDIT_WINDOW = 64
 assert MAX_DEPTH < CREDIT_WINDOW // 2, "credit counts would be ambiguous"
+JOIN_WAIT = 1.0  # s a producer waits for the join of a reader its sends already reach
 MAX_LOANS = 4  # samples a producer may hold loaned per port at once
 PAYLOAD_ALIGNMENT = 64  # samples start 64-byte aligned, so payloads (at offset 128) do too
 _NEVER = 1 << 62  # messages in flight that block a lossy edge's consumer: none do
+CLIENT_NODE = "client"  # the iceoryx2 node name of every client endpoint (a reserved node id)
 _SOCKET_NAME_LEN = 48  # iceoryx2 puts "<prefix><32 digits>.event" sockets into the root
 _SUN_PATH_MAX = 107
 
@@ -216,6 +231,28 @@ class Channels:
             with _limits(self.name, "notify the inbox", inbox):
                 notifier = self._notifiers[inbox] = service.notifier_builder().create()
         return notifier
+
+    def listening(self, inbox: str) -> bool:
+        """Whether ``inbox`` has its listener now (its owner is attached)."""
+        try:
+            service = _inbox_service(self.node, inbox, EVENT_CONNECT, 1, create=False)
+        except iox.EventOpenError:
+            return False
+        return bool(service.dynamic_config.number_of_listeners)
+
+    def cleanup_dead(self) -> list[str]:
+        """Remove the stale resources of every dead iceoryx2 node under this root (a
+        client killed with SIGKILL keeps its ports, and so its slots, until this runs:
+        docs/dataplane.md, "Dead nodes' files stay until cleanup"); their names."""
+        names = []
+        with contextlib.suppress(Exception):
+            for state in iox.Node.list(iox.ServiceType.Ipc, self.config):
+                if type(state).__name__ == "Dead":
+                    view = state._0
+                    with contextlib.suppress(Exception):
+                        view.try_remove_stale_resources()
+                        names.append(view.details.name.as_str() if view.details is not None else "?")
+        return names
 
     def close(self) -> None:
         for notifier in self._notifiers.values():
@@ -392,11 +429,17 @@ class OutPort:
         if len(self.limit) != n:
             raise ChannelError(f"port {spec.port!r}: drop_oldest has {len(spec.drop_oldest)} entries for {n} consumers")
         self._notifiers: list[Any | None] = [None] * n
+        self.readers = min(getattr(spec, "readers", 0), n)
+        self.first_reader = n - self.readers  # consumers from here on are reader slots
+        self.extra = 0  # deliveries beyond the counted consumers: to a reader joining now
+        self.joining_since = 0.0  # a send reached a reader not counted yet: wait for its join
 
     def credit(self, consumer: int, released_mod: int) -> None:
         """Apply one credit event (see the module docstring)."""
         if not 0 <= consumer < len(self.sent):
             return
+        if consumer >= self.first_reader and not self.hello[consumer]:
+            return  # a reader slot nobody holds: a credit of one that left, stale
         if not self.hello[consumer] and self.sent[consumer] == 0:
             # The first word of a consumer that lived before this producer (a client that
             # attaches after an earlier one detached): its count goes on from there, so count
@@ -408,15 +451,52 @@ class OutPort:
         if advance <= in_flight:  # otherwise stale: an older count than already applied
             self.released[consumer] += advance
 
+    def join(self, slot: int, attached: bool) -> bool:
+        """Reader slot ``slot`` joined (``attached``) or left: count it from now on, with
+        what was delivered beyond the counted consumers as in flight to it, or no more.
+        True if this port has that slot."""
+        i = self.first_reader + slot
+        if not self.first_reader <= i < len(self.sent):
+            return False
+        self.hello[i] = attached
+        self.sent[i], self.released[i] = (self.extra, 0) if attached else (0, 0)
+        if attached:
+            self.extra, self.joining_since = 0, 0.0
+        return True
+
     def blocking(self) -> list[int]:
         """The consumers that keep the next send from going out: no hello yet, or
-        ``depth`` messages in flight (never, for a lossy edge's consumer)."""
+        ``depth`` messages in flight (never, for a lossy edge's consumer); of reader slots,
+        the attached ones that are full, or the first slot while none is attached."""
         if len(self.sent) == 1:  # the common case, without a comprehension per send
             return [] if self.hello[0] and self.sent[0] - self.released[0] < self.limit[0] else [0]
-        return [
+        blocked = [
             i for i, (hello, s, r, limit) in enumerate(zip(self.hello, self.sent, self.released, self.limit))
-            if not hello or s - r >= limit
+            if i < self.first_reader and (not hello or s - r >= limit)
         ]  # fmt: skip
+        if self.readers:
+            attached = [i for i in range(self.first_reader, len(self.sent)) if self.hello[i]]
+            blocked += [i for i in attached if self.sent[i] - self.released[i] >= self.depth] or (
+                [] if attached else [self.first_reader]
+            )
+            if self.joining_since and not blocked:
+                # A reader subscribed and got a message before its join came: send no more
+                # until it comes (or JOIN_WAIT passed), else what its full buffer discards
+                # would leave a gap in the messages it reads.
+                if time.monotonic() - self.joining_since < JOIN_WAIT:
+                    blocked = [
+                        next(
+                            (i for i in range(self.first_reader, len(self.sent)) if not self.hello[i]),
+                            self.first_reader,
+                        )
+                    ]
+                else:
+                    self.joining_since = 0.0
+        return blocked
+
+    def targets(self) -> list[int]:
+        """The consumers a send counts: every node consumer and the attached readers."""
+        return [i for i in range(len(self.sent)) if i < self.first_reader or self.hello[i]]
 
     def loan(self, length: int) -> Any:
         """A sample of ``length`` bytes (uninitialised)."""
@@ -430,6 +510,9 @@ class OutPort:
         """Send a loaned, written sample to every consumer and notify their inboxes.
         The caller has checked ``blocking()`` is empty."""
         delivered = _assume_init(sample).send()
+        if self.readers:
+            self._send_fanned(delivered)
+            return
         n = len(self.sent)
         if delivered < n:
             self.check_consumers()
@@ -442,6 +525,42 @@ class OutPort:
                 notifier = self._notifier(i)
             if notifier is not None:
                 notifier.notify_with_custom_event_id(event)
+
+    def _send_fanned(self, delivered: int) -> None:
+        """``send`` for a port with reader slots: count and notify the node consumers and
+        the attached readers; deliveries beyond them went to a reader joining now."""
+        targets = self.targets()
+        if delivered < len(targets):
+            self.check_consumers()  # resets readers that left; raises if a node consumer did
+            targets = self.targets()
+            if delivered < self.first_reader:
+                raise ConsumerGone(f"port {self.spec.port!r}: delivered to {delivered} of {len(targets)} consumers")
+        elif delivered > len(targets):
+            self.extra += delivered - len(targets)
+            self.joining_since = time.monotonic()
+        for i in targets:
+            self.sent[i] += 1
+            notifier = self._notifiers[i] or self._notifier(i)
+            if notifier is not None:
+                notifier.notify_with_custom_event_id(self._data_event)
+
+    def acknowledge(self, slot: int) -> None:
+        """Tell reader slot ``slot`` that its join is applied (EVENT_CONNECT)."""
+        notifier = self._notifier(self.first_reader + slot)
+        if notifier is not None:
+            notifier.notify_with_custom_event_id(_EVENT_IDS[EVENT_CONNECT])
+
+    def check_readers(self) -> list[int]:
+        """Reset the attached reader slots whose inbox has no listener (they left or
+        died and were cleaned up); the slots reset."""
+        gone = [
+            i - self.first_reader
+            for i in range(self.first_reader, len(self.sent))
+            if self.hello[i] and not self._chan.listening(self.spec.consumer_inboxes[i])
+        ]
+        for slot in gone:
+            self.join(slot, False)
+        return gone
 
     def announce(self) -> None:
         """Tell consumers whose inbox already exists that this port is up (EVENT_CONNECT);
@@ -464,12 +583,16 @@ class OutPort:
         for view in dead:
             with contextlib.suppress(Exception):
                 view.try_remove_stale_resources()
-        if dead:
-            names = [view.details.name.as_str() if view.details is not None else "?" for view in dead]
+        names = [view.details.name.as_str() if view.details is not None else "?" for view in dead]
+        if self.readers:  # a reader that died or left frees its slot; only a node is fatal
+            self.check_readers()
+            names = [name for name in names if name != CLIENT_NODE]
+        if names:
             raise ConsumerGone(f"port {self.spec.port!r}: consumer process died ({', '.join(names)})")
         subscribed = self._service.dynamic_config.number_of_subscribers
-        if subscribed < sum(self.hello):
-            raise ConsumerGone(f"port {self.spec.port!r}: {sum(self.hello) - subscribed} consumer(s) left")
+        expected = sum(self.hello[: self.first_reader])  # a reader may unsubscribe before it says so
+        if subscribed < expected:
+            raise ConsumerGone(f"port {self.spec.port!r}: {expected - subscribed} consumer(s) left")
 
     def close(self) -> None:
         self.publisher.delete()
@@ -493,6 +616,7 @@ class InPort:
         self.credited = -1  # the count last delivered to the producer; -1: no hello yet
         self.lossy = spec.drop_oldest
         self.next_seq = 0  # a lossy edge: the seq expected next; a gap is messages dropped
+        self.joined = False  # a reader slot: its join was delivered
         self._credit_base = credit_event_id(spec.port_index, spec.consumer_index, 0)
         self._notifier: Any | None = None  # to the producer's inbox, once it exists (Channels keeps it)
 
@@ -515,7 +639,20 @@ class InPort:
                 raise ChannelError(f"input {self.spec.source!r}: cannot open {self.spec.service!r}: {e}") from e
             with _limits(self._chan.name, "subscribe to", self.spec.service):
                 self.subscriber = self._service.subscriber_builder().buffer_size(self.spec.depth).create()
+        if self.spec.reader_slot >= 0 and not self.joined:  # a reader joins (module docstring)
+            if not self.say_reader():
+                return False
+            self.joined = True
         return self.credit()
+
+    def say_reader(self) -> bool:
+        """A reader slot's join (after subscribing) or leave (after closing): True if the
+        producer's inbox got it."""
+        event_id = EVENT_READER + self.spec.reader_slot
+        notifier = self._notifier
+        if notifier is None:
+            notifier = self._notifier = self._chan.notifier(self.spec.producer_inbox, event_id)
+        return notifier is not None and notifier.notify_with_custom_event_id(_EVENT_IDS[event_id]) > 0
 
     def receive(self) -> Any | None:
         if self.subscriber is None:
@@ -541,7 +678,14 @@ class InPort:
         return True
 
     def close(self) -> None:
-        self._notifier = None  # Channels.close deletes it
+        """Unsubscribe (a reader says it left once its inbox is closed too: ``leave``)."""
         if self.subscriber is not None:
             self.subscriber.delete()
+            self.subscriber = None
         self._service = None
+
+    def leave(self) -> None:
+        if self.joined:
+            with contextlib.suppress(Exception):
+                self.say_reader()
+        self._notifier = None  # Channels.close deletes it

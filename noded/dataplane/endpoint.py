@@ -79,6 +79,7 @@ from noded.contract.wire import (
 )
 from noded.dataplane.channels import (
     EVENT_CONNECT,
+    EVENT_READER,
     ChannelError,
     Channels,
     ConsumerGone,
@@ -94,6 +95,7 @@ from noded.errors import Stopped
 __all__ = ["ChannelError", "ConsumerGone", "Endpoint", "Stopped"]
 
 DEAD_CHECK = 0.25  # s between dead-consumer checks while a send is blocked
+STALL_LOG = 30.0  # s a send waits for credit before the log says what it waits for (then every 30 s)
 HOUSEKEEPING = 1.0  # s: the longest wait(); retries connecting inputs and undelivered credits
 MAX_TEMPLATES = 64  # header templates kept per endpoint (see Endpoint._template)
 _PER_MESSAGE = frozenset({"timestamp_ns", "seq"})  # loan fields a template leaves open
@@ -155,6 +157,11 @@ class Endpoint:
         self._next_input = 0
         self._next_housekeeping = 0.0
         self._all_connected = False
+        self.announced = 0  # EVENT_CONNECTs received (a reader's join is acked by one)
+        # A send that waited ``stall_after`` s for credit tells ``on_stall`` what it waits
+        # for, once per wait (None: only the log at ``STALL_LOG`` s): never silently for ever.
+        self.stall_after: float | None = None
+        self.on_stall: Callable[[str], None] | None = None
         self._seq: dict[str, int] = {}
         self._unconsumed: set[str] = set()
         self._outputs: dict[str, OutPort] = {}
@@ -321,6 +328,8 @@ class Endpoint:
     def _apply(self, events: list[int]) -> None:
         """With the lock held: apply credits; connect inputs on EVENT_CONNECT or when due."""
         connect = False
+        if len(events) > 1:
+            events.sort()  # a reader's join (a low id) before the credits that follow it
         for event_id in events:
             credit = decode_credit(event_id)
             if credit is not None:
@@ -328,8 +337,21 @@ class Endpoint:
                     self._by_index[credit[0]].credit(credit[1], credit[2])
             elif event_id == EVENT_CONNECT:
                 connect = True
+                self.announced += 1
+            elif event_id >= EVENT_READER:  # and < CREDIT_BASE: a reader slot joined or left
+                self._reader_joined(event_id - EVENT_READER)
         if connect or time.monotonic() >= self._next_housekeeping:
             self._housekeeping(reconnect=connect)
+
+    def _reader_joined(self, slot: int) -> None:
+        """A reader of an external output joined or left (``channels.OutPort.join``)."""
+        for out in self._by_index:
+            if out.readers > slot:
+                attached = self._chan.listening(out.spec.consumer_inboxes[out.first_reader + slot])
+                out.join(slot, attached)
+                if attached:
+                    out.acknowledge(slot)
+                log.info("%s: reader %d of %r %s", self.name, slot, out.spec.port, "joined" if attached else "left")
 
     def _housekeeping(self, reconnect: bool = False) -> None:
         for port in self._inputs:
@@ -505,6 +527,8 @@ class Endpoint:
             raise Stopped()
         next_check = None
         blocked_at = 0
+        stall_at = None if self.stall_after is None else time.monotonic() + self.stall_after
+        log_at = time.monotonic() + STALL_LOG
         try:
             while True:
                 if self._released:
@@ -532,6 +556,13 @@ class Endpoint:
                     if any(out.hello[i] for i in blocking):
                         out.check_consumers()
                     next_check = now + DEAD_CHECK
+                    if now >= log_at or (stall_at is not None and now >= stall_at):
+                        what = waiting_for(out, blocking, now - (blocked_at / 1e9 if blocked_at else now))
+                        if stall_at is not None and now >= stall_at and self.on_stall is not None:
+                            self.on_stall(what)
+                        else:
+                            log.warning("%s: %s", self.name, what)
+                        stall_at, log_at = None, now + STALL_LOG
                 if self._keepalive is not None:
                     self._keepalive()
                 if not blocked_at:
@@ -578,6 +609,8 @@ class Endpoint:
                 inbox, self._inbox = self._inbox, None
                 if inbox is not None:
                     inbox.close()
+                for port in self._inputs:  # a reader says it left once it is gone
+                    port.leave()
             finally:
                 self._outputs, self._inputs, self._by_index, self._inbox = {}, [], [], None
                 if self._chan is not None:
@@ -595,6 +628,21 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def waiting_for(out: OutPort, blocking: list[int], seconds: float) -> str:
+    """What a send on ``out`` has waited for, ``seconds`` long: consumers that are not
+    connected, or that hold ``depth`` messages (a full edge)."""
+    parts = []
+    for i in blocking:
+        who = out.spec.consumers[i]
+        if i >= out.first_reader and not out.hello[i]:
+            parts.append(f"no client reads {who.partition('.')[2]!r}")
+        elif not out.hello[i]:
+            parts.append(f"{who} is not connected")
+        else:
+            parts.append(f"{who} holds {out.sent[i] - out.released[i]} of {out.depth} messages (edge full)")
+    return f"port {out.spec.port!r} has waited {seconds:.0f} s to send: {'; '.join(parts)}"
 
 
 def _stats_block(n_out: int, n_in: int, path: Path | None) -> StatsBlock:

@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET
 
 from noded.contract.registry import BUILTINS, NODES, resolve_class_name
-from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS
+from noded.contract.spec import DEFAULT_DEPTH, MAX_CONSUMERS, MAX_PORTS, reader_consumer
 from noded.errors import PipelineError, Problem
 from noded.pipeline.bounds import BOUNDS_HINT as _BOUNDS_HINT
 from noded.pipeline.bounds import DEFAULT_BOUNDS, PipelineBounds, file_too_large, out_of_bounds
@@ -63,6 +63,7 @@ from noded.pipeline.schema import (
     PortRef,
     Resources,
     parse_depth,
+    parse_max_clients,
     parse_overflow,
     parse_payload,
     parse_quota,
@@ -144,6 +145,9 @@ _HINTS = {
     "overflow": (
         "overflow is what a full edge does: 'block' (the default: the producer waits, nothing is lost) or "
         "'drop_oldest' (the producer never waits for this consumer; its oldest unread message is dropped)"
+    ),
+    "max_clients": (
+        "max_clients is how many clients may read an external output at once: an integer from 1 to 8 (default 2)"
     ),
     "payload": "max_payload is the largest payload a node sends: bytes or a K/M/G size from 1K to 1G, such as '10M'",
     "empty": "add at least one [[nodes]] table",
@@ -242,6 +246,7 @@ class _Checker:
         self.modules: dict[tuple[str, tuple[str, ...]], set[str] | ValueError | None] = {}
         self.directory: str | None = None  # relative code paths are resolved against it
         self.unread_inputs = False  # some node's inputs (or the node) could not be read
+        self.max_clients = 1  # [dataplane] max_clients, once checked
         self.suggested: set[str] = set()  # external inputs offered for a misspelt one
 
     def report(self, node: str | None, field: str | None, reason: str, hint: str | None = None) -> None:
@@ -265,6 +270,7 @@ class _Checker:
             self.report(None, "nodes", "the pipeline has no nodes", "empty")
         limits = replace(self.defaults, **self.check_resources(doc.limits if doc else LimitsDoc(), None, "limits."))
         dataplane = self.check_dataplane(doc.dataplane if doc else DataplaneDoc())
+        self.max_clients = dataplane.max_clients
         name = Path(self.filename).stem
         if doc is not None and isinstance(doc.name, str):
             name = doc.name.strip()
@@ -357,6 +363,9 @@ class _Checker:
                 None, "dataplane.max_payload", doc.max_payload, parse_payload, default.max_payload, "payload"
             ),
             verify_payload=doc.verify_payload,
+            max_clients=self.parsed(
+                None, "dataplane.max_clients", doc.max_clients, parse_max_clients, default.max_clients, "max_clients"
+            ),
         )
 
     def check_external_inputs(self, items: list[Any]) -> list[str]:
@@ -646,8 +655,8 @@ class _Checker:
             for ref in (i.ref for i in node.inputs):
                 if ref.node in known or ref in consumers:  # not unknown (reported already)
                     consumers.setdefault(ref, []).append(label)
-        for ref in outputs:
-            consumers.setdefault(ref, []).append(f"{CLIENT}.{ref}")
+        for ref in outputs:  # each reader slot of an external output is a consumer
+            consumers.setdefault(ref, []).extend(reader_consumer(k, str(ref)) for k in range(self.max_clients))
         ports: dict[str, list[str]] = {}  # consumed output ports by node
         for ref, who in consumers.items():
             what = f"external input {ref.port!r}" if ref.is_external else f"output port {ref.port!r}"

@@ -24,7 +24,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from noded.contract.paths import CLIENT, UINT64_MAX
-from noded.contract.spec import DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD, MAX_DEPTH
+from noded.contract.spec import DEFAULT_DEPTH, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PAYLOAD, MAX_CLIENTS, MAX_DEPTH
 from noded.pipeline.grants import NodeGrants
 
 # Node ids and port names end up in systemd unit names and iceoryx2 service names.
@@ -79,6 +79,7 @@ class DataplaneDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     depth: int | UnsetType = UNSET  # messages in flight per edge
     max_payload: int | str | UnsetType = UNSET  # largest payload a node output sends
     verify_payload: bool = False  # checksum every payload (for debugging)
+    max_clients: int | UnsetType = UNSET  # readers of an external output attached at once
 
 
 class EdgeDoc(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -177,6 +178,7 @@ class DataplaneSettings:
     depth: int = DEFAULT_DEPTH
     max_payload: int = DEFAULT_MAX_PAYLOAD
     verify_payload: bool = False
+    max_clients: int = DEFAULT_MAX_CLIENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +347,15 @@ def parse_spin(value: int) -> int:
         raise ValueError(f"expected an integer, got {type(value).__name__}")
     if not 0 <= value <= MAX_SPIN_US:
         raise ValueError(f"{value} is not between 0 and {MAX_SPIN_US}")
+    return value
+
+
+def parse_max_clients(value: int) -> int:
+    """Readers of an external output attached at once: an integer from 1 to MAX_CLIENTS."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    if not 1 <= value <= MAX_CLIENTS:
+        raise ValueError(f"{value} is not between 1 and {MAX_CLIENTS}")
     return value
 
 

@@ -6,7 +6,9 @@ pipeline and session id always give the same plan.
 
 Names, all under the session's iceoryx2 ``root`` and ``prefix``:
 
-- inboxes (event services): ``<node>/inbox``, and ``client/inbox`` for the client;
+- inboxes (event services): ``<node>/inbox``; for clients, ``input/<name>/inbox`` for
+  whoever feeds an external input and ``client/inbox``, ``client1/inbox`` ... for the
+  reader slots of the external outputs (``[dataplane] max_clients`` of them);
 - a node's output port (publish-subscribe): ``<node>/<port>``;
 - an external input (publish-subscribe, the client publishes): ``input/<name>``.
 
@@ -44,7 +46,7 @@ import re
 from dataclasses import dataclass
 
 from noded.contract.sessionfiles import session_prefix
-from noded.contract.spec import DataPlane, InputSpec, OutputSpec
+from noded.contract.spec import DataPlane, InputSpec, OutputSpec, feeder_inbox, reader_consumer, reader_inbox
 from noded.pipeline.schema import CLIENT, EXTERNAL_INPUT, OVERFLOW_BLOCK, OVERFLOW_DROP_OLDEST, Pipeline, PortRef
 
 __all__ = ["DEFAULT_ROOT_BASE", "Topology", "inbox", "plan", "service"]
@@ -98,10 +100,15 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
             if edge.ref not in edges and edge.ref.node not in ids:
                 raise ValueError(f"node {node.id!r} reads {edge.ref}, which the pipeline does not have")
             edges.setdefault(edge.ref, []).append((node.id, inbox(node.id), edge.depth, edge.overflow))
+    readers: dict[PortRef, int] = {}  # external outputs: their clients' reader slots, consumers last
     for ref in pipeline.outputs:
         if ref.node not in ids:
             raise ValueError(f"external output {ref} names no node of the pipeline")
-        edges.setdefault(ref, []).append((f"{CLIENT}.{ref}", inbox(CLIENT), pipeline.dataplane.depth, OVERFLOW_BLOCK))
+        readers[ref] = pipeline.dataplane.max_clients
+        for slot in range(readers[ref]):
+            edges.setdefault(ref, []).append(
+                (reader_consumer(slot, str(ref)), reader_inbox(slot), pipeline.dataplane.depth, OVERFLOW_BLOCK)
+            )
 
     # Each producer's outputs, and where each port sits in its producer's list.
     outputs: dict[str, list[OutputSpec]] = {}
@@ -118,9 +125,11 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
             depth=max(c[2] for c in consumers),
             drop_oldest=lossy if any(lossy := [c[3] == OVERFLOW_DROP_OLDEST for c in consumers]) else [],
             max_payload=pipeline.dataplane.max_payload if producer == CLIENT else pipeline.node(producer).max_payload,
+            readers=readers.get(ref, 0),
         )
         port_list = outputs.setdefault(producer, [])
-        where[ref] = (len(port_list), spec)
+        # An external input is fed by its own endpoint (feeder_inbox): its only port.
+        where[ref] = (0 if ref.is_external else len(port_list), spec)
         port_list.append(spec)
 
     def input_spec(ref: PortRef, consumer: str, spin_us: int = 0) -> InputSpec:
@@ -128,16 +137,17 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
         return InputSpec(
             source=str(ref),
             service=spec.service,
-            producer_inbox=inbox(_producer(ref)),
+            producer_inbox=feeder_inbox(spec.service) if ref.is_external else inbox(ref.node),
             port_index=port_index,
             consumer_index=(index := spec.consumers.index(consumer)),
             depth=spec.depth,
             drop_oldest=bool(spec.drop_oldest) and spec.drop_oldest[index],
             safe_overflow=spec.safe_overflow,
             spin_us=spin_us,
+            reader_slot=0 if consumer.startswith(f"{CLIENT}.") else -1,
         )
 
-    def dataplane(endpoint: str, inputs: list[InputSpec]) -> DataPlane | None:
+    def dataplane(endpoint: str, inputs: list[InputSpec], readers: int = 0) -> DataPlane | None:
         if not inputs and endpoint not in outputs:
             return None
         return DataPlane(
@@ -147,11 +157,19 @@ def plan(pipeline: Pipeline, sid: str, root_base: str = DEFAULT_ROOT_BASE) -> To
             outputs=outputs.get(endpoint, []),
             inputs=inputs,
             verify_payload=pipeline.dataplane.verify_payload,
+            readers=readers if inputs else 0,
         )
 
     nodes = {
         node.id: dataplane(node.id, [input_spec(edge.ref, node.id, edge.spin_us) for edge in node.inputs])
         for node in pipeline.nodes
     }
-    client = dataplane(CLIENT, [input_spec(ref, f"{CLIENT}.{ref}") for ref in pipeline.outputs])
+    # The client's side, as one plane: the external inputs (each fed by its own endpoint,
+    # whose inbox is feeder_inbox of its service) and reader slot 0 of every external
+    # output (slot k: consumer_index + k, reader_inbox(k); noded.dataplane.session).
+    client = dataplane(
+        CLIENT,
+        [input_spec(ref, reader_consumer(0, str(ref))) for ref in pipeline.outputs],
+        pipeline.dataplane.max_clients,
+    )
     return Topology(root=root, prefix=prefix, nodes=nodes, client=client)

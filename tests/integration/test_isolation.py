@@ -37,6 +37,10 @@ class Probe:
         self.sid = info.sid
         self.root = IOX2 / self.sid
         self.io = SessionIO(request_attach(self.sid))
+        # Read from now on. A reader attaching later makes an iceoryx2 node, which cleans up
+        # nodes that look dead: the probe, once it has read (and closed) its own node's
+        # monitor file, whose POSIX lock that close dropped.
+        self.io.reader()
 
     def ask(self, **request: Any) -> dict[str, Any]:
         self.io.send("go", request)

@@ -64,9 +64,6 @@ def test_feed_sends_to_a_running_session(sessions: Sessions, tmp_path: Path) -> 
     sessions.created.append(sid)
     src = tmp_path / "t.npy"
     np.save(src, np.arange(12, dtype=np.int16).reshape(3, 4))
-    res = nodectl("feed", sid, "data", str(src))
-    assert res.returncode == 0, res.stderr
-    assert "fed 1 message(s)" in res.stdout
     res = nodectl("--json", "feed", sid, "data", str(src), "--no-end")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {
@@ -76,5 +73,10 @@ def test_feed_sends_to_a_running_session(sessions: Sessions, tmp_path: Path) -> 
         "messages": 1,
         "end_of_stream": False,
     }
+    res = nodectl("feed", sid, "data", str(src))
+    assert res.returncode == 0, res.stderr
+    assert "fed 1 message(s)" in res.stdout
+    res = nodectl("feed", sid, "data", str(src))  # after its END_OF_STREAM: at once, a clear error
+    assert res.returncode == 2 and "input 'data'" in res.stderr and "has ended" in res.stderr, res.stderr
     res = nodectl("feed", sid, "nosuch", str(src))
     assert res.returncode == 2 and "no input 'nosuch'" in res.stderr

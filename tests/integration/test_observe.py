@@ -158,7 +158,7 @@ inputs = ["input.data"]
     assert worker.errors == 0
     assert figures(done, "loader").state == "ready"  # no data plane: what systemd says
     edge = channel(done, "input.data")
-    assert edge.producer == "client" and edge.messages == 1 and edge.occupancy == [0]
+    assert edge.producer == "client:data" and edge.messages == 1 and edge.occupancy == [0]
     client.request("stop", sid=sid, wait=True)
 
 

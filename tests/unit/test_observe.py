@@ -8,14 +8,16 @@ from pathlib import Path
 
 from rich.console import Console
 
+from noded.contract.paths import CLIENT
 from noded.contract.protocol import ChannelStats, NodeStats, SessionStats
+from noded.contract.spec import client_planes
 from noded.contract.states import Activated, Starting
 from noded.contract.stats import O_SENT, InputCounters, OutputCounters, Snapshot, StatsBlock, stats_path
 from noded.contract.wire import HEADER_SIZE
 from noded.ctl.render import channels_table, human_bytes
 from noded.ctl.top import Rates, blocking_edges, busiest_node, rates
 from noded.daemon.session import Session
-from noded.daemon.stats import CLIENT, cgroup2_cpu_ns, channel_stats, node_stats, session_channels
+from noded.daemon.stats import cgroup2_cpu_ns, channel_stats, node_stats, session_channels
 from noded.daemon.systemd import UnitResources
 from noded.pipeline.checks import parse_pipeline
 from noded.pipeline.topology import plan
@@ -68,12 +70,13 @@ def inp(received: int, released: int) -> InputCounters:
 
 def planes() -> dict:  # type: ignore[type-arg]
     topo = plan(parse_pipeline(PIPELINE, "p.toml"), "s1")
-    return {**topo.nodes, CLIENT: topo.client}
+    return {**topo.nodes, **client_planes(topo.client)}  # as noded.daemon.stats reads them
 
 
 def test_channels_combine_the_producer_and_each_consumer() -> None:
     snaps = {
-        CLIENT: snap([out(5)], [inp(1, 1)]),
+        "client:data": snap([out(5)]),  # the feeder of input "data"
+        CLIENT: snap([], [inp(1, 1)]),  # reader slot 0
         "a": snap([out(10, blocked_ns=3_000_000_000, now_ns=500_000_000)], [inp(5, 5)]),
         "b": snap([out(1)], [inp(9, 7)]),
         "c": snap([], [inp(10, 10)]),
@@ -87,12 +90,12 @@ def test_channels_combine_the_producer_and_each_consumer() -> None:
     assert (a.publishers, a.subscribers) == (1, 1)  # c is not live
     assert (a.messages, a.bytes, a.blocked_seconds, a.blocked_now_seconds) == (10, 1000, 3.0, 0.5)
     b = by_name["b.out"]
-    assert b.consumers == ["client.b.out"] and b.occupancy == [0] and not b.full
-    assert by_name["input.data"].producer == CLIENT and by_name["input.data"].occupancy == [0]
+    assert b.consumers == ["client.b.out", "client1.b.out"] and b.occupancy == [0, 0] and not b.full
+    assert by_name["input.data"].producer == "client:data" and by_name["input.data"].occupancy == [0]
 
 
 def test_a_channel_without_its_producers_block_counts_what_consumers_got() -> None:
-    snaps = {CLIENT: None, "a": snap([out(0)], [inp(4, 2)]), "b": None, "c": None}
+    snaps = {"client:data": None, "a": snap([out(0)], [inp(4, 2)]), "b": None, "c": None}
     data = next(c for c in channel_stats(planes(), snaps, live=lambda e: True) if c.name == "input.data")
     assert data.messages == 4 and data.occupancy == [2] and data.blocked_seconds is None
     assert data.publishers == 0 and data.subscribers == 1
@@ -207,3 +210,27 @@ def test_session_channels_reads_the_blocks_only(tmp_path: Path) -> None:
     assert data.messages == 0 and data.blocked_seconds is None
     assert by_name["b.out"].messages is None  # nobody's block: nothing known
     block.remove()
+
+
+def test_waiting_for_names_who_holds_a_full_edge_and_who_is_missing() -> None:
+    from noded.contract.spec import OutputSpec
+    from noded.contract.stats import InputCounters
+    from noded.daemon.stats import waiting_for
+
+    def ins(*subscribed: bool) -> list[tuple[str, InputCounters | None]]:
+        return [(f"e{i}", InputCounters(0, 0, 0, s)) for i, s in enumerate(subscribed)]
+
+    nodes = OutputSpec("out", "a/out", ["b", "c"], ["b/inbox", "c/inbox"], 2)
+    assert waiting_for(nodes, [2, 1], ins(True, True), lambda e: True) == "b holds 2 of 2"
+    assert waiting_for(nodes, [0, 0], ins(True, False), lambda e: True) == "c is not connected"
+    assert waiting_for(nodes, [0, 0], [("e0", None), ("e1", None)], lambda e: True) == (
+        "b is not connected; c is not connected"
+    )
+    readers = OutputSpec(
+        "out", "a/out", ["b", "client.a.out", "client1.a.out"], ["b/inbox", "client/inbox", "client1/inbox"], 2,
+        readers=2,
+    )  # fmt: skip
+    assert waiting_for(readers, [0, 0, 0], ins(True, False, False), lambda e: True) == "no client reads a.out"
+    assert waiting_for(readers, [0, 2, 0], ins(True, True, False), lambda e: True) == "client.a.out holds 2 of 2"
+    # a reader that is gone (its block left behind by a kill, not live) holds nothing
+    assert waiting_for(readers, [0, 2, 0], ins(True, True, False), lambda e: e != "e1") == "no client reads a.out"

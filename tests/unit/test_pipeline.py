@@ -747,13 +747,26 @@ def _consumers(count: int, ref: str) -> str:
 
 
 def test_most_consumers_of_one_port() -> None:
-    pipeline = parse('outputs = ["src.out"]\n' + node("src") + _consumers(MAX_CONSUMERS - 1, "src.out"))
-    assert len(pipeline.nodes) == MAX_CONSUMERS
+    """Each reader slot of an external output ([dataplane] max_clients, 2 by default) is one of its consumers."""
+    pipeline = parse('outputs = ["src.out"]\n' + node("src") + _consumers(MAX_CONSUMERS - 2, "src.out"))
+    assert len(pipeline.nodes) == MAX_CONSUMERS - 1
+    parse(
+        'outputs = ["src.out"]\n[dataplane]\nmax_clients = 1\n' + node("src") + _consumers(MAX_CONSUMERS - 1, "src.out")
+    )
     text = 'outputs = ["src.out"]\n' + node("src") + _consumers(MAX_CONSUMERS, "src.out")
     p = only_problem(text)
     assert (p.node, p.field) == ("src", None)
-    assert p.reason.startswith(f"output port 'out' has {MAX_CONSUMERS + 1} consumers (c0, c1,")
-    assert p.reason.endswith(f"c{MAX_CONSUMERS - 1}, client.src.out); at most {MAX_CONSUMERS} are allowed")
+    assert p.reason.startswith(f"output port 'out' has {MAX_CONSUMERS + 2} consumers (c0, c1,")
+    assert p.reason.endswith(
+        f"c{MAX_CONSUMERS - 1}, client.src.out, client1.src.out); at most {MAX_CONSUMERS} are allowed"
+    )
+
+
+@pytest.mark.parametrize("value", [0, 9, "2", True])
+def test_max_clients_is_checked(value: object) -> None:
+    v = f'"{value}"' if isinstance(value, str) else str(value).lower()
+    p = only_problem(f'outputs = ["src.out"]\n[dataplane]\nmax_clients = {v}\n' + node("src"))
+    assert (p.node, p.field) == (None, "dataplane.max_clients"), p
 
 
 def test_most_consumers_of_one_external_input() -> None:

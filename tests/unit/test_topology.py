@@ -22,8 +22,10 @@ from noded.contract.spec import (
     WorkerSpec,
     decode_spec,
     encode_spec,
+    reader_consumer,
 )
 from noded.daemon.resources import iox2_base, session_prefix, session_root
+from noded.dataplane.session import feeder_plane, reader_plane
 from noded.pipeline.checks import InputRef, Pipeline, PortRef, load_pipeline, parse_pipeline
 from noded.pipeline.topology import Topology, plan
 
@@ -56,7 +58,13 @@ def planned(text: str, sid: str = SID) -> Topology:
 def check_consistent(pipeline: Pipeline, topology: Topology) -> None:
     """What every plan must satisfy, whatever the pipeline."""
     assert list(topology.nodes) == [n.id for n in pipeline.nodes]
-    endpoints = {k: v for k, v in {**topology.nodes, "client": topology.client}.items() if v is not None}
+    endpoints = {k: v for k, v in topology.nodes.items() if v is not None}
+    if topology.client is not None:  # a client's endpoints: a feeder per input, a reader per slot
+        assert topology.client.readers == (pipeline.dataplane.max_clients if pipeline.outputs else 0)
+        for out in topology.client.outputs:
+            endpoints[out.service] = feeder_plane(topology.client, out)
+        for slot in range(topology.client.readers):
+            endpoints[f"client{slot or ''}"] = reader_plane(topology.client, slot)
     services = [o.service for dp in endpoints.values() for o in dp.outputs]
     assert len(services) == len(set(services)), "one publisher per service"
     for name, dp in endpoints.items():
@@ -68,14 +76,15 @@ def check_consistent(pipeline: Pipeline, topology: Topology) -> None:
             assert 1 <= len(out.consumers) <= MAX_CONSUMERS
             assert len(out.consumers) == len(set(out.consumers)) == len(out.consumer_inboxes)
             for consumer, consumer_inbox in zip(out.consumers, out.consumer_inboxes):
-                endpoint = "client" if consumer.startswith("client.") else consumer
+                endpoint = consumer.partition(".")[0]  # a reader slot: "client<k>.<output>"
                 assert consumer_inbox == f"{endpoint}/inbox"
                 assert sum(i.service == out.service for i in endpoints[endpoint].inputs) == 1
         for inp in dp.inputs:
             producer = endpoints[inp.producer_inbox.removesuffix("/inbox")]
             out = producer.outputs[inp.port_index]
             assert out.service == inp.service
-            assert out.consumers[inp.consumer_index] == (f"client.{inp.source}" if name == "client" else name)
+            want = reader_consumer(inp.reader_slot, inp.source) if inp.reader_slot >= 0 else name
+            assert out.consumers[inp.consumer_index] == want
             assert out.consumer_inboxes[inp.consumer_index] == dp.inbox
             assert inp.depth == out.depth
     for spec in pipeline.nodes:
@@ -107,14 +116,15 @@ def test_chain_io_example() -> None:
     assert topology.client == DataPlane(
         inbox="client/inbox",
         outputs=[OutputSpec("audio", "input/audio", ["stage1"], ["stage1/inbox"], 4, 1 << 20)],
-        inputs=[InputSpec("stage3.out", "stage3/out", "stage3/inbox", 0, 0, 4)],
+        inputs=[InputSpec("stage3.out", "stage3/out", "stage3/inbox", 0, 0, 4, reader_slot=0)],
+        readers=2,
         **common,
     )
     assert topology.nodes == {
         "stage1": DataPlane(
             inbox="stage1/inbox",
             outputs=[OutputSpec("out", "stage1/out", ["stage2"], ["stage2/inbox"], 8, 1 << 20)],
-            inputs=[InputSpec("input.audio", "input/audio", "client/inbox", 0, 0, 4)],
+            inputs=[InputSpec("input.audio", "input/audio", "input/audio/inbox", 0, 0, 4)],
             **common,
         ),
         "stage2": DataPlane(
@@ -125,7 +135,17 @@ def test_chain_io_example() -> None:
         ),
         "stage3": DataPlane(
             inbox="stage3/inbox",
-            outputs=[OutputSpec("out", "stage3/out", ["client.stage3.out"], ["client/inbox"], 4, 1 << 20)],
+            outputs=[
+                OutputSpec(
+                    "out",
+                    "stage3/out",
+                    ["client.stage3.out", "client1.stage3.out"],
+                    ["client/inbox", "client1/inbox"],
+                    4,
+                    1 << 20,
+                    readers=2,
+                )
+            ],  # fmt: skip
             inputs=[InputSpec("stage2.out", "stage2/out", "stage2/inbox", 0, 0, 4)],
             **common,
         ),
@@ -189,14 +209,15 @@ def test_fan_out_lists_consumers_in_file_order_then_the_client() -> None:
     src = topology.nodes["src"]
     assert src is not None
     (out,) = src.outputs
-    assert out.consumers == ["c", "a", "b", "client.src.out"]
-    assert out.consumer_inboxes == ["c/inbox", "a/inbox", "b/inbox", "client/inbox"]
+    assert out.consumers == ["c", "a", "b", "client.src.out", "client1.src.out"]  # two reader slots
+    assert out.consumer_inboxes == ["c/inbox", "a/inbox", "b/inbox", "client/inbox", "client1/inbox"]
+    assert out.readers == 2
     for index, consumer in enumerate(["c", "a", "b"]):
         dp = topology.nodes[consumer]
         assert dp is not None
         assert dp.inputs == [InputSpec("src.out", "src/out", "src/inbox", 0, index, DEFAULT_DEPTH)]
     assert topology.client is not None
-    assert topology.client.inputs == [InputSpec("src.out", "src/out", "src/inbox", 0, 3, DEFAULT_DEPTH)]
+    assert topology.client.inputs == [InputSpec("src.out", "src/out", "src/inbox", 0, 3, DEFAULT_DEPTH, reader_slot=0)]
     assert topology.client.outputs == []
 
 
@@ -218,8 +239,8 @@ def test_port_indices_follow_first_reference() -> None:
     assert src is not None
     assert [(o.port, o.consumers) for o in src.outputs] == [
         ("b", ["x", "y"]),
-        ("a", ["y", "client.src.a"]),
-        ("c", ["client.src.c"]),
+        ("a", ["y", "client.src.a", "client1.src.a"]),
+        ("c", ["client.src.c", "client1.src.c"]),
     ]
     y = topology.nodes["y"]
     assert y is not None
@@ -236,7 +257,7 @@ def test_external_inputs_are_published_by_the_client() -> None:
         'inputs = ["video", "audio"]\n' + node("asr", "input.audio") + node("vad", "input.audio", "input.video")
     )
     client = topology.client
-    assert client is not None and client.inbox == "client/inbox" and client.inputs == []
+    assert client is not None and client.inbox == "client/inbox" and client.inputs == [] and client.readers == 0
     assert client.outputs == [
         OutputSpec("video", "input/video", ["vad"], ["vad/inbox"], DEFAULT_DEPTH, DEFAULT_MAX_PAYLOAD),
         OutputSpec(
@@ -246,8 +267,9 @@ def test_external_inputs_are_published_by_the_client() -> None:
     vad = topology.nodes["vad"]
     assert vad is not None and vad.outputs == []
     assert vad.inputs == [
-        InputSpec("input.audio", "input/audio", "client/inbox", 1, 1, DEFAULT_DEPTH),
-        InputSpec("input.video", "input/video", "client/inbox", 0, 0, DEFAULT_DEPTH),
+        # each external input has its own feeder endpoint: its only port, its own inbox
+        InputSpec("input.audio", "input/audio", "input/audio/inbox", 0, 1, DEFAULT_DEPTH),
+        InputSpec("input.video", "input/video", "input/video/inbox", 0, 0, DEFAULT_DEPTH),
     ]
 
 
@@ -255,7 +277,8 @@ def test_a_node_reading_only_external_input_and_the_client_reading_it() -> None:
     topology = planned('inputs = ["x"]\noutputs = ["a.out"]\n' + node("a", "input.x"))
     a, client = topology.nodes["a"], topology.client
     assert a is not None and client is not None
-    assert a.outputs[0].consumers == ["client.a.out"] and a.inputs[0].producer_inbox == "client/inbox"
+    assert a.outputs[0].consumers == ["client.a.out", "client1.a.out"]
+    assert a.inputs[0].producer_inbox == "input/x/inbox"
     assert client.outputs[0].consumers == ["a"] and client.inputs[0].producer_inbox == "a/inbox"
 
 
