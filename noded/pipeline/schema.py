@@ -325,13 +325,18 @@ def parse_watchdog(value: int | float | str) -> float | None:
     return seconds
 
 
-def parse_depth(value: int) -> int:
-    """Messages in flight on an edge: an integer from MIN_DEPTH to MAX_DEPTH."""
+def _int_between(value: int, low: int, high: int) -> int:
+    """``value`` if it is an integer (not a bool) from ``low`` to ``high``."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"expected an integer, got {type(value).__name__}")
-    if not MIN_DEPTH <= value <= MAX_DEPTH:
-        raise ValueError(f"{value} is not between {MIN_DEPTH} and {MAX_DEPTH}")
+    if not low <= value <= high:
+        raise ValueError(f"{value} is not between {low} and {high}")
     return value
+
+
+def parse_depth(value: int) -> int:
+    """Messages in flight on an edge: an integer from MIN_DEPTH to MAX_DEPTH."""
+    return _int_between(value, MIN_DEPTH, MAX_DEPTH)
 
 
 def parse_overflow(value: str) -> str:
@@ -343,20 +348,12 @@ def parse_overflow(value: str) -> str:
 
 def parse_spin(value: int) -> int:
     """Microseconds a consumer polls before it sleeps: 0 (the default) to MAX_SPIN_US."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {type(value).__name__}")
-    if not 0 <= value <= MAX_SPIN_US:
-        raise ValueError(f"{value} is not between 0 and {MAX_SPIN_US}")
-    return value
+    return _int_between(value, 0, MAX_SPIN_US)
 
 
 def parse_max_clients(value: int) -> int:
     """Readers of an external output attached at once: an integer from 1 to MAX_CLIENTS."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {type(value).__name__}")
-    if not 1 <= value <= MAX_CLIENTS:
-        raise ValueError(f"{value} is not between 1 and {MAX_CLIENTS}")
-    return value
+    return _int_between(value, 1, MAX_CLIENTS)
 
 
 def parse_payload(value: int | str) -> int:

@@ -155,8 +155,14 @@ class Loop:
         if header.kind is _CONTROL and header.flags & _FLUSH:
             self.flush(msg)
             return
+        self.call(self.node.process, msg)
+        self._slots[H_PROCESSED] += 1
+
+    def call(self, handler: Callable[[Message], Any], msg: Message) -> None:
+        """``handler(msg)`` (process or on_flush) with its outputs sent; a failure is
+        counted and logged, and the node goes on."""
         try:
-            result = self.node.process(msg)
+            result = handler(msg)
             if inspect.isgenerator(result):
                 for item in result:
                     self.emit(item)
@@ -166,7 +172,6 @@ class Loop:
             raise
         except Exception as e:
             self.failed(msg, e)
-        self._slots[H_PROCESSED] += 1
 
     def flush(self, msg: Message) -> None:
         """Handle a flush: on_flush and its outputs, then the flush on every output port."""
@@ -176,17 +181,7 @@ class Loop:
         if not self._seen.first(decode_flush(payload)):
             return  # the same flush on another input: handled already
         self.flushes += 1
-        try:
-            result = self.node.on_flush(msg)
-            if inspect.isgenerator(result):
-                for item in result:
-                    self.emit(item)
-            else:
-                self.emit(result)
-        except (Stopped, ChannelError):
-            raise
-        except Exception as e:
-            self.failed(msg, e)
+        self.call(self.node.on_flush, msg)
         for port in self.outputs:
             self.endpoint.send(port, payload, kind=_CONTROL, flags=Flags.FLUSH, timestamp_ns=msg.timestamp_ns)
 
