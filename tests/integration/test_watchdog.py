@@ -118,7 +118,7 @@ def test_idle_waiting_and_plane_less_nodes_keep_their_watchdog_fed(client: Clien
         assert show["state"] == "ready", show
         blocked = next(n for n in show["nodes"] if n["id"] == "relay")
         assert blocked["state"] != "error", blocked
-        io.endpoint.stop()
+        io.stop()
         feeder.join(10)
     client.request("stop", sid=info.sid, wait=True)
     done = client.request("show", sid=info.sid)
