@@ -107,7 +107,7 @@ def main(out: Path) -> None:
     results["rate"] = tts.engine.rate
 
     t0 = time.monotonic()
-    asr, actx = run_setup(Asr, {"backend": "whisper", "interval_ms": 800})
+    asr, actx = run_setup(Asr, {"backend": "whisper", "interval_ms": 800, "window_s": 20})
     results["asr_load_s"] = time.monotonic() - t0
     heard: dict[str, Any] = {}
     for index, question in enumerate(QUESTIONS):

@@ -293,7 +293,7 @@ class Asr(StreamNode):
         "beam_size": Param(int, 1, "whisper: the beam size."),
         "language": Param(str, "en", "whisper: the language spoken."),
         "window_s": Param(
-            int, 20, "whisper: encode utterances shorter than this in a window this long, not 30 s (30: off)."
+            int, 30, "whisper: encode utterances shorter than this in a window this long, not 30 s (30: off)."
         ),
         "threads": Param(int, 1, "whisper: CTranslate2's CPU threads."),
         "speculate": Param(bool, False, "whisper, decode_at_pause: send the pause's text at once, marked speculative."),
