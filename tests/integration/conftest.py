@@ -114,14 +114,29 @@ class Sessions:
         return info
 
     def cleanup(self) -> None:
+        errors: dict[str, str] = {}
         with Client(timeout=60) as c:
             for sid in self.created:
                 try:
                     c.request("stop", sid=sid, wait=True)
-                except Exception:
-                    pass
+                except Exception as exc:  # reported below if the session's units stay
+                    errors[sid] = f"{type(exc).__name__}: {exc}"
         for sid in self.created:
-            assert noded_units(f"noded-{sid}*") == [], f"units of session {sid} left behind"
+            left = noded_units(f"noded-{sid}*")
+            assert left == [], f"units of session {sid} left behind (stop: {errors.get(sid, 'ok')})\n" + _diagnose(left)
+
+
+def _diagnose(units: list[str]) -> str:
+    """What systemd and noded say of units that stayed: for a failure that only a loaded
+    CI machine shows."""
+    out = [systemctl("status", "--no-pager", "-n", "5", *units).stdout] if units else []
+    res = subprocess.run(
+        ["journalctl", "--no-pager", "-q", "-o", "short-monotonic", "-n", "40", "-u", "noded.service"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return "\n".join([*out, "noded's last journal lines:", res.stdout])
 
 
 @pytest.fixture
