@@ -52,6 +52,7 @@ from noded.pipeline.topology import plan
 log = logging.getLogger("noded.sessions")
 
 HEARTBEAT_SECONDS = 2.0
+STOP_RETRY_SECONDS, STOP_ATTEMPTS = 2.0, 10  # a StopUnit systemd refused or did not answer
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
@@ -248,6 +249,12 @@ class SessionManager:
 
     def _on_node_exit(self, session: Session, node: NodeRuntime, failed: bool) -> None:
         if node.state in NODE_TERMINAL:
+            if failed:
+                # Ended already: its start job was cancelled by our stop (JobDone), and
+                # the process then failed to stop (SIGKILL after TimeoutStopSec=, or a
+                # non-zero exit). A failed unit stays loaded until reset, and with it the
+                # session, for ever.
+                self._reset_failed(session, node)
             return
         hung_in = "setup()" if node.state in (NodeState.IDLE, NodeState.INITIALIZING) else "process()"
         if failed:
@@ -266,7 +273,7 @@ class SessionManager:
                     )
                 except SystemdError:
                     pass
-            self.sd.reset_failed(node.unit)
+            self._reset_failed(session, node)
         else:
             counted = None
         # The kernel's counter decides; the eventfd (which may lose the race against the
@@ -364,12 +371,30 @@ class SessionManager:
                 continue
             node.stop_requested = True
             self._node_event(session, node, StopRequested())
-            if node.loaded:
-                try:
-                    if not self.sd.stop(node.unit):
-                        node.loaded = False
-                except SystemdError as exc:
-                    log.error("session %s: %s", session.sid, exc)
+            self._stop_unit(session, node, attempt=1)
+
+    def _stop_unit(self, session: Session, node: NodeRuntime, attempt: int) -> None:
+        """StopUnit, again a while later if systemd refused or did not answer (a busy
+        PID 1): a stop that is lost leaves the unit, and so the session, running."""
+        if not node.loaded:
+            return
+        try:
+            if not self.sd.stop(node.unit):
+                node.loaded = False
+                if attempt > 1:
+                    self._check_cleanup(session)
+        except SystemdError as exc:
+            if attempt >= STOP_ATTEMPTS:
+                log.error("session %s: %s; gave up after %d attempts", session.sid, exc, attempt)
+                return
+            log.warning("session %s: %s; trying again in %.0f s", session.sid, exc, STOP_RETRY_SECONDS)
+            asyncio.get_running_loop().call_later(STOP_RETRY_SECONDS, self._stop_unit, session, node, attempt + 1)
+
+    def _reset_failed(self, session: Session, node: NodeRuntime) -> None:
+        try:
+            self.sd.reset_failed(node.unit)
+        except SystemdError as exc:
+            log.error("session %s: %s", session.sid, exc)
 
     def _check_cleanup(self, session: Session) -> None:
         if session.state is not SessionState.STOPPING or session.units_loaded():

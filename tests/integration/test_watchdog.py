@@ -17,6 +17,7 @@ from noded.contract.client import Client
 from noded.dataplane.session import SessionIO, request_attach
 
 from .conftest import Sessions, ended, systemctl, wait_for
+from .load_support import session_leftovers
 
 
 def hang_pipeline(when: str, how: str = "lock", watchdog: str = "2s") -> str:
@@ -69,6 +70,23 @@ def test_a_setup_hung_after_a_progress_report_is_ended_before_the_start_timeout(
     assert done.failure.reason.startswith("hung in setup() for 2 s"), done.failure.reason
     assert "in setup" in "\n".join(done.failure.journal), done.failure.journal
     assert time.monotonic() - started < 30  # node_start_timeout is 60 s
+
+
+def test_a_setup_deaf_to_sigterm_is_killed_and_its_session_still_ends(client: Client, sessions: Sessions) -> None:
+    """Stopped while its start job runs, a node whose setup blocks SIGTERM (as a C call that
+    never returns to Python would) is killed by systemd after TimeoutStopSec= (5 s): its
+    unit then fails after noded counted the node as ended (our stop cancelled the start
+    job). That failed unit must still be let go, or the session never ends."""
+    toml = hang_pipeline("setup", "masked", watchdog="off")
+    info = sessions.create(client, toml)
+    wait_for(client, info.sid, lambda i: any("hanging" in n.status_text for n in i.nodes), 60)
+    stopped = time.monotonic()
+    client.request("stop", sid=info.sid)
+    done = wait_for(client, info.sid, ended, 60)
+    took = time.monotonic() - stopped
+    assert done.state == "stopped", done
+    assert took >= 4, f"ended after {took:.1f} s: the node was not deaf to SIGTERM, nothing was tested"
+    assert session_leftovers(info.sid) == []
 
 
 LIVELY = """inputs = ["data"]

@@ -321,12 +321,14 @@ class Hang(Node):
     """Hangs for good, as a deadlocked model library or an endless loop would: in setup(),
     after one progress report (``when`` "setup"), or in process() on its ``nth`` message
     (``when`` "process"; earlier messages are forwarded). ``how`` "lock" waits on a lock
-    nobody releases; "spin" loops in Python code. Core dumps are off (see Crash)."""
+    nobody releases; "spin" loops in Python code; "masked" blocks SIGTERM and SIGINT
+    first, as a C call that never returns to Python would, so only systemd's SIGKILL after
+    TimeoutStopSec= ends it. Core dumps are off (see Crash)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         spec = {"when": (str, "process"), "how": (str, "lock"), "nth": (int, 1)}
-        p = check_params(self, spec, {"when": ("setup", "process"), "how": ("lock", "spin")})
+        p = check_params(self, spec, {"when": ("setup", "process"), "how": ("lock", "spin", "masked")})
         self.when: str = p["when"]
         self.how: str = p["how"]
         self.nth: int = p["nth"]
@@ -336,8 +338,10 @@ class Hang(Node):
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        if self.when == "setup" and self.how == "masked":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # before "hanging"
         if self.when == "setup":
-            ctx.progress(0.5, "loading")
+            ctx.progress(0.5, "hanging")
             self.hang()
 
     def process(self, msg: Any) -> Any:
@@ -351,6 +355,10 @@ class Hang(Node):
         if self.how == "spin":
             while True:
                 pass
+        if self.how == "masked":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            while True:
+                time.sleep(3600)
         lock = threading.Lock()
         lock.acquire()
         lock.acquire()  # never released: a deadlock
