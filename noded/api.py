@@ -64,6 +64,7 @@ __all__ = ["Noded", "Session", "SessionFailed", "connect", "pipeline_text"]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 Progress = Callable[[SessionInfo], object]
+_ENDING = SESSION_TERMINAL | {SessionState.STOPPING}
 PipelineSource = str | os.PathLike[str] | Mapping[str, Any]
 
 
@@ -393,8 +394,12 @@ class _Guard(threading.Thread):
                     continue
                 session.info = info
                 self.events.put(info)
-                if info.failure is not None or info.state in SESSION_TERMINAL:
+                # Stopping (by anyone) or failing: sends and receives raise Stopped once
+                # what has arrived is read, so that the client detaches while the session
+                # ends (noded waits a moment for that before it removes the files).
+                if info.failure is not None or info.state in _ENDING:
                     session._stop_io()
+                if info.state in SESSION_TERMINAL:
                     return
         except (NodedError, OSError, ValueError):  # the connection is gone (or closed here)
             session._stop_io()

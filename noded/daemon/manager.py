@@ -43,6 +43,7 @@ from noded.daemon.resources import prepare_session, remove_leftovers, remove_ses
 from noded.daemon.session import NodeRuntime, Session
 from noded.daemon.shm import refuse_if_full
 from noded.daemon.shm import space as shm_space
+from noded.daemon.stats import attached_clients
 from noded.daemon.systemd import JobDone, Systemd, SystemdEvent, UnitChange, UnitGone
 from noded.daemon.units import PARENT_SLICE, UNIT_PREFIX, cgroup_path, service_properties, slice_properties, worker_argv
 from noded.errors import LimitError, SessionNotFound, SystemdError
@@ -57,6 +58,10 @@ SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 UINT32_MAX = 2**32 - 1
 KEEP_FINISHED = 100  # ended sessions kept for `session list/show`
 JOURNAL_LINES, JOURNAL_LINES_HUNG = 10, 30  # of a failed node's journal, in its session's failure
+# How long an ended session's files wait for its attached clients to close their ports
+# (a client's PID file goes when it detaches), and how often that is looked at: a client
+# tells noded nothing when it detaches, so this one wait is polled, and bounded.
+CLIENT_GRACE_SECONDS, CLIENT_LOOK_SECONDS = 3.0, 0.05
 
 Listener = Callable[[SessionInfo], None]
 
@@ -416,6 +421,7 @@ class SessionManager:
         journal = self._journal.pop(session.sid, None)
         if journal is not None and session.failure is not None:
             session.failure.journal = await journal
+        await self._await_clients(session)
         left = remove_session(self.config.iox2_root, session.sid)
         if left:
             log.info("session %s: removed %d files its nodes left", session.sid, len(left))
@@ -431,6 +437,26 @@ class SessionManager:
         fut = self._finished.pop(session.sid)
         if not fut.done():
             fut.set_result(None)
+
+    async def _await_clients(self, session: Session) -> None:
+        """Give the clients still attached a moment to close their ports: the session's
+        files removed under an open port make iceoryx2 warn ("The static storage was
+        already removed") when it closes. Their guard (noded.api) stops their io as soon
+        as the session stops or fails; a client that does not detach in time loses
+        nothing but the ports of a session that has ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLIENT_GRACE_SECONDS
+        while clients := attached_clients(session):
+            if loop.time() >= deadline:
+                pids = ", ".join(str(c.pid) for c in clients)
+                log.warning(
+                    "session %s: client(s) %s still attached %.0f s after the end; removing its files",
+                    session.sid,
+                    pids,
+                    CLIENT_GRACE_SECONDS,
+                )
+                return
+            await asyncio.sleep(CLIENT_LOOK_SECONDS)
 
     # -- helpers ------------------------------------------------------------------
 

@@ -136,3 +136,100 @@ def test_a_full_cycle_through_every_client_leaves_no_iceoryx2_warning(sessions: 
     assert raw == [], raw
     warnings = [message(e) for e in entries if int(e.get("PRIORITY", 6)) <= 4]
     assert warnings == [], warnings
+
+
+# A client that is still attached when its session ends, and takes a moment to notice:
+# the session fails under it (a node crashes mid-stream) or another client stops it. The
+# daemon must not remove the session's iceoryx2 files before this client has closed its
+# ports, or closing them warns ("The static storage was already removed").
+LATE_CLIENT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import noded
+    from noded.dataplane.channels import ConsumerGone
+
+    with noded.connect() as nd:
+        with nd.create(sys.argv[1]) as session:
+            session.wait_ready(timeout=60)
+            print("sid", session.sid, flush=True)
+            try:
+                if sys.argv[2] == "crash":
+                    for i in range(10_000):
+                        session.feed("data", np.full(256, i % 256, np.uint8))
+                        time.sleep(0.01)
+                else:
+                    for _ in session.outputs(timeout=60):
+                        pass
+            except (noded.Stopped, ConsumerGone):  # the session's end, or its first node gone
+                print("stopped", flush=True)
+            time.sleep(1.0)  # busy elsewhere: the ports stay open a while after the end
+    """
+)
+
+
+def late_client_cycle(sessions: Sessions, tmp_path: Path, toml: str, mode: str) -> tuple[str, str, str]:
+    pipeline = sessions.write(toml, f"{mode}.toml")
+    script = tmp_path / "late.py"
+    script.write_text(LATE_CLIENT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(pipeline), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()
+        assert first[:1] == ["sid"], (first, proc.stderr.read() if proc.stderr else "")
+        sid = first[1]
+        sessions.created.append(sid)
+        if mode == "stop":
+            time.sleep(0.5)
+            stopped = nodectl("session", "stop", sid)
+            assert stopped.returncode == 0, stopped.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return sid, out, err
+
+
+def test_a_client_attached_when_its_session_fails_or_is_stopped_leaves_no_iceoryx2_warning(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    cursor = journal_cursor()
+    crash = io_chain(1).replace('outputs = ["n0.out"]\n', "") + textwrap.dedent(
+        """
+        [[nodes]]
+        id = "boom"
+        class = "chaos"
+        params = { crash = "sigkill", at = "message", nth = 20 }
+        inputs = ["n0.out"]
+        """
+    )
+    sid_crash, out, err = late_client_cycle(sessions, tmp_path, crash, "crash")
+    assert "stopped" in out, (out, err)
+    assert bad_lines(err) == [], err
+    sid_stop, out, err = late_client_cycle(sessions, tmp_path, io_chain(2), "stop")
+    assert "stopped" in out, (out, err)
+    assert bad_lines(err) == [], err
+
+    deadline = time.monotonic() + 30
+    while True:
+        entries = [
+            e
+            for e in journal_after(cursor)
+            if e.get("NODED_SESSION") in (sid_crash, sid_stop) or e.get("_SYSTEMD_UNIT") == "noded.service"
+        ]
+        ended = [
+            sid
+            for sid in (sid_crash, sid_stop)
+            if any(f"session {sid}: {state}" in message(e) for e in entries for state in ("stopped", "failed"))
+        ]
+        if len(ended) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(ended) == 2, [message(e) for e in entries]
+    iceoryx2 = [message(e) for e in entries if ICEORYX2.search(message(e))]
+    assert iceoryx2 == [], iceoryx2
+    raw = [message(e) for e in entries if e.get("_TRANSPORT") == "stdout"]
+    assert raw == [], raw
