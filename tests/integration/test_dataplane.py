@@ -135,13 +135,19 @@ def test_consumer_killed_while_producer_blocked(client: Client, sessions: Sessio
         assert producer.is_alive()
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        done = wait_for(client, sid, ended, 5)
+        failing = wait_for(client, sid, lambda i: i.failure is not None, 5)
         assert time.monotonic() - t0 < 1.0
-        assert done.state == "failed" and done.failure.node == "n0"
+        assert failing.failure is not None and failing.failure.node == "n0"
         io.stop()  # what nodectl does when the session fails
         producer.join(2.0)
         assert not producer.is_alive(), "the producer hangs on a dead consumer"
         assert outcome and isinstance(outcome[0], (ConsumerGone, Stopped))
+    # Detached (leaving the block): noded, which waits for an attached client before it
+    # removes the session's files, ends the session at once.
+    t1 = time.monotonic()
+    done = wait_for(client, sid, ended, 5)
+    assert done.state == "failed" and done.failure.node == "n0"
+    assert time.monotonic() - t1 < 1.0
 
 
 def test_fan_out_and_fan_in(client: Client, sessions: Sessions) -> None:
