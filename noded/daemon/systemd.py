@@ -259,8 +259,22 @@ class Systemd:
         except Exception:
             log.exception("undecodable UnitRemoved")
             return
-        if unit.startswith(UNIT_PREFIX):
-            self._deliver(UnitGone(unit))
+        if not unit.startswith(UNIT_PREFIX):
+            return
+        if self._loaded(unit):
+            log.info("%s: reloaded by systemd (a daemon-reload), still followed", unit)
+            return
+        self._deliver(UnitGone(unit))
+
+    def _loaded(self, unit: str) -> bool:
+        """True when systemd has the unit now. A daemon-reload sends UnitRemoved for
+        every unit and loads them again: this call is answered once the reload is done,
+        and a unit that really went is not found."""
+        try:
+            self._call(b"GetUnit", apply_signature(b"s", [unit.encode()]), f"look up {unit}")
+        except SystemdError:
+            return False
+        return True
 
     # -- method side --------------------------------------------------------------
 

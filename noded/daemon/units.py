@@ -85,9 +85,13 @@ def service_properties(
         ("Description", "s", f"noded node {node_id} ({node_class}) of session {sid}"),
         ("Type", "s", "notify"),
         ("NotifyAccess", "s", "main"),
-        # ExecStartEx with no-env-expand: the spec JSON may hold "$" (params),
-        # which plain ExecStart would expand as environment variables.
-        ("ExecStartEx", "a(sasas)", [(argv[0].encode(), [a.encode() for a in argv], [b"no-env-expand"])]),
+        # ExecStart, not ExecStartEx with its no-env-expand flag: systemd 252 writes the
+        # latter to /run/systemd/transient as "ExecStartEx=", which its own parser does
+        # not know, so the first daemon-reload (apt runs one on most upgrades) left the
+        # unit "bad-setting" and out of reach of StopUnit. systemd expands "$" in
+        # ExecStart at exec time, and the spec JSON may hold "$" (params): "$$" is a
+        # literal "$" (systemd.service(5), "Command lines").
+        ("ExecStart", "a(sasb)", [(argv[0], [a.replace("$", "$$") for a in argv], False)]),
         ("Slice", "s", slice_name(sid)),
         # Failed units stay loaded (and readable over D-Bus) until the daemon has
         # read their Result and calls ResetFailedUnit; inactive ones go at once.

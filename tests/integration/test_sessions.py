@@ -188,3 +188,23 @@ def test_params_reach_the_node_verbatim(client: Client, sessions: Sessions) -> N
     info = sessions.create(client, toml)
     done = wait_for(client, info.sid, ended, 30)
     assert done.failure is not None and message in done.failure.reason, done.failure.reason
+
+
+def test_a_systemd_reload_leaves_running_nodes_loaded_and_stoppable(client: Client, sessions: Sessions) -> None:
+    """apt runs ``systemctl daemon-reload`` on nearly every upgrade, and systemd then reads
+    every transient unit back from /run/systemd/transient: a node's unit must come back
+    loaded (systemd 252 cannot read back an ``ExecStartEx=`` it wrote itself: the unit
+    turned "bad-setting", StopUnit no longer reached it, and it ran on after its session
+    "stopped"). A reload is no failure: the session stays ready, then stops cleanly."""
+    info = sessions.create(client, chain(3))
+    ready = wait_for(client, info.sid, lambda i: i.state == "ready", 30)
+    pids = [n.main_pid for n in ready.nodes]
+    systemctl("daemon-reload", check=True)
+    for n in ready.nodes:
+        assert systemctl("show", "-P", "LoadState", n.unit).stdout.strip() == "loaded", n.unit
+        assert systemctl("show", "-P", "ActiveState", n.unit).stdout.strip() == "active", n.unit
+    assert client.request("show", sid=info.sid)["state"] == "ready"
+    stopped = client.request("stop", sid=info.sid, wait=True)
+    assert stopped["state"] == "stopped"
+    assert noded_units(f"noded-{info.sid}*") == []
+    assert not any(psutil.pid_exists(p) for p in pids)

@@ -126,7 +126,7 @@ def test_unit_runs_the_nodes_python_with_its_env_after_nodeds() -> None:
     # The pipeline's value replaces noded's: systemd refuses a block that assigns a name twice.
     names = [item.split(b"=", 1)[0] for item in env]
     assert len(names) == len(set(names)), env
-    assert props["ExecStartEx"][0][0] == b"/opt/noded/models-venv/bin/python"
+    assert props["ExecStart"][0][0] == "/opt/noded/models-venv/bin/python"
     assert props["MemoryDenyWriteExecute"] is False
 
 
