@@ -102,7 +102,11 @@ def describe_exit(f: ExitFacts) -> ExitReason:
         what = "stopped"
 
     if f.result == "oom-kill" or f.oom_killed:
-        limit = f" (memory_max {_mib(f.memory_max)})" if f.memory_max else ""
+        limit = (
+            f" (memory_max {_mib(f.memory_max)})"
+            if f.memory_max
+            else " (it has no memory_max: the machine, or a slice above the node, was short of memory)"
+        )
         what = f"ran out of memory{limit}: the kernel's OOM killer ended it; it {what}"
     elif f.result == "watchdog":
         limit = f" for {f.watchdog:g} s" if f.watchdog else ""

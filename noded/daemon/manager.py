@@ -270,14 +270,17 @@ class SessionManager:
                     node.props[prop] = self.sd.get(node.unit, prop)
                 except SystemdError:
                     pass
+            # The kernel's oom_kill counter, read by the unit's ExecStopPost: for every
+            # node, as an OOM kill may come from above it too (the machine short of
+            # memory, or a limit on a slice over the sessions), not only from its own
+            # memory_max.
             counted: bool | None = None
-            if node.spec.resources.memory_max is not None:
-                try:
-                    counted = oom_killed_from_exec(
-                        self.sd.get_unit_property(node.unit, SERVICE_IFACE, "ExecStopPost", "a(sasbttttuii)")
-                    )
-                except SystemdError:
-                    pass
+            try:
+                counted = oom_killed_from_exec(
+                    self.sd.get_unit_property(node.unit, SERVICE_IFACE, "ExecStopPost", "a(sasbttttuii)")
+                )
+            except SystemdError:
+                pass
             self._reset_failed(session, node)
         else:
             counted = None
@@ -484,7 +487,7 @@ class SessionManager:
             watchdog=res.watchdog,
             sandbox=spec.sandbox,
             env=spec.env,
-            oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)) if res.memory_max is not None else None,
+            oom_check=oom_check_argv(cgroup_path(session.sid, node.unit)),
             user=session.user,
         )
 

@@ -152,6 +152,11 @@ class Streamer:
             assert time.monotonic() < deadline, f"no data flowing: sent {self.sent}, received {self.received}"
             time.sleep(0.05)
 
+    def detach(self) -> None:
+        """Stop streaming and detach, as a client does before it stops its session."""
+        self.io.stop()
+        self.join()
+
     def join(self) -> None:
         for t in self._threads:
             t.join(DEADLINE)

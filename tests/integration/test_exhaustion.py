@@ -37,8 +37,8 @@ def bystander() -> Iterator[Streamer]:
     streamer.wait_flowing(before + 20)  # still flowing after everything the test did
     with Client(timeout=60) as c:
         assert c.request("show", sid=sid)["state"] == "ready"
+        streamer.detach()
         c.request("stop", sid=sid, wait=True)
-    streamer.join()
 
 
 def fails(toml: str) -> Failure:
@@ -119,6 +119,46 @@ def test_oom_kills_under_cpu_load_are_all_attributed() -> None:
             reasons.append((f.node, f.reason))
     wrong = [r for r in reasons if r[0] != "tiny" or "out of memory" not in r[1]]
     assert not wrong, wrong
+
+
+# -- a machine short of memory ------------------------------------------------------------
+
+SHORT_BY = 256 << 20  # what is left for new nodes
+
+
+@pytest.fixture
+def short_of_memory(bystander: Streamer) -> Iterator[int]:
+    """The machine as noded sees it when memory runs short: noded.slice, where every
+    session runs, may use only what its sessions use now (the bystander's) plus
+    ``SHORT_BY``. No node has a memory_max of its own: an OOM kill comes from above the
+    node, as the kernel's global OOM killer's would. Undone after the test."""
+    used = int(systemctl("show", "-P", "MemoryCurrent", "noded.slice", check=True).stdout.strip())
+    limit = used + SHORT_BY
+    systemctl("set-property", "--runtime", "noded.slice", f"MemoryMax={limit}", check=True)
+    try:
+        yield limit
+    finally:
+        systemctl("set-property", "--runtime", "noded.slice", "MemoryMax=infinity", check=True)
+        systemctl("revert", "noded.slice", check=True)
+
+
+def test_a_new_node_on_a_machine_out_of_memory_fails_naming_memory_and_others_run_on(
+    bystander: Streamer, short_of_memory: int
+) -> None:
+    """A node that needs more memory than is left, with no limit of its own, fails with an
+    error that says out of memory (not just SIGKILL), under CPU load; the bystander
+    session streams on (its fixture checks), and a new small session still starts."""
+    greedy = '[[nodes]]\nid = "greedy"\nclass = "chaos"\nparams = { crash = "oom", at = "init" }\n'
+    with cpu_hogs():
+        failure = fails(greedy)
+    assert failure.node == "greedy" and "out of memory" in failure.reason, failure
+    with Client(timeout=60) as c:
+        sid = c.request("create", text=io_chain(1), filename="small.toml", watch=True)["sid"]
+        try:
+            assert wait_for(c, sid, lambda i: i.state != "creating", DEADLINE).state == "ready"
+        finally:
+            c.request("stop", sid=sid, wait=True)
+    assert session_leftovers(sid) == []
 
 
 # -- a missing executable ----------------------------------------------------------------

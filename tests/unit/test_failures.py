@@ -27,7 +27,7 @@ def test_oom_names_memory_and_limit():
     )
     assert "out of memory" in r.reason and "64 MiB" in r.reason and "OOM" in r.reason
     r = describe_exit(ExitFacts(result="signal", exec_main_code=CLD_KILLED, exec_main_status=9, oom_killed=True))
-    assert "out of memory" in r.reason
+    assert "out of memory" in r.reason and "no memory_max" in r.reason and "machine" in r.reason
 
 
 def test_a_node_the_watchdog_ended_hung_in_process_or_setup():
