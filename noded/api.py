@@ -334,7 +334,10 @@ class Session:
     # -- the end ----------------------------------------------------------------------
 
     def stop(self, wait: bool = True) -> SessionInfo:
-        """Stop the session; with ``wait``, return once every unit is gone."""
+        """Stop the session; with ``wait``, return once every unit is gone. Detaches
+        first: the data plane ends with the session, and noded removes its files only
+        once no client holds them (or after a grace of a few seconds)."""
+        self.detach()
         self.info = self.noded.stop(self.sid, wait=wait)
         return self.info
 

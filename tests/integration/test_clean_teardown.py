@@ -154,7 +154,11 @@ LATE_CLIENT = textwrap.dedent(
             session.wait_ready(timeout=60)
             print("sid", session.sid, flush=True)
             try:
-                if sys.argv[2] == "crash":
+                if sys.argv[2] == "self":  # stops its own session while attached
+                    session.feed("data", np.zeros(256, np.uint8))
+                    session.stop(wait=True)
+                    print("stopped", flush=True)
+                elif sys.argv[2] == "crash":
                     for i in range(10_000):
                         session.feed("data", np.full(256, i % 256, np.uint8))
                         time.sleep(0.01)
@@ -212,23 +216,26 @@ def test_a_client_attached_when_its_session_fails_or_is_stopped_leaves_no_iceory
     sid_stop, out, err = late_client_cycle(sessions, tmp_path, io_chain(2), "stop")
     assert "stopped" in out, (out, err)
     assert bad_lines(err) == [], err
+    sid_self, out, err = late_client_cycle(sessions, tmp_path, io_chain(2), "self")
+    assert "stopped" in out, (out, err)
+    assert bad_lines(err) == [], err
 
     deadline = time.monotonic() + 30
     while True:
         entries = [
             e
             for e in journal_after(cursor)
-            if e.get("NODED_SESSION") in (sid_crash, sid_stop) or e.get("_SYSTEMD_UNIT") == "noded.service"
+            if e.get("NODED_SESSION") in (sid_crash, sid_stop, sid_self) or e.get("_SYSTEMD_UNIT") == "noded.service"
         ]
         ended = [
             sid
-            for sid in (sid_crash, sid_stop)
+            for sid in (sid_crash, sid_stop, sid_self)
             if any(f"session {sid}: {state}" in message(e) for e in entries for state in ("stopped", "failed"))
         ]
-        if len(ended) == 2 or time.monotonic() > deadline:
+        if len(ended) == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert len(ended) == 2, [message(e) for e in entries]
+    assert len(ended) == 3, [message(e) for e in entries]
     iceoryx2 = [message(e) for e in entries if ICEORYX2.search(message(e))]
     assert iceoryx2 == [], iceoryx2
     raw = [message(e) for e in entries if e.get("_TRANSPORT") == "stdout"]
