@@ -17,9 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from noded.errors import Stopped
-from noded.node import Context, Node
-
 __version__ = "0.1.0"
 
 __all__ = ["Context", "Message", "Node", "Stopped", "__version__", "connect"]
@@ -27,9 +24,22 @@ __all__ = ["Context", "Message", "Node", "Stopped", "__version__", "connect"]
 if TYPE_CHECKING:
     from noded.api import connect
     from noded.dataplane.message import Message
+    from noded.errors import Stopped
+    from noded.node import Context, Node
 
 
 def __getattr__(name: str) -> Any:
+    # Each name is imported on first use: `nodectl --help` and completion import
+    # noded.ctl, which needs none of them (logging, dataclasses and inspect are most of
+    # the CPU that tests/unit/test_cli_conventions.py budgets).
+    if name in ("Node", "Context"):
+        from noded import node
+
+        return getattr(node, name)
+    if name == "Stopped":
+        from noded.errors import Stopped
+
+        return Stopped
     if name == "Message":  # what process() receives; numpy comes with it
         from noded.dataplane.message import Message
 
