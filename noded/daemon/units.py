@@ -138,7 +138,18 @@ def service_properties(
     if oom_check:
         # Read the cgroup's oom_kill counter after the main process died, while the cgroup
         # still exists (noded.daemon.oom); ignore-failure: its status is only read.
-        props.append(("ExecStopPost", "a(sasb)", [(oom_check[0], oom_check, True)]))
+        # privileged ("+"): without the node's sandbox, which systemd would otherwise set
+        # up again for this one grep, doubling a session's stop (5 nodes: 220 ms without
+        # the check, 451 ms sandboxed, 267 ms privileged). ExecStopPostEx, as only it has
+        # flags: after a daemon-reload systemd 252 ignores it (it cannot read back the
+        # "ExecStopPostEx=" it wrote; see ExecStart above), and the eventfd decides then.
+        props.append(
+            (
+                "ExecStopPostEx",
+                "a(sasas)",
+                [(oom_check[0], oom_check, ["ignore-failure", "privileged"])],
+            )
+        )
     if cpu_quota is not None:
         props.append(("CPUQuotaPerSecUSec", "t", int(cpu_quota * USEC)))
     if tasks_max is not None:
