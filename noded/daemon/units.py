@@ -142,7 +142,7 @@ def service_properties(
         # up again for this one grep, doubling a session's stop (5 nodes: 220 ms without
         # the check, 451 ms sandboxed, 267 ms privileged). ExecStopPostEx, as only it has
         # flags: after a daemon-reload systemd 252 ignores it (it cannot read back the
-        # "ExecStopPostEx=" it wrote; see ExecStart above), and the eventfd decides then.
+        # "ExecStopPostEx=" it wrote; see ExecStart above): the eventfd, if any, decides then.
         props.append(
             (
                 "ExecStopPostEx",
