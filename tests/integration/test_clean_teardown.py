@@ -47,14 +47,14 @@ def message(entry: dict[str, Any]) -> str:
     return bytes(text).decode(errors="replace") if isinstance(text, list) else str(text)
 
 
-def cycle_journal(cursor: str, sids: list[str]) -> list[dict[str, Any]]:
+def cycle_journal(cursor: str, sids: list[str], ends: tuple[str, ...] = ("stopped",)) -> list[dict[str, Any]]:
     """The cycle's entries of the sessions' units and of noded.service, once journald has
-    the daemon's last word on each session."""
+    the daemon's last word on each session (one of ``ends``)."""
     deadline = time.monotonic() + 30
     while True:
         found = journal_after(cursor)
         ours = [e for e in found if e.get("NODED_SESSION") in sids or e.get("_SYSTEMD_UNIT") == "noded.service"]
-        done = all(any(f"session {sid}: stopped" in message(e) for e in ours) for sid in sids)
+        done = all(any(f"session {sid}: {end}" in message(e) for e in ours for end in ends) for sid in sids)
         if done or time.monotonic() > deadline:
             assert done, [message(e) for e in ours]
             return ours
@@ -139,9 +139,10 @@ def test_a_full_cycle_through_every_client_leaves_no_iceoryx2_warning(sessions: 
 
 
 # A client that is still attached when its session ends, and takes a moment to notice:
-# the session fails under it (a node crashes mid-stream) or another client stops it. The
-# daemon must not remove the session's iceoryx2 files before this client has closed its
-# ports, or closing them warns ("The static storage was already removed").
+# the session fails under it (a node crashes mid-stream), another client stops it, or it
+# stops the session itself. The daemon must not remove the session's iceoryx2 files
+# before this client has closed its ports, or closing them warns ("The static storage
+# was already removed").
 LATE_CLIENT = textwrap.dedent(
     """
     import sys, time
@@ -220,22 +221,7 @@ def test_a_client_attached_when_its_session_fails_or_is_stopped_leaves_no_iceory
     assert "stopped" in out, (out, err)
     assert bad_lines(err) == [], err
 
-    deadline = time.monotonic() + 30
-    while True:
-        entries = [
-            e
-            for e in journal_after(cursor)
-            if e.get("NODED_SESSION") in (sid_crash, sid_stop, sid_self) or e.get("_SYSTEMD_UNIT") == "noded.service"
-        ]
-        ended = [
-            sid
-            for sid in (sid_crash, sid_stop, sid_self)
-            if any(f"session {sid}: {state}" in message(e) for e in entries for state in ("stopped", "failed"))
-        ]
-        if len(ended) == 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert len(ended) == 3, [message(e) for e in entries]
+    entries = cycle_journal(cursor, [sid_crash, sid_stop, sid_self], ends=("stopped", "failed"))
     iceoryx2 = [message(e) for e in entries if ICEORYX2.search(message(e))]
     assert iceoryx2 == [], iceoryx2
     raw = [message(e) for e in entries if e.get("_TRANSPORT") == "stdout"]
