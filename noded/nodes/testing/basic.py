@@ -321,9 +321,14 @@ class Hang(Node):
     """Hangs for good, as a deadlocked model library or an endless loop would: in setup(),
     after one progress report (``when`` "setup"), or in process() on its ``nth`` message
     (``when`` "process"; earlier messages are forwarded). ``how`` "lock" waits on a lock
-    nobody releases; "spin" loops in Python code; "masked" blocks SIGTERM and SIGINT
+    nobody releases; "spin" loops in Python code; "masked" ignores SIGTERM and SIGINT
     first, as a C call that never returns to Python would, so only systemd's SIGKILL after
-    TimeoutStopSec= ends it. Core dumps are off (see Crash)."""
+    TimeoutStopSec= ends it. Core dumps are off (see Crash).
+
+    "masked" sets the signals' disposition to SIG_IGN, process-wide. Blocking them in the
+    main thread is not enough: the kernel then delivers a stop signal to another thread
+    (the setup heartbeat), Python's handler is left pending, and the main thread runs it
+    at its next bytecode, so the node stops after all if the signal comes before it sleeps."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -339,7 +344,7 @@ class Hang(Node):
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
         if self.when == "setup" and self.how == "masked":
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # before "hanging"
+            self.deafen()  # before "hanging"
         if self.when == "setup":
             ctx.progress(0.5, "hanging")
             self.hang()
@@ -356,9 +361,14 @@ class Hang(Node):
             while True:
                 pass
         if self.how == "masked":
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+            self.deafen()
             while True:
                 time.sleep(3600)
         lock = threading.Lock()
         lock.acquire()
         lock.acquire()  # never released: a deadlock
+
+    @staticmethod
+    def deafen() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
